@@ -1,0 +1,38 @@
+// The one registration point of nerf_app._C: every op's torch-facing function, plus build facts.
+#include <torch/extension.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "ops.h"
+
+namespace {
+
+bool built_with_cuda() {
+#ifdef NERF_APP_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+int openmp_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;  // built without -fopenmp: kernels run on one thread
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "nerf_app compiled kernels (C++/OpenMP, and CUDA when built with it)";
+  m.def("built_with_cuda", &built_with_cuda, "whether the CUDA kernels were compiled in");
+  m.def("openmp_threads", &openmp_threads, "OpenMP threads the CPU kernels use (1 if built without OpenMP)");
+
+  m.def("hashgrid_forward", &nerf_app::hashgrid_forward, "hash-grid encoding forward");
+  m.def("hashgrid_backward_table", &nerf_app::hashgrid_backward_table, "hash-grid gradient to the table");
+  m.def("hashgrid_backward_input", &nerf_app::hashgrid_backward_input, "hash-grid gradient to the inputs");
+}

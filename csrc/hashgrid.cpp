@@ -1,0 +1,160 @@
+// Torch glue of the hash-grid op: checks, allocation, and dispatch to the CPU or CUDA launcher.
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include "cpu/hashgrid_cpu.h"
+#include "ops.h"
+
+#ifdef NERF_APP_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "cuda/hashgrid_cuda.h"
+#endif
+
+namespace nerf_app {
+namespace {
+
+HashGridLevels make_levels(int dim, const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes,
+                           const std::vector<int64_t>& resolutions, const std::vector<double>& scales,
+                           int64_t table_rows) {
+  const size_t n = offsets.size();
+  TORCH_CHECK(n >= 1 && n <= (size_t)kHashGridMaxLevels, "hashgrid: 1 to ", kHashGridMaxLevels,
+              " levels supported, got ", n);
+  TORCH_CHECK(sizes.size() == n && resolutions.size() == n && scales.size() == n,
+              "hashgrid: level arrays differ in length");
+  HashGridLevels L{};
+  L.n_levels = (int)n;
+  for (size_t l = 0; l < n; ++l) {
+    TORCH_CHECK(sizes[l] > 0 && offsets[l] >= 0 && offsets[l] + sizes[l] <= table_rows,
+                "hashgrid: level ", l, " lies outside the table");
+    TORCH_CHECK(resolutions[l] >= 2 && resolutions[l] < (int64_t(1) << 31), "hashgrid: bad resolution");
+    uint64_t volume = 1;  // res^D, saturating
+    for (int d = 0; d < dim; ++d)
+      volume = volume > (uint64_t(1) << 40) ? volume : volume * (uint64_t)resolutions[l];
+    L.offset[l] = (uint32_t)offsets[l];
+    L.size[l] = (uint32_t)sizes[l];
+    L.resolution[l] = (uint32_t)resolutions[l];
+    L.scale[l] = (float)scales[l];
+    L.hashed[l] = volume > (uint64_t)sizes[l];
+    TORCH_CHECK(!L.hashed[l] || (sizes[l] & (sizes[l] - 1)) == 0, "hashgrid: hashed level ", l,
+                " must have a power-of-two size");
+  }
+  return L;
+}
+
+void check_inputs(const at::Tensor& x, const at::Tensor& table) {
+  TORCH_CHECK(x.dim() == 2 && x.size(1) >= 1 && x.size(1) <= 4, "hashgrid: x must be [N, D] with D in 1..4");
+  TORCH_CHECK(table.dim() == 2, "hashgrid: table must be [rows, F]");
+  TORCH_CHECK(x.device() == table.device(), "hashgrid: x and table on different devices");
+  TORCH_CHECK(x.is_contiguous() && table.is_contiguous(), "hashgrid: x and table must be contiguous");
+  if (x.is_cuda()) {
+    TORCH_CHECK(x.scalar_type() == at::kFloat, "hashgrid (cuda): x must be float32");
+    TORCH_CHECK(table.scalar_type() == at::kFloat || table.scalar_type() == at::kHalf,
+                "hashgrid (cuda): table must be float32 or float16");
+  } else {
+    TORCH_CHECK(x.scalar_type() == table.scalar_type() &&
+                    (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble),
+                "hashgrid (cpu): x and table must both be float32 or both float64");
+  }
+}
+
+#ifdef NERF_APP_WITH_CUDA
+void check_cuda(const char* what) {
+  const char* err = cuda::last_error();
+  TORCH_CHECK(err == nullptr, "hashgrid ", what, ": CUDA error: ", err);
+}
+void* current_stream() { return (void*)c10::cuda::getCurrentCUDAStream().stream(); }
+#endif
+
+}  // namespace
+
+at::Tensor hashgrid_forward(const at::Tensor& x, const at::Tensor& table, const std::vector<int64_t>& offsets,
+                            const std::vector<int64_t>& sizes, const std::vector<int64_t>& resolutions,
+                            const std::vector<double>& scales, bool smoothstep) {
+  check_inputs(x, table);
+  const int dim = (int)x.size(1), features = (int)table.size(1);
+  const int64_t n = x.size(0);
+  const HashGridLevels L = make_levels(dim, offsets, sizes, resolutions, scales, table.size(0));
+  if (x.is_cuda()) {
+#ifdef NERF_APP_WITH_CUDA
+    const c10::cuda::CUDAGuard guard(x.device());
+    at::Tensor y = at::empty({n, (int64_t)L.n_levels * features}, x.options());
+    cuda::hashgrid_forward(x.data_ptr<float>(), table.data_ptr(), table.scalar_type() == at::kHalf,
+                           y.data_ptr<float>(), n, dim, features, L, smoothstep, current_stream());
+    check_cuda("forward");
+    return y;
+#else
+    TORCH_CHECK(false, "hashgrid: nerf_app._C was built without CUDA kernels");
+#endif
+  }
+  at::Tensor y = at::empty({n, (int64_t)L.n_levels * features}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hashgrid_forward", [&] {
+    cpu::hashgrid_forward<scalar_t>(x.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), n,
+                                    dim, features, L, smoothstep);
+  });
+  return y;
+}
+
+at::Tensor hashgrid_backward_table(const at::Tensor& x, const at::Tensor& table, const at::Tensor& grad_y,
+                                   const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes,
+                                   const std::vector<int64_t>& resolutions, const std::vector<double>& scales,
+                                   bool smoothstep) {
+  check_inputs(x, table);
+  const int dim = (int)x.size(1), features = (int)table.size(1);
+  const int64_t n = x.size(0);
+  const HashGridLevels L = make_levels(dim, offsets, sizes, resolutions, scales, table.size(0));
+  TORCH_CHECK(grad_y.is_contiguous() && grad_y.size(0) == n && grad_y.size(1) == (int64_t)L.n_levels * features,
+              "hashgrid: grad_y must be contiguous [N, n_levels*F]");
+  at::Tensor grad_table = at::zeros_like(table);
+  if (x.is_cuda()) {
+#ifdef NERF_APP_WITH_CUDA
+    const c10::cuda::CUDAGuard guard(x.device());
+    cuda::hashgrid_backward_table(x.data_ptr<float>(), grad_y.data_ptr<float>(), grad_table.data_ptr(),
+                                  table.scalar_type() == at::kHalf, n, dim, features, L, smoothstep,
+                                  current_stream());
+    check_cuda("backward (table)");
+    return grad_table;
+#else
+    TORCH_CHECK(false, "hashgrid: nerf_app._C was built without CUDA kernels");
+#endif
+  }
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hashgrid_backward_table", [&] {
+    cpu::hashgrid_backward_table<scalar_t>(x.data_ptr<scalar_t>(), grad_y.data_ptr<scalar_t>(),
+                                           grad_table.data_ptr<scalar_t>(), n, dim, features, L, smoothstep);
+  });
+  return grad_table;
+}
+
+at::Tensor hashgrid_backward_input(const at::Tensor& x, const at::Tensor& table, const at::Tensor& grad_y,
+                                   const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes,
+                                   const std::vector<int64_t>& resolutions, const std::vector<double>& scales,
+                                   bool smoothstep) {
+  check_inputs(x, table);
+  const int dim = (int)x.size(1), features = (int)table.size(1);
+  const int64_t n = x.size(0);
+  const HashGridLevels L = make_levels(dim, offsets, sizes, resolutions, scales, table.size(0));
+  TORCH_CHECK(grad_y.is_contiguous() && grad_y.size(0) == n && grad_y.size(1) == (int64_t)L.n_levels * features,
+              "hashgrid: grad_y must be contiguous [N, n_levels*F]");
+  at::Tensor grad_x = at::empty_like(x);
+  if (x.is_cuda()) {
+#ifdef NERF_APP_WITH_CUDA
+    const c10::cuda::CUDAGuard guard(x.device());
+    cuda::hashgrid_backward_input(x.data_ptr<float>(), table.data_ptr(), table.scalar_type() == at::kHalf,
+                                  grad_y.data_ptr<float>(), grad_x.data_ptr<float>(), n, dim, features, L,
+                                  smoothstep, current_stream());
+    check_cuda("backward (input)");
+    return grad_x;
+#else
+    TORCH_CHECK(false, "hashgrid: nerf_app._C was built without CUDA kernels");
+#endif
+  }
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hashgrid_backward_input", [&] {
+    cpu::hashgrid_backward_input<scalar_t>(x.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(),
+                                           grad_y.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), n, dim,
+                                           features, L, smoothstep);
+  });
+  return grad_x;
+}
+
+}  // namespace nerf_app

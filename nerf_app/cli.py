@@ -1,0 +1,55 @@
+"""`nerf-app <verb>`: the command-line entry point.
+
+Each verb lives in its own module under :mod:`nerf_app.commands` and provides
+``add_arguments(parser)`` and ``run(args) -> int``. Verbs are imported only when used, so
+``nerf-app --help`` stays fast and one broken verb cannot break the others.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from typing import List, Optional
+
+from .errors import NerfAppError
+
+# verb -> (module, one-line help). Add a verb by adding a module and a line here.
+VERBS = {
+    "info": ("nerf_app.commands.info", "show the build, the backends available and why"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nerf-app", description="Neural radiance fields and implicit neural representations.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb, (module_name, help_text) in VERBS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(verb, help=help_text, description=help_text)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "verb", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args._run(args) or 0)
+    except NerfAppError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"nerf-app {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nerf-app {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per CLI verb (see :data:`nerf_app.cli.VERBS`)."""

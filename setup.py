@@ -1,0 +1,87 @@
+"""Build nerf_app and its compiled extension ``nerf_app._C``.
+
+* C++ CPU kernels (OpenMP via at::parallel_for) are always built.
+* CUDA kernels join when the installed torch has CUDA and nvcc is found (or NERF_APP_FORCE_CUDA=1).
+  Architectures come from TORCH_CUDA_ARCH_LIST, else the local GPU, else 8.0;8.6;8.9;9.0.
+* NERF_APP_NO_EXTENSION=1 installs the pure-PyTorch package with no compiled code at all.
+
+Install against the torch already present: ``pip install --no-build-isolation -e .``
+(an isolated build would download a different torch).
+"""
+import glob
+import os
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def extensions():
+    if _flag("NERF_APP_NO_EXTENSION"):
+        print("nerf_app: NERF_APP_NO_EXTENSION=1, building no extension (torch backend only)")
+        return [], {}
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+    with_cuda = _flag("NERF_APP_FORCE_CUDA") or (torch.version.cuda is not None and CUDA_HOME is not None)
+    if _flag("NERF_APP_NO_CUDA"):
+        with_cuda = False
+    rel = lambda pattern: sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
+    sources = rel("csrc/*.cpp") + rel("csrc/cpu/*.cpp")
+    include_dirs = [os.path.join(ROOT, "csrc", "include")]
+    cxx = ["-O3", "-g0", "-fopenmp", "-std=c++17", "-ffp-contract=off"]
+    link = ["-fopenmp"]  # without it in the link step OpenMP silently runs on one thread
+    if with_cuda:
+        if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+            if torch.cuda.is_available():
+                major, minor = torch.cuda.get_device_capability()
+                os.environ["TORCH_CUDA_ARCH_LIST"] = f"{major}.{minor}"
+            else:
+                os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;8.6;8.9;9.0"
+        sources += rel("csrc/cuda/*.cu") + rel("csrc/cuda/*.cpp")
+        nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr",
+                # torch disables fp16 operators by default; the fp16 hash tables need them
+                "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
+                "-U__CUDA_NO_HALF2_OPERATORS__", "-U__CUDA_NO_BFLOAT16_CONVERSIONS__"]
+        ext = CUDAExtension("nerf_app._C", sources, include_dirs=include_dirs,
+                            define_macros=[("NERF_APP_WITH_CUDA", "1")],
+                            extra_compile_args={"cxx": cxx, "nvcc": nvcc}, extra_link_args=link)
+        print(f"nerf_app: building C++ and CUDA kernels for {os.environ['TORCH_CUDA_ARCH_LIST']}")
+    else:
+        ext = CppExtension("nerf_app._C", sources, include_dirs=include_dirs,
+                           extra_compile_args={"cxx": cxx}, extra_link_args=link)
+        print("nerf_app: building C++ CPU kernels (no CUDA torch or no nvcc: CUDA kernels skipped)")
+    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+
+
+ext_modules, cmdclass = extensions()
+
+setup(
+    name="nerf_app",
+    version="0.1.0",
+    description="Neural radiance fields and implicit neural representations with C++/CUDA kernels",
+    packages=find_packages(include=["nerf_app", "nerf_app.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=2.0",
+        "numpy",
+        "tqdm",
+        "pyyaml",
+        "imageio>=2.28",
+        "imageio-ffmpeg",
+        "opencv-python-headless",
+        "trimesh",
+        "scikit-image",
+        "scipy",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest", "hypothesis"]},
+    entry_points={"console_scripts": ["nerf-app=nerf_app.cli:main"]},
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+    zip_safe=False,
+)
