@@ -1,0 +1,129 @@
+"""Checks shared by the readers: safe paths inside the scene folder, finite numbers, rotations.
+
+Every failure raises :class:`~nerf_app.errors.DatasetError` naming the file and the field.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import DatasetError
+
+# Loose enough for float32 / 6-digit text poses, tight enough to catch scaled or sheared matrices.
+ROTATION_TOL = 1e-3
+MAX_IMAGE_SIDE = 1 << 17  # larger "image sizes" are corrupt records, not cameras
+
+
+def finite_array(values, path, field: str, shape: Optional[Sequence[int]] = None) -> np.ndarray:
+    """``values`` as a finite float64 array (optionally of ``shape``), else DatasetError."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise DatasetError(path, f"expected numbers, got {_short(values)}", field) from None
+    if shape is not None and arr.shape != tuple(shape):
+        raise DatasetError(path, f"expected shape {tuple(shape)}, got {arr.shape}", field)
+    if not np.all(np.isfinite(arr)):
+        raise DatasetError(path, "contains NaN or Inf", field)
+    return arr
+
+
+def finite_number(value, path, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DatasetError(path, f"expected a number, got {_short(value)}", field)
+    try:
+        out = float(value)
+    except OverflowError:
+        raise DatasetError(path, "number too large", field) from None
+    if not math.isfinite(out):
+        raise DatasetError(path, "is NaN or Inf", field)
+    return out
+
+
+def image_size(width, height, path, field: str):
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 < value <= MAX_IMAGE_SIDE:
+            raise DatasetError(path, f"{name} must be an integer in 1..{MAX_IMAGE_SIDE}, got {_short(value)}", field)
+    return int(width), int(height)
+
+
+def check_rotation(R: np.ndarray, path, field: str) -> None:
+    """Proper rotation: orthonormal within ROTATION_TOL and determinant +1 (no reflection)."""
+    err = np.abs(R @ R.T - np.eye(3)).max()
+    if not err <= ROTATION_TOL:
+        raise DatasetError(path, f"rotation is not orthonormal (max |R R^T - I| = {err:.3g})", field)
+    if np.linalg.det(R) < 0:
+        raise DatasetError(path, "rotation is a reflection (determinant -1)", field)
+
+
+def quaternion_to_rotation(q: np.ndarray, path, field: str) -> np.ndarray:
+    """Rotation of a Hamilton quaternion ``(w, x, y, z)``; its norm must be about 1 (COLMAP writes unit ones)."""
+    n = float(np.linalg.norm(q))
+    if not abs(n - 1.0) <= 1e-3:
+        raise DatasetError(path, f"quaternion is not unit length (|q| = {n:.6g})", field)
+    w, x, y, z = q / n
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def safe_relative(name, root: Path, source, field: str) -> Path:
+    """``root / name`` for a file name read from ``source``, refusing anything that would leave
+    ``root`` (absolute paths, drive letters, ``..``, symlinks pointing out) before it is opened."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise DatasetError(source, f"invalid image path {_short(name)}", field)
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
+        raise DatasetError(source, f"image path {name!r} is absolute; it must be relative to {root}", field)
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if ".." in parts:
+        raise DatasetError(source, f"image path {name!r} leaves the scene folder {root}", field)
+    candidate = root.joinpath(*[p for p in parts if p not in ("", ".")])
+    try:
+        resolved = candidate.resolve()
+        inside = resolved.is_relative_to(root.resolve())
+    except (OSError, RuntimeError, ValueError):
+        raise DatasetError(source, f"image path {name!r} cannot be resolved", field) from None
+    if not inside:
+        raise DatasetError(source, f"image path {name!r} resolves outside the scene folder {root}", field)
+    return candidate
+
+
+def report_missing(paths: Iterable[Path], source, what: str = "images") -> None:
+    """One error listing every missing file, so a user fixes them all in one go."""
+    missing: List[str] = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        shown = missing[:50]
+        more = f" (and {len(missing) - 50} more)" if len(missing) > 50 else ""
+        raise DatasetError(source, f"{len(missing)} {what} missing: " + ", ".join(shown) + more, what)
+
+
+def read_bytes(path: Path, root: Path, limit: int = 1 << 31) -> bytes:
+    """The contents of ``path`` (which must lie inside ``root``), as DatasetError on any OS error."""
+    try:
+        if not path.resolve().is_relative_to(root.resolve()):
+            raise DatasetError(path, f"resolves outside the scene folder {root}")
+        size = path.stat().st_size
+        if size > limit:
+            raise DatasetError(path, f"file is too large ({size} bytes)")
+        return path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(path, f"cannot read: {exc.strerror or exc}") from None
+
+
+def read_text(path: Path, root: Path) -> str:
+    data = read_bytes(path, root)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(path, f"not UTF-8 text (byte {exc.start})") from None
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
