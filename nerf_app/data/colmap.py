@@ -76,7 +76,7 @@ class _Cursor:
     def count(self, what: str, min_record_bytes: int) -> int:
         (n,) = self.unpack("Q", f"the number of {what}")
         if n * min_record_bytes > self.remaining():
-            raise DatasetError(self.path, f"says {n} {what} but only {self.remaining()} bytes follow",
+            raise DatasetError(self.path, f"truncated or corrupt: says {n} {what} but only {self.remaining()} bytes follow",
                                f"byte {self.pos - 8}")
         return n
 
@@ -373,8 +373,9 @@ def _sparse_points(points: PointRecords, images: List[ImageRecord], index_of, pa
             raise DatasetError(img_path, f"points2D refer to point3D id {int(pid[~found][0])}, which "
                                f"{pts_path.name} does not define", rec.field)
         obs_image.append(np.full(len(pid), index_of[rec.id]))
-        obs_point.append(order[pos_c])
+        obs_point.append(pos_c)
         obs_xy.append(rec.xy[mask])
     cat = (lambda xs, shape, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(shape, dt))
-    return SparsePoints(points.xyz, points.rgb, points.error, points.ids,
+    # points are kept sorted by id so the text and binary forms of a model load identically
+    return SparsePoints(points.xyz[order], points.rgb[order], points.error[order], sorted_ids,
                         cat(obs_image, (0,), np.int64), cat(obs_point, (0,), np.int64), cat(obs_xy, (0, 2), np.float64))
