@@ -35,6 +35,10 @@ def extensions():
     include_dirs = [os.path.join(ROOT, "csrc", "include")]
     cxx = ["-O3", "-g0", "-fopenmp", "-std=c++17", "-ffp-contract=off"]
     link = ["-fopenmp"]  # without it in the link step OpenMP silently runs on one thread
+    if not _flag("NERF_APP_PORTABLE"):
+        # The extension is built on the machine that runs it: let the CPU kernels use its vector units
+        # (AVX2 on x86). NERF_APP_PORTABLE=1 builds for the baseline ISA instead (e.g. shared wheels).
+        cxx.append("-march=native")
     if with_cuda:
         if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
             if torch.cuda.is_available():

@@ -5,6 +5,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <atomic>
 #include <stdexcept>
 #include <string>
@@ -14,6 +15,94 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kGrain = 2048;  // points per task: enough work to amortise scheduling
+constexpr int kLanes = 16;        // points handled together: the per-point math is written lane-wise
+                                  // so the compiler vectorises it, and the batch's table misses overlap
+
+// Table rows idx[c][j] and weights wt[c][j] of all 2^D corners c of the cells of a batch of points j
+// at one level. Same arithmetic as grid_index/corner_weight in hashgrid_math.h (weights multiplied in
+// axis order), laid out structure-of-arrays so each loop over j is one SIMD loop.
+template <typename T, int D, bool HASHED, bool SMOOTH>
+inline void batch_corners(const T (&xs)[D][kLanes], float scale, uint32_t res, uint32_t size,
+                          uint32_t (&idx)[1 << D][kLanes], T (&wt)[1 << D][kLanes]) {
+  uint32_t term0[D][kLanes], term1[D][kLanes];
+  T wlo[D][kLanes], whi[D][kLanes];
+  uint32_t top = 0;
+  uint32_t stride = 1;
+  for (int d = 0; d < D; ++d) {
+    const uint32_t mul = HASHED ? hash_prime(d) : stride;
+    for (int j = 0; j < kLanes; ++j) {
+      const T pos = grid_pos(clamp01(xs[d][j]), scale);
+      const uint32_t g = (uint32_t)(int32_t)pos;  // pos >= 0.5: truncation is floor
+      const T f = pos - (T)g;
+      const T w = SMOOTH ? f * f * (T(3) - T(2) * f) : f;
+      wlo[d][j] = T(1) - w;
+      whi[d][j] = w;
+      term0[d][j] = g * mul;
+      term1[d][j] = (g + 1u) * mul;
+      top |= (uint32_t)(g + 1u >= res);
+    }
+    stride *= res;
+  }
+  for (int c = 0; c < (1 << D); ++c) {
+    for (int j = 0; j < kLanes; ++j) {
+      uint32_t index = (c & 1) ? term1[0][j] : term0[0][j];
+      T weight = (c & 1) ? whi[0][j] : wlo[0][j];
+      for (int d = 1; d < D; ++d) {
+        const bool up = (c >> d) & 1;
+        const uint32_t t = up ? term1[d][j] : term0[d][j];
+        index = HASHED ? (index ^ t) : (index + t);
+        weight = weight * (up ? whi[d][j] : wlo[d][j]);
+      }
+      idx[c][j] = HASHED ? (index & (size - 1u)) : index;
+      wt[c][j] = weight;
+    }
+  }
+  // A dense index passes the level's end only through a vertex at coordinate res (x near 1): wrap it
+  // as tiny-cuda-nn does. Rare, so it is kept off the vector path.
+  if (!HASHED && top) {
+    for (int c = 0; c < (1 << D); ++c)
+      for (int j = 0; j < kLanes; ++j) idx[c][j] = idx[c][j] < size ? idx[c][j] : idx[c][j] % size;
+  }
+}
+
+// Loads the batch's coordinates axis-major; lanes past the end get x = 0 (a valid point, never used).
+template <typename T, int D>
+inline void load_batch(const T* x, int64_t b0, int nb, T (&xs)[D][kLanes]) {
+  for (int j = 0; j < kLanes; ++j)
+    for (int d = 0; d < D; ++d) xs[d][j] = j < nb ? x[(b0 + j) * D + d] : T(0);
+}
+
+template <typename T, int D, int F, bool HASHED, bool SMOOTH>
+void forward_level(const T* x, const T* tab, T* y, int64_t begin, int64_t end, int64_t out_stride, float scale,
+                   uint32_t res, uint32_t size) {
+  constexpr int C = 1 << D;
+  T xs[D][kLanes];
+  uint32_t idx[C][kLanes];
+  T wt[C][kLanes];
+  for (int64_t b0 = begin; b0 < end; b0 += kLanes) {
+    const int nb = (int)std::min<int64_t>(kLanes, end - b0);
+    load_batch<T, D>(x, b0, nb, xs);
+    batch_corners<T, D, HASHED, SMOOTH>(xs, scale, res, size, idx, wt);
+    // Weighted sums, corners in order (the reference sums in the same order).
+    for (int j = 0; j < nb; ++j) {
+      T acc[F];
+      for (int f = 0; f < F; ++f) acc[f] = T(0);
+      for (int c = 0; c < C; ++c) {
+        const T* row = tab + (int64_t)idx[c][j] * F;
+        for (int f = 0; f < F; ++f) acc[f] += wt[c][j] * row[f];
+      }
+      T* out = y + (b0 + j) * out_stride;
+      for (int f = 0; f < F; ++f) out[f] = acc[f];
+    }
+  }
+}
+
+template <typename T, int D, int F, bool HASHED>
+void forward_level(bool smooth, const T* x, const T* tab, T* y, int64_t begin, int64_t end, int64_t out_stride,
+                   float scale, uint32_t res, uint32_t size) {
+  if (smooth) forward_level<T, D, F, HASHED, true>(x, tab, y, begin, end, out_stride, scale, res, size);
+  else forward_level<T, D, F, HASHED, false>(x, tab, y, begin, end, out_stride, scale, res, size);
+}
 
 template <typename T, int D, int F>
 void forward_kernel(const T* x, const T* table, T* y, int64_t n, const HashGridLevels& L, bool smooth) {
@@ -21,25 +110,44 @@ void forward_kernel(const T* x, const T* table, T* y, int64_t n, const HashGridL
   at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
     for (int l = 0; l < L.n_levels; ++l) {
       const T* tab = table + (int64_t)L.offset[l] * F;
-      const uint32_t res = L.resolution[l], size = L.size[l];
-      const bool hashed = L.hashed[l];
-      const float scale = L.scale[l];
-      for (int64_t i = begin; i < end; ++i) {
-        uint32_t g[D];
-        T w[D], dw[D];
-        grid_cell<T, D>(x + i * D, scale, smooth, g, w, dw);
-        T acc[F];
-        for (int f = 0; f < F; ++f) acc[f] = T(0);
-        for (uint32_t c = 0; c < (1u << D); ++c) {
-          const T weight = corner_weight<T, D>(w, c);
-          const T* row = tab + (int64_t)grid_index<D>(g, c, res, size, hashed) * F;
-          for (int f = 0; f < F; ++f) acc[f] += weight * row[f];
-        }
-        T* out = y + i * out_stride + (int64_t)l * F;
-        for (int f = 0; f < F; ++f) out[f] = acc[f];
-      }
+      T* out = y + (int64_t)l * F;
+      if (L.hashed[l])
+        forward_level<T, D, F, true>(smooth, x, tab, out, begin, end, out_stride, L.scale[l], L.resolution[l],
+                                     L.size[l]);
+      else
+        forward_level<T, D, F, false>(smooth, x, tab, out, begin, end, out_stride, L.scale[l], L.resolution[l],
+                                      L.size[l]);
     }
   });
+}
+
+template <typename T, int D, int F, bool HASHED, bool SMOOTH>
+void backward_level(const T* x, const T* grad_y, T* tab, int64_t n, int64_t out_stride, float scale, uint32_t res,
+                    uint32_t size) {
+  constexpr int C = 1 << D;
+  T xs[D][kLanes];
+  uint32_t idx[C][kLanes];
+  T wt[C][kLanes];
+  for (int64_t b0 = 0; b0 < n; b0 += kLanes) {
+    const int nb = (int)std::min<int64_t>(kLanes, n - b0);
+    load_batch<T, D>(x, b0, nb, xs);
+    batch_corners<T, D, HASHED, SMOOTH>(xs, scale, res, size, idx, wt);
+    // Points in order, corners in order: the same sum on every run.
+    for (int j = 0; j < nb; ++j) {
+      const T* gy = grad_y + (b0 + j) * out_stride;
+      for (int c = 0; c < C; ++c) {
+        T* row = tab + (int64_t)idx[c][j] * F;
+        for (int f = 0; f < F; ++f) row[f] += wt[c][j] * gy[f];
+      }
+    }
+  }
+}
+
+template <typename T, int D, int F, bool HASHED>
+void backward_level(bool smooth, const T* x, const T* grad_y, T* tab, int64_t n, int64_t out_stride, float scale,
+                    uint32_t res, uint32_t size) {
+  if (smooth) backward_level<T, D, F, HASHED, true>(x, grad_y, tab, n, out_stride, scale, res, size);
+  else backward_level<T, D, F, HASHED, false>(x, grad_y, tab, n, out_stride, scale, res, size);
 }
 
 template <typename T, int D, int F>
@@ -54,24 +162,11 @@ void backward_table_kernel(const T* x, const T* grad_y, T* grad_table, int64_t n
     for (int k = next.fetch_add(1); k < L.n_levels; k = next.fetch_add(1)) {
       const int l = L.n_levels - 1 - k;
       T* tab = grad_table + (int64_t)L.offset[l] * F;
-      const uint32_t res = L.resolution[l], size = L.size[l];
-      const bool hashed = L.hashed[l];
-      const float scale = L.scale[l];
-      for (int64_t i = 0; i < n; ++i) {
-        const T* gy = grad_y + i * out_stride + (int64_t)l * F;
-        T gyv[F];
-        bool any = false;
-        for (int f = 0; f < F; ++f) { gyv[f] = gy[f]; any |= gyv[f] != T(0); }
-        if (!any) continue;
-        uint32_t g[D];
-        T w[D], dw[D];
-        grid_cell<T, D>(x + i * D, scale, smooth, g, w, dw);
-        for (uint32_t c = 0; c < (1u << D); ++c) {
-          const T weight = corner_weight<T, D>(w, c);
-          T* row = tab + (int64_t)grid_index<D>(g, c, res, size, hashed) * F;
-          for (int f = 0; f < F; ++f) row[f] += weight * gyv[f];
-        }
-      }
+      const T* gy = grad_y + (int64_t)l * F;
+      if (L.hashed[l])
+        backward_level<T, D, F, true>(smooth, x, gy, tab, n, out_stride, L.scale[l], L.resolution[l], L.size[l]);
+      else
+        backward_level<T, D, F, false>(smooth, x, gy, tab, n, out_stride, L.scale[l], L.resolution[l], L.size[l]);
     }
   });
 }

@@ -11,7 +11,6 @@
 // out-of-range point never indexes outside its level; its input gradient is zero there.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -74,9 +73,6 @@ NA_HD bool inside01(T x) {
 NA_HD float grid_pos(float x, float scale) { return (float)((double)x * (double)scale + 0.5); }
 NA_HD double grid_pos(double x, float scale) { return x * (double)scale + 0.5; }
 
-NA_HD float na_floor(float v) { return floorf(v); }
-NA_HD double na_floor(double v) { return ::floor(v); }
-
 // Interpolation weight s(f) of the upper vertex and its derivative ds/df.
 template <typename T>
 NA_HD void interp_weight(T f, bool smoothstep, T& w, T& dw) {
@@ -95,9 +91,8 @@ NA_HD void grid_cell(const T* x, float scale, bool smoothstep, uint32_t* g, T* w
 #pragma unroll
   for (int d = 0; d < D; ++d) {
     T pos = grid_pos(clamp01(x[d]), scale);
-    T fl = na_floor(pos);
-    g[d] = (uint32_t)(int32_t)fl;
-    interp_weight<T>(pos - fl, smoothstep, w[d], dw[d]);
+    g[d] = (uint32_t)(int32_t)pos;  // pos >= 0.5 after clamping, so truncation is floor
+    interp_weight<T>(pos - (T)g[d], smoothstep, w[d], dw[d]);
   }
 }
 

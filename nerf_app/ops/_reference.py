@@ -39,8 +39,10 @@ def hashgrid_encode(x: torch.Tensor, table: torch.Tensor, layout, smoothstep: bo
     """
     n, dim = x.shape
     xc = torch.nan_to_num(x.clamp(0.0, 1.0), nan=0.0)
+    # corner c has bit d set when it takes the upper vertex along axis d: [C, D]
     corners = torch.tensor([[(c >> d) & 1 for d in range(dim)] for c in range(1 << dim)], device=x.device)
-    outputs = []
+    up = corners.bool()
+    indices, weights = [], []
     for level in range(layout.n_levels):
         scale = layout.scales[level]
         if x.dtype == torch.float32:
@@ -50,27 +52,26 @@ def hashgrid_encode(x: torch.Tensor, table: torch.Tensor, layout, smoothstep: bo
             pos = xc * scale + 0.5
         lower = torch.floor(pos).detach()
         frac = pos - lower
-        weight_up = frac * frac * (3.0 - 2.0 * frac) if smoothstep else frac
-        lower = lower.long()
-        res, size, offset = layout.resolutions[level], layout.sizes[level], layout.offsets[level]
-        acc = None
-        for c in range(1 << dim):
-            vertex = lower + corners[c]
-            weight = None
-            for d in range(dim):
-                w_d = weight_up[:, d] if corners[c, d] else 1.0 - weight_up[:, d]
-                weight = w_d if weight is None else weight * w_d
-            if layout.hashed[level]:
-                index = torch.zeros(n, dtype=torch.long, device=x.device)
-                for d in range(dim):
-                    index = index ^ ((vertex[:, d] * HASH_PRIMES[d]) & _U32)
-                index = index & (size - 1)
-            else:
-                index = torch.zeros(n, dtype=torch.long, device=x.device)
-                for d in range(dim):
-                    index = index + vertex[:, d] * (res ** d)
-                index = index % size
-            term = weight[:, None] * table[offset + index].to(x.dtype)
-            acc = term if acc is None else acc + term
-        outputs.append(acc)
-    return torch.cat(outputs, dim=1)
+        w_up = frac * frac * (3.0 - 2.0 * frac) if smoothstep else frac      # [N, D]
+        vertex = lower.long()[:, None, :] + corners[None]                     # [N, C, D]
+        # corner weight: product over axes, in axis order (the kernels multiply in the same order)
+        weight = torch.where(up[None, :, 0], w_up[:, None, 0], 1.0 - w_up[:, None, 0])
+        for d in range(1, dim):
+            weight = weight * torch.where(up[None, :, d], w_up[:, None, d], 1.0 - w_up[:, None, d])
+        res, size = layout.resolutions[level], layout.sizes[level]
+        if layout.hashed[level]:
+            index = vertex[..., 0] * HASH_PRIMES[0]
+            for d in range(1, dim):
+                index = index ^ ((vertex[..., d] * HASH_PRIMES[d]) & _U32)
+            index = index & (size - 1)
+        else:
+            index = vertex[..., 0]
+            for d in range(1, dim):
+                index = index + vertex[..., d] * (res ** d)
+            index = index % size
+        indices.append(layout.offsets[level] + index)
+        weights.append(weight)
+    index = torch.stack(indices, dim=1)                                       # [N, L, C]
+    weight = torch.stack(weights, dim=1)                                      # [N, L, C]
+    features = table[index].to(x.dtype)                                       # [N, L, C, F]
+    return (weight[..., None] * features).sum(dim=2).reshape(n, -1)
