@@ -75,3 +75,32 @@ def hashgrid_encode(x: torch.Tensor, table: torch.Tensor, layout, smoothstep: bo
     weight = torch.stack(weights, dim=1)                                      # [N, L, C]
     features = table[index].to(x.dtype)                                       # [N, L, C, F]
     return (weight[..., None] * features).sum(dim=2).reshape(n, -1)
+
+
+def _activate(x: torch.Tensor, name: str) -> torch.Tensor:
+    if name == "relu":
+        return torch.relu(x)
+    if name == "sigmoid":
+        return torch.sigmoid(x)
+    if name == "exp":
+        return torch.exp(x)
+    return x
+
+
+def mlp_forward(x: torch.Tensor, weights, activation: str = "relu", output_activation: str = "none") -> torch.Tensor:
+    r"""Bias-free MLP: :math:`h_0 = x`, :math:`h_{i+1} = a(h_i W_i^T)`, output activation on the last layer.
+
+    Args:
+        x: ``[N, n_in]``.
+        weights: list of ``[out_i, in_i]`` matrices, ``in_0 = n_in``.
+        activation: hidden activation (``"relu"`` or ``"none"``).
+        output_activation: ``"none"``, ``"relu"``, ``"sigmoid"`` or ``"exp"``.
+
+    Returns:
+        ``[N, out_last]``.
+    """
+    h = x
+    for i, w in enumerate(weights):
+        h = h @ w.t().to(h.dtype)
+        h = _activate(h, output_activation if i == len(weights) - 1 else activation)
+    return h
