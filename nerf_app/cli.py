@@ -17,6 +17,7 @@ from .errors import NerfAppError
 # verb -> (module, one-line help). Add a verb by adding a module and a line here.
 VERBS = {
     "info": ("nerf_app.commands.info", "show the build, the backends available and why"),
+    "inspect": ("nerf_app.commands.inspect", "check a capture: cameras, splits, bounds, reprojection error, frusta plot"),
 }
 
 

@@ -1,0 +1,118 @@
+"""`nerf-app inspect PATH`: is this capture sane? Format, splits, cameras, bounds, cascades,
+reprojection error of the sparse points with our own projection, and a PNG of the camera frusta
+and points seen from above and from the side."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("path", help="scene folder, COLMAP model folder or transforms*.json")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--png", default=None,
+                        help="where to write the frusta plot (default: ./inspect_<scene>.png; 'none' to skip)")
+    parser.add_argument("--format", default="auto", choices=["auto", "colmap", "transforms", "llff"])
+    parser.add_argument("--no-image-check", action="store_true", help="skip comparing image headers with cameras")
+
+
+def run(args) -> int:
+    from ..data import load_scene
+
+    scene = load_scene(args.path, format=args.format, check_images=not args.no_image_check)
+    report = scene.summary()
+    errors = scene.reprojection_errors()
+    if errors is not None:
+        report["reprojection_error_px"] = {"mean": float(errors.mean()), "median": float(np.median(errors)),
+                                           "p95": float(np.percentile(errors, 95)), "observations": int(errors.size)}
+    png = args.png
+    if png is None:
+        png = f"inspect_{_scene_name(scene)}.png"
+    if png.lower() != "none":
+        write_frusta_png(scene, Path(png))
+        report["png"] = str(png)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:>24}: {value}")
+    return 0
+
+
+def _scene_name(scene) -> str:
+    root = scene.root.resolve()
+    return root.name if root.name not in ("0", "sparse", "dense") else "_".join(root.parts[-3:])
+
+
+def write_frusta_png(scene, path: Path) -> None:
+    """Top view (looking along the axis the camera centres spread least along, i.e. an orbit's
+    normal) and a side view, in normalised coordinates, with the unit cube and the cascades' aabb."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c2w = scene.c2w
+    centres = c2w[:, :3, 3]
+    # "up": the cameras' mean up vector (OpenCV -y) when they agree on one, else the normal of the
+    # plane the centres spread least across (an orbit's normal); snapped to the nearest world axis
+    # so the unit cube and the aabb appear as squares
+    up = -c2w[:, :3, 1].mean(0)
+    if np.linalg.norm(up) < 0.5:
+        normal = np.linalg.svd(centres - centres.mean(0), full_matrices=False)[2][2]
+        up = normal if np.dot(normal, up) >= 0 else -normal
+    k = int(np.argmax(np.abs(up)))
+    up = np.sign(up[k]) * np.eye(3)[k]
+    a1 = np.eye(3)[(k + 1) % 3]
+    a2 = np.cross(up, a1)
+    views = [("top (looking down)", a1, a2), ("side", a1, up)]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6))
+    size = 0.1 * max(np.ptp(centres, axis=0).max(), 1.0)
+    corners = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]], float)
+    for ax, (title, u, v) in zip(axes, views):
+        to2d = lambda p: np.stack([p @ u, p @ v], -1)  # noqa: E731
+        if scene.points3D is not None:
+            p = to2d(scene.points3D.xyz)
+            ax.scatter(p[:, 0], p[:, 1], s=1, c=scene.points3D.rgb / 255.0, alpha=0.5)
+        for i in range(len(scene)):
+            cam = scene.cameras[i]
+            pix = np.array([[0, 0], [cam.width, 0], [cam.width, cam.height], [0, cam.height]], float)
+            d = scene.cameras[i].unproject(pix)
+            d = np.nan_to_num(d / np.maximum(np.abs(d[:, 2:]), 1e-3)) * size
+            world = d @ c2w[i, :3, :3].T + c2w[i, :3, 3]
+            o = to2d(c2w[i, :3, 3][None])[0]
+            w2 = to2d(world)
+            colour = "tab:red" if i in set(scene.splits.get("test", [])) else "tab:blue"
+            for k in range(4):
+                ax.plot([o[0], w2[k, 0]], [o[1], w2[k, 1]], color=colour, lw=0.5)
+                ax.plot([w2[k, 0], w2[(k + 1) % 4, 0]], [w2[k, 1], w2[(k + 1) % 4, 1]], color=colour, lw=0.5)
+        for box, style in ((corners, "k-"), (scene.aabb[0] + corners * (scene.aabb[1] - scene.aabb[0]), "k:")):
+            b = to2d(box)
+            for i, j in ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)):
+                ax.plot(b[[i, j], 0], b[[i, j], 1], style, lw=0.6)
+        # frame the cameras, points and unit cube; a huge aabb may extend past the border
+        shown = to2d(np.concatenate([centres, corners]))
+        lo, hi = shown.min(0), shown.max(0)
+        pad = 0.1 * (hi - lo).max()
+        ax.set_xlim(lo[0] - pad, hi[0] + pad)
+        ax.set_ylim(lo[1] - pad, hi[1] + pad)
+        ax.set_title(title)
+        ax.set_aspect("equal")
+    fig.suptitle(f"{scene.source}: {len(scene)} images (blue train, red test), unit cube solid, "
+                 f"{scene.n_cascades} cascades dotted", fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # written to a temporary name and renamed, so a failure never leaves half a PNG
+    fd, tmp = tempfile.mkstemp(prefix=".inspect-", suffix=".png", dir=str(path.parent))
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
