@@ -142,6 +142,8 @@ def read_points3d_binary(path: Path, root: Path) -> PointRecords:
     tracks = []
     for i in range(n):
         pid, x, y, z, r, g, b, e = cur.unpack("Q3d3Bd", f"point {i}")
+        if pid >= 2**63:  # COLMAP's ids are far smaller; this is a corrupt record
+            raise DatasetError(path, f"point3D id {pid} out of range", f"point {i} (byte {cur.pos - 43})")
         ids[i], xyz[i], rgb[i], err[i] = pid, (x, y, z), (r, g, b), e
         length = cur.count(f"track elements of point {pid}", _TRACK_DTYPE.itemsize)
         tracks.append(cur.array(_TRACK_DTYPE, length, f"track of point {pid}"))

@@ -112,9 +112,9 @@ def choose(c2w: np.ndarray, cameras: List[Camera], points: Optional[np.ndarray] 
     if pts is not None:
         lo, hi = np.percentile(pts, [5, 95], axis=0)
         r_pts = float(np.max(np.maximum(np.abs(lo - centre), np.abs(hi - centre))))
-        if 0 < r_pts < radius:
+        if 1e-12 < r_pts < radius:
             radius, radius_from = r_pts, "points"
-    if not radius > 0:
+    if not (radius > 1e-12 and np.isfinite(radius)):  # degenerate intrinsics or a single camera
         radius = max(_typical_spacing(centres), 1e-6)
     scale = 0.5 / radius
     norm = Normalization(scale, 0.5 - scale * centre)

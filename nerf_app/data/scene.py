@@ -195,9 +195,17 @@ def _colmap_root(path: Path, model: Path) -> Path:
     return model
 
 
+# Coordinates beyond this are corrupt values, not a capture; they would overflow the normalisation.
+_MAX_COORDINATE = 1e12
+
+
 def _build(cap: Capture, downscale: float, holdout_every: int, n_cascades: Optional[int], check_images: bool,
            masks, images_name: str) -> Scene:
     report_missing(cap.image_paths, cap.source)
+    if np.abs(cap.c2w[:, :3, 3]).max() > _MAX_COORDINATE:
+        raise DatasetError(cap.source, f"camera positions exceed {_MAX_COORDINATE:g} units", "poses")
+    if cap.points is not None and len(cap.points) and np.abs(cap.points.xyz).max() > _MAX_COORDINATE:
+        raise DatasetError(cap.source, f"points3D coordinates exceed {_MAX_COORDINATE:g} units", "points3D")
     if check_images and cap.format != "transforms":  # transforms.py checked its own sizes
         for p, cam in zip(cap.image_paths, cap.cameras):
             w, h, _ = header_info(p)
