@@ -90,6 +90,12 @@ class NormalizationReport:
 
 def choose(c2w: np.ndarray, cameras: List[Camera], points: Optional[np.ndarray] = None, bounded: bool = False,
            depth_hint: Optional[float] = None, n_cascades: Optional[int] = None) -> NormalizationReport:
+    # absurd (but finite) inputs may overflow on the way; the result is checked and replaced below
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _choose(c2w, cameras, points, bounded, depth_hint, n_cascades)
+
+
+def _choose(c2w, cameras, points, bounded, depth_hint, n_cascades) -> NormalizationReport:
     centres = c2w[:, :3, 3]
     forward = c2w[:, :3, 2] / np.linalg.norm(c2w[:, :3, 2], axis=1, keepdims=True)
     pts = points if points is not None and len(points) >= 8 else None
