@@ -35,4 +35,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("hashgrid_forward", &nerf_app::hashgrid_forward, "hash-grid encoding forward");
   m.def("hashgrid_backward_table", &nerf_app::hashgrid_backward_table, "hash-grid gradient to the table");
   m.def("hashgrid_backward_input", &nerf_app::hashgrid_backward_input, "hash-grid gradient to the inputs");
+
+  m.def("mlp_forward", &nerf_app::mlp_forward, "fully fused MLP forward: [y, saved...]");
+  m.def("mlp_backward", &nerf_app::mlp_backward, "fully fused MLP backward: [grad_x, grad_w...]");
 }

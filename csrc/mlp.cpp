@@ -1,0 +1,222 @@
+// Torch glue of the fully fused MLP: checks, allocation, and dispatch to the CPU or CUDA launcher.
+//
+// forward returns {y, saved...} and backward takes those saved tensors back, so each device keeps
+// what its backward needs without Python knowing the layout:
+//   cpu : saved = {hidden [L-1, N, width_p] float32}          (empty [0] when not training)
+//   cuda: saved = {x_half [N_pad, in_p], hidden [L-1, N_pad, width] half, weights_half}
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+#include "cpu/mlp_cpu.h"
+#include "ops.h"
+
+#ifdef NERF_APP_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "cuda/mlp_cuda.h"
+#endif
+
+namespace nerf_app {
+namespace {
+
+cpu::MlpDims check_network(const at::Tensor& x, const std::vector<at::Tensor>& weights, int64_t act,
+                           int64_t out_act) {
+  const int L = (int)weights.size();
+  TORCH_CHECK(L >= 1 && L <= kMlpMaxLayers, "mlp: 1 to ", kMlpMaxLayers, " weight matrices supported, got ", L);
+  TORCH_CHECK(x.dim() == 2 && x.size(1) >= 1, "mlp: x must be [N, n_in]");
+  TORCH_CHECK(x.is_contiguous() && x.scalar_type() == at::kFloat, "mlp: x must be contiguous float32");
+  TORCH_CHECK(act == kActNone || act == kActRelu, "mlp: hidden activation must be none or relu");
+  TORCH_CHECK(out_act >= kActNone && out_act <= kActExp, "mlp: bad output activation code ", out_act);
+  int64_t prev = x.size(1);
+  for (int i = 0; i < L; ++i) {
+    const at::Tensor& w = weights[i];
+    TORCH_CHECK(w.dim() == 2 && w.size(1) == prev, "mlp: weights[", i, "] must be [out, ", prev, "]");
+    TORCH_CHECK(w.is_contiguous() && w.scalar_type() == at::kFloat && w.device() == x.device(),
+                "mlp: weights must be contiguous float32 on x's device");
+    TORCH_CHECK(i == L - 1 || i == 0 || w.size(0) == weights[0].size(0), "mlp: hidden layers must share one width");
+    prev = w.size(0);
+  }
+  cpu::MlpDims s;
+  s.n_in = (int)x.size(1);
+  s.width = (int)weights[0].size(0);
+  s.n_out = (int)weights[L - 1].size(0);
+  s.n_layers = L;
+  s.act = (int)act;
+  s.out_act = (int)out_act;
+  if (L == 1) s.width = s.n_out;  // no hidden layer: the width is unused
+  return s;
+}
+
+// A CPU float tensor for the large per-call buffers (saved activations, y, grad_x). Fresh memory
+// costs a page fault per 4 KiB page on first touch, which for the 100+ MiB a training forward saves
+// was ~15% of the fused forward+backward; asking for transparent huge pages (the kernel's "madvise"
+// mode) cuts the faults 512-fold. Small buffers and non-Linux systems use the torch allocator.
+at::Tensor empty_cpu(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  int64_t numel = 1;
+  for (const int64_t v : sizes) numel *= v;
+  const size_t bytes = (size_t)numel * sizeof(float);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr size_t kHuge = size_t(2) << 20;
+  if (bytes >= 2 * kHuge) {
+    void* p = nullptr;
+    if (posix_memalign(&p, kHuge, (bytes + kHuge - 1) / kHuge * kHuge) == 0) {
+      madvise(p, bytes, MADV_HUGEPAGE);  // advisory: failure only means ordinary pages
+      return at::from_blob(p, sizes, [](void* q) { std::free(q); }, options.dtype(at::kFloat));
+    }
+  }
+#endif
+  return at::empty(sizes, options.dtype(at::kFloat));
+}
+
+std::vector<const float*> pointers(const std::vector<at::Tensor>& ts) {
+  std::vector<const float*> p;
+  for (const auto& t : ts) p.push_back(t.data_ptr<float>());
+  return p;
+}
+
+#ifdef NERF_APP_WITH_CUDA
+cuda::MlpCudaDims cuda_dims(const cpu::MlpDims& s) {
+  return cuda::MlpCudaDims{s.n_in, s.width, s.n_out, s.n_layers, s.act, s.out_act};
+}
+void check_cuda(const char* what) {
+  const char* err = cuda::mlp_last_error();
+  TORCH_CHECK(err == nullptr, "mlp ", what, ": CUDA error: ", err);
+}
+void* current_stream() { return (void*)c10::cuda::getCurrentCUDAStream().stream(); }
+
+std::vector<at::Tensor> forward_cuda(const at::Tensor& x, const std::vector<at::Tensor>& weights,
+                                     const cpu::MlpDims& s, bool training) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  const cuda::MlpCudaDims cd = cuda_dims(s);
+  TORCH_CHECK(cuda::mlp_cuda_supported(cd), "mlp (cuda): unsupported shape (width must be 16/32/64/128, "
+              "n_in and n_out at most 128)");
+  const int64_t n = x.size(0);
+  const int64_t n_pad = cuda::mlp_cuda_padded_rows(n);
+  auto half = x.options().dtype(at::kHalf);
+  // All matrices, zero-padded to multiples of 16 and converted to half, packed one after another.
+  at::Tensor w_half = at::zeros({cuda::mlp_cuda_weight_elements(cd)}, half);
+  std::vector<int64_t> offsets = cuda::mlp_cuda_weight_offsets(cd);
+  for (int i = 0; i < s.n_layers; ++i) {
+    const int64_t out = weights[i].size(0), in = weights[i].size(1);
+    const int64_t in_p = cuda::mlp_cuda_padded_dim(in);
+    w_half.narrow(0, offsets[i], cuda::mlp_cuda_padded_dim(out) * in_p)
+        .view({-1, in_p})
+        .narrow(0, 0, out)
+        .narrow(1, 0, in)
+        .copy_(weights[i]);
+  }
+  at::Tensor y = at::empty({n, (int64_t)s.n_out}, x.options());
+  at::Tensor x_half, hidden;
+  if (training) {
+    x_half = at::empty({n_pad, (int64_t)cuda::mlp_cuda_padded_dim(s.n_in)}, half);
+    hidden = at::empty({std::max(s.n_layers - 1, 0), n_pad, (int64_t)s.width}, half);
+  }
+  cuda::mlp_forward(x.data_ptr<float>(), w_half.data_ptr<at::Half>(), y.data_ptr<float>(),
+                    training ? x_half.data_ptr<at::Half>() : nullptr, training ? hidden.data_ptr<at::Half>() : nullptr,
+                    n, cd, current_stream());
+  check_cuda("forward");
+  if (!training) return {y};
+  return {y, x_half, hidden, w_half};
+}
+
+std::vector<at::Tensor> backward_cuda(const at::Tensor& x, const std::vector<at::Tensor>& weights,
+                                      const std::vector<at::Tensor>& saved, const at::Tensor& y,
+                                      const at::Tensor& grad_y, const cpu::MlpDims& s, bool need_grad_x) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  TORCH_CHECK(saved.size() == 3, "mlp (cuda) backward: expected the 3 tensors saved by a training forward");
+  const cuda::MlpCudaDims cd = cuda_dims(s);
+  const int64_t n = x.size(0);
+  // fp16 gradients: scale grad_y so its largest entry is about 2^10 (a power of two, so exact),
+  // keeping small loss gradients out of the fp16 subnormal range; undone in fp32 at the end.
+  const float amax = grad_y.numel() ? grad_y.abs().max().item<float>() : 0.f;
+  float scale = 1.f;
+  if (amax > 0.f && std::isfinite(amax)) scale = std::ldexp(1.f, 10 - std::ilogb(amax));
+  const int64_t n_pad = cuda::mlp_cuda_padded_rows(n);
+  at::Tensor g = at::empty({cuda::mlp_cuda_grad_elements(cd, n_pad)}, x.options().dtype(at::kHalf));
+  at::Tensor grad_x = need_grad_x ? at::empty_like(x) : at::Tensor();
+  const int64_t n_chunks = cuda::mlp_cuda_weight_grad_chunks(n_pad);
+  at::Tensor partial = at::empty({n_chunks * cuda::mlp_cuda_weight_elements(cd)}, x.options());
+  std::vector<at::Tensor> grad_w;
+  std::vector<float*> grad_w_ptr;
+  for (const auto& w : weights) {
+    grad_w.push_back(at::empty_like(w));
+    grad_w_ptr.push_back(grad_w.back().data_ptr<float>());
+  }
+  cuda::mlp_backward(saved[0].data_ptr<at::Half>(), saved[2].data_ptr<at::Half>(), saved[1].data_ptr<at::Half>(),
+                     y.data_ptr<float>(), grad_y.data_ptr<float>(), scale, g.data_ptr<at::Half>(),
+                     partial.data_ptr<float>(), need_grad_x ? grad_x.data_ptr<float>() : nullptr, grad_w_ptr.data(), n,
+                     cd, current_stream());
+  check_cuda("backward");
+  std::vector<at::Tensor> result{grad_x};
+  for (auto& t : grad_w) result.push_back(t);
+  return result;
+}
+#endif
+
+}  // namespace
+
+std::vector<at::Tensor> mlp_forward(const at::Tensor& x, const std::vector<at::Tensor>& weights, int64_t act,
+                                    int64_t out_act, bool training) {
+  const cpu::MlpDims s = check_network(x, weights, act, out_act);
+  if (x.is_cuda()) {
+#ifdef NERF_APP_WITH_CUDA
+    return forward_cuda(x, weights, s, training);
+#else
+    TORCH_CHECK(false, "mlp: nerf_app._C was built without CUDA kernels");
+#endif
+  }
+  const int64_t n = x.size(0);
+  at::Tensor y = empty_cpu({n, (int64_t)s.n_out}, x.options());
+  at::Tensor hidden = empty_cpu({training ? std::max(s.n_layers - 1, 0) : 0, n,
+                                 (int64_t)cpu::mlp_cpu_hidden_width(s.width)}, x.options());
+  const std::vector<const float*> w = pointers(weights);
+  cpu::mlp_forward(x.data_ptr<float>(), w.data(), y.data_ptr<float>(),
+                   training && s.n_layers > 1 ? hidden.data_ptr<float>() : nullptr, n, s);
+  return {y, hidden};
+}
+
+std::vector<at::Tensor> mlp_backward(const at::Tensor& x, const std::vector<at::Tensor>& weights,
+                                     const std::vector<at::Tensor>& saved, const at::Tensor& y,
+                                     const at::Tensor& grad_y, int64_t act, int64_t out_act, bool need_grad_x) {
+  const cpu::MlpDims s = check_network(x, weights, act, out_act);
+  const int64_t n = x.size(0);
+  TORCH_CHECK(y.is_contiguous() && grad_y.is_contiguous() && y.sizes() == grad_y.sizes() && y.size(0) == n &&
+                  y.size(1) == s.n_out && grad_y.scalar_type() == at::kFloat && y.device() == x.device() &&
+                  grad_y.device() == x.device(),
+              "mlp backward: y and grad_y must be contiguous float32 [N, n_out] on x's device");
+  if (x.is_cuda()) {
+#ifdef NERF_APP_WITH_CUDA
+    return backward_cuda(x, weights, saved, y, grad_y, s, need_grad_x);
+#else
+    TORCH_CHECK(false, "mlp: nerf_app._C was built without CUDA kernels");
+#endif
+  }
+  TORCH_CHECK(saved.size() == 1, "mlp (cpu) backward: expected the hidden activations of a training forward");
+  const at::Tensor& hidden = saved[0];
+  TORCH_CHECK(hidden.is_contiguous() && hidden.dim() == 3 && hidden.size(0) == s.n_layers - 1 &&
+                  (s.n_layers == 1 || (hidden.size(1) == n && hidden.size(2) == cpu::mlp_cpu_hidden_width(s.width))),
+              "mlp (cpu) backward: saved hidden activations do not match the network");
+  at::Tensor grad_x = need_grad_x ? empty_cpu(x.sizes(), x.options()) : at::Tensor();
+  std::vector<at::Tensor> result{grad_x};
+  std::vector<float*> gw;
+  for (const auto& w : weights) {
+    result.push_back(at::empty_like(w));
+    gw.push_back(result.back().data_ptr<float>());
+  }
+  const std::vector<const float*> w = pointers(weights);
+  cpu::mlp_backward(x.data_ptr<float>(), w.data(), s.n_layers > 1 ? hidden.data_ptr<float>() : nullptr,
+                    y.data_ptr<float>(), grad_y.data_ptr<float>(), need_grad_x ? grad_x.data_ptr<float>() : nullptr,
+                    gw.data(), n, s);
+  return result;
+}
+
+}  // namespace nerf_app
