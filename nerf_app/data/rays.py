@@ -74,13 +74,14 @@ class RayBatch:
 class RaySampler:
     """Random pixels, uniformly over all pixels of a split's images, with their rays and colours.
 
-    The split's images are decoded once into one packed uint8 buffer (``sum(H*W) x C``); a batch
-    gathers only its own pixels. Directions for distorted cameras come from a per-camera lookup
-    table (float32, built once) unless ``jitter`` asks for sub-pixel positions, in which case they are
-    unprojected exactly.
+    The split's images are decoded once into one packed uint8 buffer (``sum(H*W) x C``) on
+    ``device``; a batch gathers only its own pixels. Camera-frame directions come from the closed
+    form for undistorted cameras, from a per-camera lookup table (float32, built once with the exact
+    undistortion) for distorted ones, and from the exact iterative unprojection when ``jitter`` asks
+    for sub-pixel positions on a distorted camera or the tables would exceed ``lut_bytes``.
 
     ``background``: "white", "black", an RGB triple, "random" (a new colour per ray, returned in the
-    batch) or "keep" (``rgb`` has 4 channels with alpha).
+    batch) or "keep" (``rgb`` keeps the alpha channel when the images have one).
     """
 
     def __init__(self, scene: "Scene", split: str = "train", background: Union[str, Sequence[float]] = "white",
@@ -93,7 +94,8 @@ class RaySampler:
         self.device = torch.device(device)
         self.jitter = jitter
         self.generator = torch.Generator().manual_seed(seed)
-        sizes = [scene.cameras[i].width * scene.cameras[i].height for i in self.indices]
+        cams = [scene.cameras[int(i)] for i in self.indices]
+        sizes = [c.width * c.height for c in cams]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         images = [scene.images.load(int(i)) for i in self.indices]
         self.channels = 4 if any(im.shape[2] == 4 for im in images) else 3
@@ -103,32 +105,41 @@ class RaySampler:
             packed[self.offsets[k]:self.offsets[k + 1], :flat.shape[1]] = flat
             if flat.shape[1] < self.channels:
                 packed[self.offsets[k]:self.offsets[k + 1], 3] = 255
-        self.pixels = torch.from_numpy(packed)
+        dev = self.device
+        self.pixels = torch.from_numpy(packed).to(dev)
         self._offsets_t = torch.from_numpy(self.offsets)
-        self._c2w = torch.from_numpy(scene.c2w[self.indices])
-        self._luts: Dict[int, torch.Tensor] = {}
-        self._lut_of_image: List[Optional[int]] = [None] * len(self.indices)
-        if not jitter:
-            self._build_luts(lut_bytes)
+        self._widths = torch.tensor([c.width for c in cams], dtype=torch.int64)
+        self._c2w = torch.from_numpy(scene.c2w[self.indices]).to(dev, torch.float32)
+        # pinhole intrinsics per image (used where the camera has no distortion)
+        self._K = torch.tensor([[c.fx, c.fy, c.cx, c.cy] for c in cams], dtype=torch.float64).to(dev)
+        # how each image's directions are computed: 0 closed form, 1 lookup table, 2 exact unprojection
+        self._how = torch.tensor([1 if c.is_distorted else 0 for c in cams], dtype=torch.int64)
+        self._lut_base = torch.zeros(len(cams), dtype=torch.int64)  # row offset of the image's camera in _lut
+        if jitter:
+            self._how[self._how == 1] = 2
+            self._lut = torch.zeros(0, 3, device=dev)
+        else:
+            self._build_luts(cams, lut_bytes)
 
-    def _build_luts(self, budget: int) -> None:
-        """Per-pixel camera-frame directions of each distinct distorted camera, within ``budget`` bytes."""
-        used, seen = 0, {}
-        for k, i in enumerate(self.indices):
-            cam = self.scene.cameras[int(i)]
+    def _build_luts(self, cams: List[Camera], budget: int) -> None:
+        """One table of per-pixel directions per distinct distorted camera, within ``budget`` bytes."""
+        tables, seen, used = [], [], 0
+        for k, cam in enumerate(cams):
             if not cam.is_distorted:
                 continue
-            key = next((kk for kk, c in seen.items() if c.same_as(cam)), None)
-            if key is None:
+            match = next((j for j, (c, _) in enumerate(seen) if c.same_as(cam)), None)
+            if match is None:
                 nbytes = cam.width * cam.height * 3 * 4
                 if used + nbytes > budget:
+                    self._how[k] = 2
                     continue
-                key = len(seen)
-                seen[key] = cam
                 grid = pixel_grid(cam.width, cam.height).reshape(-1, 2)
-                self._luts[key] = torch.from_numpy(cam.unproject(grid).astype(np.float32))
+                seen.append((cam, used // 12))
+                tables.append(torch.from_numpy(cam.unproject(grid).astype(np.float32)))
                 used += nbytes
-            self._lut_of_image[k] = key
+                match = len(seen) - 1
+            self._lut_base[k] = seen[match][1]
+        self._lut = (torch.cat(tables) if tables else torch.zeros(0, 3)).to(self.device)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -137,42 +148,47 @@ class RaySampler:
         flat = torch.randint(0, int(self.offsets[-1]), (n,), generator=self.generator)
         local = torch.searchsorted(self._offsets_t, flat, right=True) - 1  # which image of the split
         within = flat - self._offsets_t[local]
-        widths = torch.tensor([self.scene.cameras[int(i)].width for i in self.indices])[local]
+        widths = self._widths[local]
         px = torch.stack([within % widths, within // widths], -1)
         if self.jitter:
             xy = px.double() + torch.rand(n, 2, generator=self.generator, dtype=torch.float64)
         else:
             xy = px.double() + 0.5
-        d_cam = self._directions(local.numpy(), xy.numpy())
-        R = self._c2w[local, :3, :3]
-        d = torch.einsum("bij,bj->bi", R, d_cam)
+        dev = self.device
+        local_d, flat_d = local.to(dev), flat.to(dev)
+        d_cam = self._directions(local, local_d, within, xy)
+        c2w = self._c2w[local_d]
+        d = torch.einsum("bij,bj->bi", c2w[:, :3, :3], d_cam)
         d = d / d.norm(dim=-1, keepdim=True)
-        origins = self._c2w[local, :3, 3]
-        colour = self.pixels[flat].float() / 255.0
+        colour = self.pixels[flat_d].float() / 255.0
         bg = None
         if self.channels == 4 and self.background != "keep":
             if self._fixed_bg is None:  # random
-                bg = torch.rand(n, 3, generator=self.generator)
+                bg = torch.rand(n, 3, generator=self.generator).to(dev)
             else:
-                bg = torch.from_numpy(self._fixed_bg).expand(n, 3)
+                bg = torch.from_numpy(self._fixed_bg).to(dev).expand(n, 3)
             a = colour[:, 3:4]
             colour = colour[:, :3] * a + bg * (1 - a)
-        to = dict(device=self.device)
         image_index = torch.from_numpy(self.indices)[local]
-        return RayBatch(origins.float().to(**to), d.float().to(**to), colour.to(**to),
-                        None if bg is None else bg.to(**to), image_index.to(**to), px.to(**to))
+        return RayBatch(c2w[:, :3, 3].contiguous(), d, colour, bg, image_index.to(dev), px.to(dev))
 
-    def _directions(self, local: np.ndarray, xy: np.ndarray) -> torch.Tensor:
-        out = torch.empty(len(local), 3, dtype=torch.float64)
-        lut_ids = np.array([-1 if k is None else k for k in self._lut_of_image])[local]
-        exact = lut_ids < 0
-        if exact.any():
-            idx = self.indices[local[exact]]
-            out[torch.from_numpy(exact)] = torch.from_numpy(camera_directions(self.scene.cameras, idx, xy[exact]))
-        for key, lut in self._luts.items():
-            sel = np.flatnonzero(lut_ids == key)
-            if sel.size:
-                w = self.scene.cameras[int(self.indices[local[sel[0]]])].width
-                pix = (xy[sel, 1] - 0.5).astype(np.int64) * w + (xy[sel, 0] - 0.5).astype(np.int64)
-                out[torch.from_numpy(sel)] = lut[torch.from_numpy(pix)].double()
+    def _directions(self, local, local_d, within, xy) -> torch.Tensor:
+        dev = self.device
+        how = self._how[local]
+        out = torch.empty(len(local), 3, dtype=torch.float32, device=dev)
+        closed = torch.nonzero(how == 0).squeeze(1)
+        if closed.numel():
+            K = self._K[local_d[closed.to(dev)]]
+            p = xy[closed].to(dev)
+            d = torch.stack([(p[:, 0] - K[:, 2]) / K[:, 0], (p[:, 1] - K[:, 3]) / K[:, 1], torch.ones_like(p[:, 0])], -1)
+            out[closed.to(dev)] = (d / d.norm(dim=-1, keepdim=True)).float()
+        table = torch.nonzero(how == 1).squeeze(1)
+        if table.numel():
+            rows = self._lut_base[local[table]] + within[table]
+            out[table.to(dev)] = self._lut[rows.to(dev)]
+        exact = torch.nonzero(how == 2).squeeze(1)
+        if exact.numel():
+            idx = self.indices[local[exact].numpy()]
+            d = camera_directions(self.scene.cameras, idx, xy[exact].numpy())
+            out[exact.to(dev)] = torch.from_numpy(d).float().to(dev)
         return out
