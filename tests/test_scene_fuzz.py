@@ -437,3 +437,13 @@ def test_base_scenes_are_valid(scene_dir, tmp_path):
         (tmp_path / "images" / n).write_bytes((scene_dir / "images" / n).read_bytes())
     np.save(tmp_path / "poses_bounds.npy", _base_llff())
     assert len(load_scene(tmp_path, format="llff")) == 3
+
+
+def test_the_file_watch_sees_an_escape(scene_dir):
+    """The guard above is not vacuous: opening a file beside the scene folder is caught."""
+    _WATCH.update(active=True, outside=[], scene=scene_dir)
+    try:
+        (scene_dir.parent / "secret.png").read_bytes()
+    finally:
+        _WATCH["active"] = False
+    assert _WATCH["outside"] == [str((scene_dir.parent / "secret.png").resolve())]
