@@ -87,6 +87,17 @@ def test_per_frame_intrinsics_are_honoured(tmp_path):
     assert d.model == "FULL_OPENCV" and d.distortion["k3"] == 0.002 and d.distortion["k1"] == 0.01
 
 
+def test_ambiguous_perspective_k4_is_refused(tmp_path):
+    _png(tmp_path / "0.png", 8, 8)
+    (tmp_path / "transforms.json").write_text(json.dumps({"fl_x": 5, "k4": 0.01, "frames": [_frame("0.png")]}))
+    with pytest.raises(DatasetError, match=r"frames\[0\]\.k4.*ambiguous"):
+        load_scene(tmp_path)
+    # with k5/k6 it is OpenCV's rational model, which FULL_OPENCV is
+    (tmp_path / "transforms.json").write_text(json.dumps({"fl_x": 5, "k4": 0.01, "k5": 0.002, "frames": [_frame("0.png")]}))
+    cam = load_scene(tmp_path).cameras[0]
+    assert cam.model == "FULL_OPENCV" and cam.distortion["k4"] == 0.01 and cam.distortion["k5"] == 0.002
+
+
 def test_focal_from_camera_angles_and_missing_size(tmp_path):
     _png(tmp_path / "img" / "0.png", 64, 32)
     doc = {"camera_angle_x": 1.2, "camera_angle_y": 0.7, "frames": [_frame("img/0")]}

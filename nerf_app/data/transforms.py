@@ -5,10 +5,11 @@
 - Intrinsics: global keys, overridden per frame (``fl_x fl_y cx cy w h``, or ``camera_angle_x/y``
   from which ``f = 0.5 * w / tan(0.5 * angle)``). Missing ``w``/``h`` are read from the image header;
   a missing ``fl_y`` equals ``fl_x``; a missing principal point is the image centre.
-- Distortion: ``k1 k2 p1 p2`` -> OPENCV; any of ``k3..k6`` -> FULL_OPENCV, with OpenCV's own
-  meaning of the names (k4..k6 are the rational denominator). Fisheye (``camera_model``
-  "OPENCV_FISHEYE" or ``is_fisheye``) -> OPENCV_FISHEYE with ``k1..k4``. ``camera_model`` may also
-  name any COLMAP model whose parameters are all given by these keys.
+- Distortion: ``k1 k2 p1 p2`` -> OPENCV; ``k3`` -> FULL_OPENCV (the r^6 term, as everyone reads
+  it). A perspective ``k4`` is ambiguous: nerfstudio/multinerf read it as an r^8 term, OpenCV as the
+  first rational denominator term; we take OpenCV's meaning only when ``k5``/``k6`` are present too
+  (clearly OpenCV's 8-coefficient model) and refuse it otherwise rather than guess. Fisheye
+  (``camera_model`` "OPENCV_FISHEYE" or ``is_fisheye``) -> OPENCV_FISHEYE with ``k1..k4``.
 - ``file_path`` is relative to the JSON file, with or without an extension (Blender omits ".png").
 """
 from __future__ import annotations
@@ -197,6 +198,10 @@ def _model_name(intr, dist, path, field) -> str:
     if model not in (None, "OPENCV", "PINHOLE", "SIMPLE_PINHOLE", "FULL_OPENCV"):
         raise DatasetError(path, f"unsupported camera_model {model[:40]!r} (supported: OPENCV, OPENCV_FISHEYE, "
                            "FULL_OPENCV, PINHOLE, SIMPLE_PINHOLE)", f"{field}.camera_model")
+    if dist["k4"] and not (dist["k5"] or dist["k6"]):
+        raise DatasetError(path, "k4 on a perspective camera is ambiguous (an r^8 term for nerfstudio, a rational "
+                           "denominator term for OpenCV); give k5/k6 for OpenCV's model or use a fisheye model",
+                           f"{field}.k4")
     if model == "FULL_OPENCV" or any(dist[k] for k in ("k3", "k4", "k5", "k6")):
         return "FULL_OPENCV"
     if any(dist[k] for k in ("k1", "k2", "p1", "p2")):
