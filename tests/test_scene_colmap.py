@@ -74,6 +74,17 @@ def test_downscale_scales_cameras_and_observations():
     assert img.shape == (150, 200, 3) and img.dtype == np.uint8
 
 
+def test_a_downscaled_images_folder_rescales_the_model():
+    # cup/images_4 (200x150) has no COLMAP model of its own: the 800x600 cameras are scaled by 1/4
+    small = load_scene(DATA / "cup", images="images_4")
+    full = load_scene(DATA / "cup", check_images=False)
+    assert (small.cameras[0].width, small.cameras[0].height) == (200, 150)
+    assert np.isclose(small.cameras[0].fx, full.cameras[0].fx / 4)
+    assert np.allclose(small.reprojection_errors(), full.reprojection_errors() / 4)
+    ll = load_scene(DATA / "cup", format="llff", images="images_4")  # LLFF's hwf is full-res too
+    assert np.isclose(ll.cameras[0].fx, 589.027 / 4, atol=1e-3)
+
+
 def test_cup_llff_and_colmap_give_the_same_camera_centres():
     col = load_scene(DATA / "cup", format="colmap", check_images=False)
     ll = load_scene(DATA / "cup", format="llff", check_images=False)

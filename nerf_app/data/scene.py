@@ -207,10 +207,7 @@ def _build(cap: Capture, downscale: float, holdout_every: int, n_cascades: Optio
     if cap.points is not None and len(cap.points) and np.abs(cap.points.xyz).max() > _MAX_COORDINATE:
         raise DatasetError(cap.source, f"points3D coordinates exceed {_MAX_COORDINATE:g} units", "points3D")
     if check_images and cap.format != "transforms":  # transforms.py checked its own sizes
-        for p, cam in zip(cap.image_paths, cap.cameras):
-            w, h, _ = header_info(p)
-            if (w, h) != (cam.width, cam.height):
-                raise DatasetError(p, f"image is {w}x{h} but its camera says {cam.width}x{cam.height}", "size")
+        _match_cameras_to_images(cap)
     source_sizes = [(c.width, c.height) for c in cap.cameras]
     cameras = cap.cameras
     points = cap.points
@@ -258,6 +255,31 @@ def _build(cap: Capture, downscale: float, holdout_every: int, n_cascades: Optio
                  cameras=cameras, c2w=norm.c2w_to_normalized(cap.c2w), splits=splits, normalization=norm,
                  n_cascades=report.n_cascades, aabb=aabb_for_cascades(report.n_cascades), images=store,
                  points3D=points, bounded=cap.bounded, downscale=downscale, meta=meta)
+
+
+def _match_cameras_to_images(cap: Capture) -> None:
+    """Check each image's header size against its camera. An images folder that is a uniformly
+    downscaled copy (COLMAP model + ``images_4/``) gets its cameras and observations rescaled to
+    match; any other mismatch is an error."""
+    scaled: Dict[Tuple[int, int, int], Camera] = {}
+    new = []
+    for p, cam in zip(cap.image_paths, cap.cameras):
+        w, h, _ = header_info(p)
+        if (w, h) != (cam.width, cam.height):
+            s = w / cam.width
+            if round(cam.height * s) != h or s > 1:
+                raise DatasetError(p, f"image is {w}x{h} but its camera says {cam.width}x{cam.height}", "size")
+            cam = scaled.setdefault((id(cam), w, h), cam.scaled(w, h))
+        new.append(cam)
+    if not scaled:
+        return
+    pts = cap.points
+    if pts is not None and len(pts.obs_image):
+        sx = np.array([n.width / c.width for n, c in zip(new, cap.cameras)])
+        sy = np.array([n.height / c.height for n, c in zip(new, cap.cameras)])
+        pts.obs_xy = pts.obs_xy * np.stack([sx[pts.obs_image], sy[pts.obs_image]], -1)
+    cap.cameras = new
+    cap.meta["cameras_rescaled_to_images"] = True
 
 
 def _mask_for(mask_dir: Path, name: str) -> Path:
