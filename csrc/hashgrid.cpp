@@ -106,8 +106,8 @@ at::Tensor hashgrid_backward_table(const at::Tensor& x, const at::Tensor& table,
   const HashGridLevels L = make_levels(dim, offsets, sizes, resolutions, scales, table.size(0));
   TORCH_CHECK(grad_y.is_contiguous() && grad_y.size(0) == n && grad_y.size(1) == (int64_t)L.n_levels * features,
               "hashgrid: grad_y must be contiguous [N, n_levels*F]");
-  at::Tensor grad_table = at::zeros_like(table);
   if (x.is_cuda()) {
+    at::Tensor grad_table = at::zeros_like(table);  // the CUDA kernel accumulates with atomics
 #ifdef NERF_APP_WITH_CUDA
     const c10::cuda::CUDAGuard guard(x.device());
     cuda::hashgrid_backward_table(x.data_ptr<float>(), grad_y.data_ptr<float>(), grad_table.data_ptr(),
@@ -119,6 +119,14 @@ at::Tensor hashgrid_backward_table(const at::Tensor& x, const at::Tensor& table,
     TORCH_CHECK(false, "hashgrid: nerf_app._C was built without CUDA kernels");
 #endif
   }
+  // The CPU kernel writes every row (each level zeroes its own rows), so the levels must tile the table.
+  int64_t expected_offset = 0;
+  for (int l = 0; l < L.n_levels; ++l) {
+    TORCH_CHECK(L.offset[l] == expected_offset, "hashgrid: levels must be stacked contiguously in the table");
+    expected_offset += L.size[l];
+  }
+  TORCH_CHECK(expected_offset == table.size(0), "hashgrid: the levels must cover the whole table");
+  at::Tensor grad_table = at::empty_like(table);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hashgrid_backward_table", [&] {
     cpu::hashgrid_backward_table<scalar_t>(x.data_ptr<scalar_t>(), grad_y.data_ptr<scalar_t>(),
                                            grad_table.data_ptr<scalar_t>(), n, dim, features, L, smoothstep);

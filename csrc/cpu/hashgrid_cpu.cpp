@@ -77,23 +77,34 @@ void forward_level(const T* x, const T* tab, T* y, int64_t begin, int64_t end, i
                    uint32_t res, uint32_t size) {
   constexpr int C = 1 << D;
   T xs[D][kLanes];
-  uint32_t idx[C][kLanes];
-  T wt[C][kLanes];
+  uint32_t idx[2][C][kLanes];
+  T wt[2][C][kLanes];
+  // Software pipeline: the corners of batch k+1 are computed and their rows prefetched before batch k
+  // is gathered, so table misses (the finest levels are far larger than the caches) overlap with work.
+  auto prepare = [&](int64_t b0, int buf) {
+    load_batch<T, D>(x, b0, (int)std::min<int64_t>(kLanes, end - b0), xs);
+    batch_corners<T, D, HASHED, SMOOTH>(xs, scale, res, size, idx[buf], wt[buf]);
+    if (HASHED)
+      for (int c = 0; c < C; ++c)
+        for (int j = 0; j < kLanes; ++j) __builtin_prefetch(tab + (int64_t)idx[buf][c][j] * F);
+  };
+  int buf = 0;
+  if (begin < end) prepare(begin, buf);
   for (int64_t b0 = begin; b0 < end; b0 += kLanes) {
+    if (b0 + kLanes < end) prepare(b0 + kLanes, buf ^ 1);
     const int nb = (int)std::min<int64_t>(kLanes, end - b0);
-    load_batch<T, D>(x, b0, nb, xs);
-    batch_corners<T, D, HASHED, SMOOTH>(xs, scale, res, size, idx, wt);
     // Weighted sums, corners in order (the reference sums in the same order).
     for (int j = 0; j < nb; ++j) {
       T acc[F];
       for (int f = 0; f < F; ++f) acc[f] = T(0);
       for (int c = 0; c < C; ++c) {
-        const T* row = tab + (int64_t)idx[c][j] * F;
-        for (int f = 0; f < F; ++f) acc[f] += wt[c][j] * row[f];
+        const T* row = tab + (int64_t)idx[buf][c][j] * F;
+        for (int f = 0; f < F; ++f) acc[f] += wt[buf][c][j] * row[f];
       }
       T* out = y + (b0 + j) * out_stride;
       for (int f = 0; f < F; ++f) out[f] = acc[f];
     }
+    buf ^= 1;
   }
 }
 
@@ -126,20 +137,30 @@ void backward_level(const T* x, const T* grad_y, T* tab, int64_t n, int64_t out_
                     uint32_t size) {
   constexpr int C = 1 << D;
   T xs[D][kLanes];
-  uint32_t idx[C][kLanes];
-  T wt[C][kLanes];
+  uint32_t idx[2][C][kLanes];
+  T wt[2][C][kLanes];
+  // Same software pipeline as the forward pass (prefetch for write).
+  auto prepare = [&](int64_t b0, int buf) {
+    load_batch<T, D>(x, b0, (int)std::min<int64_t>(kLanes, n - b0), xs);
+    batch_corners<T, D, HASHED, SMOOTH>(xs, scale, res, size, idx[buf], wt[buf]);
+    if (HASHED)
+      for (int c = 0; c < C; ++c)
+        for (int j = 0; j < kLanes; ++j) __builtin_prefetch(tab + (int64_t)idx[buf][c][j] * F, 1);
+  };
+  int buf = 0;
+  if (n > 0) prepare(0, buf);
   for (int64_t b0 = 0; b0 < n; b0 += kLanes) {
+    if (b0 + kLanes < n) prepare(b0 + kLanes, buf ^ 1);
     const int nb = (int)std::min<int64_t>(kLanes, n - b0);
-    load_batch<T, D>(x, b0, nb, xs);
-    batch_corners<T, D, HASHED, SMOOTH>(xs, scale, res, size, idx, wt);
     // Points in order, corners in order: the same sum on every run.
     for (int j = 0; j < nb; ++j) {
       const T* gy = grad_y + (b0 + j) * out_stride;
       for (int c = 0; c < C; ++c) {
-        T* row = tab + (int64_t)idx[c][j] * F;
-        for (int f = 0; f < F; ++f) row[f] += wt[c][j] * gy[f];
+        T* row = tab + (int64_t)idx[buf][c][j] * F;
+        for (int f = 0; f < F; ++f) row[f] += wt[buf][c][j] * gy[f];
       }
     }
+    buf ^= 1;
   }
 }
 
@@ -162,6 +183,9 @@ void backward_table_kernel(const T* x, const T* grad_y, T* grad_table, int64_t n
     for (int k = next.fetch_add(1); k < L.n_levels; k = next.fetch_add(1)) {
       const int l = L.n_levels - 1 - k;
       T* tab = grad_table + (int64_t)L.offset[l] * F;
+      // Zeroed here rather than by the caller: one pass fewer over the table, and the freshly
+      // written level is cache-warm for the scatter that follows.
+      std::fill(tab, tab + (int64_t)L.size[l] * F, T(0));
       const T* gy = grad_y + (int64_t)l * F;
       if (L.hashed[l])
         backward_level<T, D, F, true>(smooth, x, gy, tab, n, out_stride, L.scale[l], L.resolution[l], L.size[l]);
@@ -171,29 +195,88 @@ void backward_table_kernel(const T* x, const T* grad_y, T* grad_table, int64_t n
   });
 }
 
+template <typename T, int D, int F, bool HASHED, bool SMOOTH>
+void backward_input_level(const T (&xs)[D][kLanes], const T* tab, const T* grad_y, int64_t b0, int nb,
+                          int64_t out_stride, float scale, uint32_t res, uint32_t size, T (&gx)[D][kLanes]) {
+  constexpr int C = 1 << D;
+  uint32_t term0[D][kLanes], term1[D][kLanes];
+  T wlo[D][kLanes], whi[D][kLanes], dwds[D][kLanes];
+  uint32_t top = 0, stride = 1;
+  for (int d = 0; d < D; ++d) {
+    const uint32_t mul = HASHED ? hash_prime(d) : stride;
+    for (int j = 0; j < kLanes; ++j) {
+      const T pos = grid_pos(clamp01(xs[d][j]), scale);
+      const uint32_t g = (uint32_t)(int32_t)pos;
+      const T f = pos - (T)g;
+      const T w = SMOOTH ? f * f * (T(3) - T(2) * f) : f;
+      wlo[d][j] = T(1) - w;
+      whi[d][j] = w;
+      dwds[d][j] = (SMOOTH ? T(6) * f * (T(1) - f) : T(1)) * (T)scale;  // d w / d x
+      term0[d][j] = g * mul;
+      term1[d][j] = (g + 1u) * mul;
+      top |= (uint32_t)(g + 1u >= res);
+    }
+    stride *= res;
+  }
+  T gys[F][kLanes];
+  for (int j = 0; j < kLanes; ++j)
+    for (int f = 0; f < F; ++f) gys[f][j] = j < nb ? grad_y[(b0 + j) * out_stride + f] : T(0);
+  for (int c = 0; c < C; ++c) {
+    uint32_t idx[kLanes];
+    for (int j = 0; j < kLanes; ++j) {
+      uint32_t index = (c & 1) ? term1[0][j] : term0[0][j];
+      for (int d = 1; d < D; ++d) {
+        const uint32_t t = ((c >> d) & 1) ? term1[d][j] : term0[d][j];
+        index = HASHED ? (index ^ t) : (index + t);
+      }
+      idx[j] = HASHED ? (index & (size - 1u)) : (top && index >= size ? index % size : index);
+    }
+    T dot[kLanes];
+    for (int j = 0; j < nb; ++j) {
+      const T* row = tab + (int64_t)idx[j] * F;
+      T acc = T(0);
+      for (int f = 0; f < F; ++f) acc += gys[f][j] * row[f];
+      dot[j] = acc;
+    }
+    for (int j = nb; j < kLanes; ++j) dot[j] = T(0);
+    // d weight_c / d x_d = (c_d ? 1 : -1) * prod_{e != d} w_e(c) * dw_d/dx_d
+    for (int d = 0; d < D; ++d) {
+      for (int j = 0; j < kLanes; ++j) {
+        T partial = ((c >> d) & 1) ? dwds[d][j] : -dwds[d][j];
+        for (int e = 0; e < D; ++e)
+          if (e != d) partial *= ((c >> e) & 1) ? whi[e][j] : wlo[e][j];
+        gx[d][j] += partial * dot[j];
+      }
+    }
+  }
+}
+
 template <typename T, int D, int F>
 void backward_input_kernel(const T* x, const T* table, const T* grad_y, T* grad_x, int64_t n,
                            const HashGridLevels& L, bool smooth) {
   const int64_t out_stride = (int64_t)L.n_levels * F;
   at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const T* xi = x + i * D;
-      T gx[D];
-      for (int d = 0; d < D; ++d) gx[d] = T(0);
+    T xs[D][kLanes], gx[D][kLanes];
+    for (int64_t b0 = begin; b0 < end; b0 += kLanes) {
+      const int nb = (int)std::min<int64_t>(kLanes, end - b0);
+      load_batch<T, D>(x, b0, nb, xs);
+      for (int d = 0; d < D; ++d)
+        for (int j = 0; j < kLanes; ++j) gx[d][j] = T(0);
       for (int l = 0; l < L.n_levels; ++l) {
         const T* tab = table + (int64_t)L.offset[l] * F;
-        const T* gy = grad_y + i * out_stride + (int64_t)l * F;
-        uint32_t g[D];
-        T w[D], dw[D];
-        grid_cell<T, D>(xi, L.scale[l], smooth, g, w, dw);
-        for (uint32_t c = 0; c < (1u << D); ++c) {
-          const T* row = tab + (int64_t)grid_index<D>(g, c, L.resolution[l], L.size[l], L.hashed[l]) * F;
-          T dot = T(0);
-          for (int f = 0; f < F; ++f) dot += gy[f] * row[f];
-          for (int d = 0; d < D; ++d) gx[d] += corner_weight_grad<T, D>(w, c, d) * dw[d] * (T)L.scale[l] * dot;
+        const T* gy = grad_y + (int64_t)l * F;
+        const float s = L.scale[l];
+        const uint32_t r = L.resolution[l], sz = L.size[l];
+        if (L.hashed[l]) {
+          if (smooth) backward_input_level<T, D, F, true, true>(xs, tab, gy, b0, nb, out_stride, s, r, sz, gx);
+          else backward_input_level<T, D, F, true, false>(xs, tab, gy, b0, nb, out_stride, s, r, sz, gx);
+        } else {
+          if (smooth) backward_input_level<T, D, F, false, true>(xs, tab, gy, b0, nb, out_stride, s, r, sz, gx);
+          else backward_input_level<T, D, F, false, false>(xs, tab, gy, b0, nb, out_stride, s, r, sz, gx);
         }
       }
-      for (int d = 0; d < D; ++d) grad_x[i * D + d] = inside01(xi[d]) ? gx[d] : T(0);
+      for (int j = 0; j < nb; ++j)
+        for (int d = 0; d < D; ++d) grad_x[(b0 + j) * D + d] = inside01(xs[d][j]) ? gx[d][j] : T(0);
     }
   });
 }

@@ -35,7 +35,9 @@ def hashgrid_encode(x: torch.Tensor, table: torch.Tensor, layout, smoothstep: bo
         smoothstep: smoothstep instead of linear interpolation weights.
 
     Returns:
-        ``[N, n_levels * F]`` features in ``x.dtype``, level-major (level 0's F features first).
+        ``[N, n_levels * F]`` features, level-major (level 0's F features first), in the promoted dtype of
+        ``x`` and ``table``: positions and weights are computed in ``x.dtype`` and the weighted sums in
+        the promoted dtype, so a float64 table gives a float64-accurate sum of the float32 kernels' terms.
     """
     n, dim = x.shape
     xc = torch.nan_to_num(x.clamp(0.0, 1.0), nan=0.0)
@@ -73,8 +75,9 @@ def hashgrid_encode(x: torch.Tensor, table: torch.Tensor, layout, smoothstep: bo
         weights.append(weight)
     index = torch.stack(indices, dim=1)                                       # [N, L, C]
     weight = torch.stack(weights, dim=1)                                      # [N, L, C]
-    features = table[index].to(x.dtype)                                       # [N, L, C, F]
-    return (weight[..., None] * features).sum(dim=2).reshape(n, -1)
+    dtype = torch.promote_types(x.dtype, table.dtype)
+    features = table[index].to(dtype)                                         # [N, L, C, F]
+    return (weight.to(dtype)[..., None] * features).sum(dim=2).reshape(n, -1)
 
 
 def _activate(x: torch.Tensor, name: str) -> torch.Tensor:

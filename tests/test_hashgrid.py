@@ -1,0 +1,260 @@
+"""Hash grid: every compiled backend against the torch reference (values and gradients), gradcheck,
+determinism, layout semantics and the module API."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from nerf_app.encodings import HashGrid
+from nerf_app.errors import ConfigError
+from nerf_app.ops import _reference
+from nerf_app.ops.hashgrid import HashGridLayout, hashgrid_encode
+
+from conftest import HAS_CUDA, requires_cpp, requires_cuda
+
+SIZES = (1, 7, 1000, 65537)
+DIMS = (1, 2, 3, 4)
+INTERPOLATIONS = ("linear", "smoothstep")
+
+
+def grid_config(kind: str, dim: int) -> dict:
+    """Small grids whose levels are all dense, all hashed, or both (asserted in test_configs_cover_kinds)."""
+    if kind == "dense":
+        return dict(n_levels=4, n_features_per_level=2, log2_hashmap_size=14, base_resolution=2, per_level_scale=1.5)
+    if kind == "hashed":  # 80^D > 2^6 rows for every D
+        return dict(n_levels=3, n_features_per_level=2, log2_hashmap_size=6, base_resolution=80, per_level_scale=1.3)
+    # mixed: non-integer growth, coarse levels dense and fine levels hashed
+    return dict(n_levels=8, n_features_per_level=2, log2_hashmap_size=4 if dim == 1 else 10, base_resolution=2,
+                per_level_scale=1.7)
+
+
+def make_grid(kind: str, dim: int, interpolation: str, dtype=torch.float32, seed: int = 0) -> HashGrid:
+    torch.manual_seed(seed)
+    enc = HashGrid(input_dim=dim, interpolation=interpolation, dtype=dtype, **grid_config(kind, dim))
+    with torch.no_grad():
+        enc.table.uniform_(-1.0, 1.0)  # O(1) features so gradients to x are not vanishingly small
+    return enc
+
+
+def run(enc: HashGrid, backend: str, x: torch.Tensor, grad_y: torch.Tensor):
+    enc.backend = backend
+    enc.table.grad = None
+    xr = x.clone().requires_grad_(True)
+    y = enc(xr)
+    y.backward(grad_y)
+    return y.detach(), xr.grad.detach(), enc.table.grad.detach().clone()
+
+
+def run_reference(enc: HashGrid, x: torch.Tensor, grad_y: torch.Tensor):
+    """The torch reference with the same float32 positions and weights but float64 sums.
+
+    Table gradients sum thousands of terms per row at these sizes; float32 accumulation alone (in any
+    order, the reference's own included) drifts by ~1e-5 relative, so the kernels are judged against
+    the accurate sum rather than against another rounding of it.
+    """
+    table = enc.table.detach().double().requires_grad_(True)
+    xr = x.clone().requires_grad_(True)
+    y = _reference.hashgrid_encode(xr, table, enc.layout, enc.interpolation == "smoothstep")
+    y.backward(grad_y.double())
+    return y.detach(), xr.grad.detach(), table.grad.detach()
+
+
+def assert_close_rel(actual: torch.Tensor, expected: torch.Tensor, rel: float, what: str) -> None:
+    """max |a - e| <= rel * max |e|: the relative error of the tensor as a whole."""
+    scale = expected.abs().max().item()
+    err = (actual.double() - expected.double()).abs().max().item()
+    assert err <= rel * max(scale, 1e-12), f"{what}: max error {err:.3g} vs scale {scale:.3g} (rel {err / max(scale, 1e-30):.3g})"
+
+
+def test_configs_cover_kinds():
+    for dim in DIMS:
+        assert not any(make_grid("dense", dim, "linear").layout.hashed)
+        assert all(make_grid("hashed", dim, "linear").layout.hashed)
+        hashed = make_grid("mixed", dim, "linear").layout.hashed
+        assert any(hashed) and not all(hashed), (dim, hashed)
+
+
+@requires_cpp
+@pytest.mark.parametrize("kind", ("dense", "hashed", "mixed"))
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_cpp_matches_reference(kind, dim, interpolation):
+    enc = make_grid(kind, dim, interpolation)
+    gen = torch.Generator().manual_seed(dim * 100 + len(kind))
+    for n in SIZES:
+        x = torch.rand(n, dim, generator=gen)
+        grad_y = torch.randn(n, enc.n_output_dims, generator=gen)
+        y_ref, gx_ref, gt_ref = run_reference(enc, x, grad_y)
+        y, gx, gt = run(enc, "cpp", x, grad_y)
+        tag = f"{kind} D={dim} {interpolation} N={n}"
+        assert_close_rel(y, y_ref, 1e-5, f"values {tag}")
+        assert_close_rel(gt, gt_ref, 1e-5, f"table grad {tag}")
+        assert_close_rel(gx, gx_ref, 1e-5, f"input grad {tag}")
+
+
+@requires_cpp
+@pytest.mark.parametrize("dim", DIMS)
+def test_boundary_and_out_of_range_points(dim):
+    """x == 0, x == 1 (top vertex wraps like tiny-cuda-nn), x outside [0,1] and NaN are clamped alike."""
+    enc = make_grid("mixed", dim, "linear")
+    special = torch.tensor([0.0, 1.0, 1.0 - 1e-7, 0.5, -0.25, 1.25, float("nan"), 1e-30])
+    x = torch.stack([special.roll(d) for d in range(dim)], dim=1)
+    x = torch.cat([x, torch.ones(1, dim), torch.zeros(1, dim)])
+    grad_y = torch.randn(x.shape[0], enc.n_output_dims)
+    y_ref, gx_ref, gt_ref = run_reference(enc, x, grad_y)
+    y, gx, gt = run(enc, "cpp", x, grad_y)
+    assert torch.isfinite(y).all()
+    assert_close_rel(y, y_ref, 1e-5, "values")
+    assert_close_rel(gt, gt_ref, 1e-5, "table grad")
+    finite = torch.isfinite(x).all(dim=1)
+    assert_close_rel(gx[finite], gx_ref[finite], 1e-5, "input grad")
+
+
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+@pytest.mark.parametrize("dim", (1, 2, 3))
+def test_reference_gradcheck_float64(interpolation, dim):
+    # a tiny mixed grid (dense level 0, hashed finer levels) keeps the numerical Jacobian cheap
+    enc = HashGrid(input_dim=dim, n_levels=3, n_features_per_level=2, log2_hashmap_size=4, base_resolution=2,
+                   per_level_scale=2.0, interpolation=interpolation, dtype=torch.float64)
+    with torch.no_grad():
+        enc.table.uniform_(-1.0, 1.0)
+    layout = enc.layout
+    x = (torch.rand(6, dim, dtype=torch.float64) * 0.9 + 0.05).requires_grad_(True)
+    table = enc.table.detach().clone().requires_grad_(True)
+    fn = lambda xx, tt: _reference.hashgrid_encode(xx, tt, layout, interpolation == "smoothstep")
+    assert torch.autograd.gradcheck(fn, (x, table), eps=1e-6, atol=1e-6)
+
+
+@requires_cpp
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_cpp_gradcheck_float64(interpolation):
+    enc = HashGrid(input_dim=3, n_levels=3, n_features_per_level=2, log2_hashmap_size=4, base_resolution=2,
+                   per_level_scale=2.0, interpolation=interpolation, dtype=torch.float64)
+    with torch.no_grad():
+        enc.table.uniform_(-1.0, 1.0)
+    x = (torch.rand(5, 3, dtype=torch.float64) * 0.9 + 0.05).requires_grad_(True)
+    table = enc.table.detach().clone().requires_grad_(True)
+    fn = lambda xx, tt: hashgrid_encode(xx, tt, enc.layout, interpolation, backend="cpp")
+    assert torch.autograd.gradcheck(fn, (x, table), eps=1e-6, atol=1e-6)
+
+
+@requires_cpp
+def test_cpp_table_gradient_is_deterministic():
+    """Two backward passes, and different thread counts, give bit-identical table gradients."""
+    enc = HashGrid(input_dim=3, n_levels=16, log2_hashmap_size=12, backend="cpp")
+    x = torch.rand(50000, 3)
+    grad_y = torch.randn(50000, enc.n_output_dims)
+    grads = []
+    threads = torch.get_num_threads()
+    try:
+        for n_threads in (threads, threads, 1):
+            torch.set_num_threads(n_threads)
+            grads.append(run(enc, "cpp", x, grad_y)[2])
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(grads[0], grads[1])
+    assert torch.equal(grads[0], grads[2])
+
+
+def test_layout_follows_tiny_cuda_nn():
+    """The Instant-NGP default 3D grid: level sizes, resolutions and where hashing starts."""
+    layout = HashGridLayout.build(3, 16, 2, 19, 16, 1.3819)
+    T = 1 << 19
+    for level in range(16):
+        scale = 16 * 1.3819 ** level - 1
+        assert layout.scales[level] == pytest.approx(scale, rel=1e-6)
+        res = layout.resolutions[level]
+        assert res == math.ceil(layout.scales[level]) + 1
+        assert layout.sizes[level] == min(-(-res ** 3 // 8) * 8, T)
+        assert layout.sizes[level] % 8 == 0
+        assert layout.hashed[level] == (res ** 3 > T)
+    assert layout.resolutions[0] == 16 and layout.hashed.index(True) == 5
+    assert layout.offsets[1:] == tuple(itertools.accumulate(layout.sizes))[:-1]
+    assert layout.n_rows == sum(layout.sizes)
+
+
+def test_dense_level_is_trilinear_interpolation_of_vertices():
+    """On a dense level the encoding is ordinary multilinear interpolation of the vertex features."""
+    enc = HashGrid(input_dim=2, n_levels=1, n_features_per_level=1, log2_hashmap_size=10, base_resolution=4,
+                   per_level_scale=1.0, backend="torch")
+    res = enc.layout.resolutions[0]  # scale 3, res 4: vertex v sits at x = (v - 0.5) / 3
+    with torch.no_grad():
+        enc.table.copy_(torch.arange(enc.layout.n_rows, dtype=torch.float32)[:, None])
+    # a point at vertex (1, 2) exactly, and one halfway between vertices (1,2) and (2,2)
+    x = torch.tensor([[0.5 / 3, 1.5 / 3], [1.0 / 3, 1.5 / 3]])
+    y = enc(x)[:, 0]
+    assert y[0].item() == pytest.approx(1 + 2 * res, abs=1e-5)
+    assert y[1].item() == pytest.approx(1.5 + 2 * res, abs=1e-5)
+
+
+def test_hash_of_fine_level_matches_prime_xor():
+    enc = HashGrid(input_dim=3, n_levels=1, n_features_per_level=1, log2_hashmap_size=8, base_resolution=64,
+                   per_level_scale=1.0, backend="torch")
+    assert enc.layout.hashed[0]
+    with torch.no_grad():
+        enc.table.copy_(torch.arange(256, dtype=torch.float32)[:, None])
+    scale = enc.layout.scales[0]
+    v = (5, 9, 17)  # a vertex: x = (v - 0.5) / scale puts the point exactly on it
+    x = torch.tensor([[(c - 0.5) / scale for c in v]], dtype=torch.float64).float()
+    expected = (v[0] * 1 ^ v[1] * 2654435761 ^ v[2] * 805459861) & 0xFFFFFFFF & 255
+    assert enc(x)[0, 0].item() == pytest.approx(float(expected), abs=1e-3)
+
+
+def test_module_api_and_state_dict_independent_of_backend():
+    enc = HashGrid(input_dim=3, n_levels=16, n_features_per_level=2, log2_hashmap_size=19, base_resolution=16,
+                   per_level_scale=1.3819, interpolation="linear", backend="auto")
+    x = torch.rand(33, 3)
+    assert enc(x).shape == (33, 32)
+    assert enc(x.reshape(3, 11, 3)).shape == (3, 11, 32)
+    keys = set(enc.state_dict())
+    enc.backend = "torch"
+    assert set(enc.state_dict()) == keys == {"table"}
+    clone = HashGrid(input_dim=3, backend="torch")
+    clone.load_state_dict(enc.state_dict())
+    assert torch.equal(clone(x), enc(x))
+    with pytest.raises(ConfigError):
+        enc.backend = "fast"
+    with pytest.raises(ConfigError):
+        HashGrid(input_dim=5)
+    with pytest.raises(ConfigError):
+        enc(torch.rand(4, 2))
+
+
+@requires_cuda
+@pytest.mark.parametrize("kind", ("dense", "hashed", "mixed"))
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_cuda_matches_reference(kind, dim, interpolation):
+    enc = make_grid(kind, dim, interpolation).cuda()
+    gen = torch.Generator(device="cuda").manual_seed(dim)
+    for n in SIZES:
+        x = torch.rand(n, dim, device="cuda", generator=gen)
+        grad_y = torch.randn(n, enc.n_output_dims, device="cuda", generator=gen)
+        y_ref, gx_ref, gt_ref = run_reference(enc, x, grad_y)
+        y, gx, gt = run(enc, "cuda", x, grad_y)
+        tag = f"{kind} D={dim} {interpolation} N={n}"
+        assert_close_rel(y, y_ref, 1e-5, f"values {tag}")
+        assert_close_rel(gt, gt_ref, 1e-5, f"table grad {tag}")
+        assert_close_rel(gx, gx_ref, 1e-5, f"input grad {tag}")
+
+
+@requires_cuda
+@pytest.mark.parametrize("dim", (2, 3))
+def test_cuda_half_table(dim):
+    """fp16 tables: values and gradients within half-precision rounding of the float32 reference."""
+    enc = make_grid("mixed", dim, "linear").cuda()
+    x = torch.rand(20000, dim, device="cuda")
+    grad_y = torch.randn(20000, enc.n_output_dims, device="cuda")
+    half = make_grid("mixed", dim, "linear", dtype=torch.float16).cuda()
+    with torch.no_grad():
+        half.table.copy_(enc.table.half())
+        enc.table.copy_(half.table.float())  # same (rounded) parameters for both
+    y_ref, gx_ref, gt_ref = run_reference(enc, x, grad_y)
+    y, gx, gt = run(half, "cuda", x, grad_y)
+    assert gt.dtype == torch.float16
+    assert_close_rel(y, y_ref, 1e-5, "values")  # fp32 accumulation of exactly representable parameters
+    assert_close_rel(gx, gx_ref, 1e-4, "input grad")
+    assert_close_rel(gt.float(), gt_ref, 2e-2, "table grad (fp16 atomics)")
