@@ -66,13 +66,13 @@ def build_capture(files: Dict[str, Path], root: Path, check_images: bool = True)
     names, paths, masks, cameras, c2w, split_of = [], [], [], [], [], []
     meta: dict = {}
     missing: List[Path] = []
+    cam_cache: Dict[tuple, Camera] = {}  # shared across split files: identical intrinsics, one Camera
     for split, path in files.items():
         data = _load_json(path, root)
         for key in ("aabb_scale", "scale", "offset", "aabb", "applied_transform", "ply_file_path"):
             if key in data:
                 meta.setdefault(key, data[key])
         shared = {k: data[k] for k in _INTRINSIC_KEYS if k in data}
-        cam_cache: Dict[tuple, Camera] = {}
         for i, frame in enumerate(data["frames"]):
             field = f"frames[{i}]"
             if not isinstance(frame, dict):
