@@ -33,7 +33,7 @@ def extensions():
     rel = lambda pattern: sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
     sources = rel("csrc/*.cpp") + rel("csrc/cpu/*.cpp")
     include_dirs = [os.path.join(ROOT, "csrc", "include")]
-    cxx = ["-O3", "-g0", "-fopenmp", "-std=c++17", "-ffp-contract=off"]
+    cxx = ["-O3", "-g0", "-fopenmp", "-ffp-contract=off"]  # torch picks the C++ standard (C++20 for 2.13)
     link = ["-fopenmp"]  # without it in the link step OpenMP silently runs on one thread
     if not _flag("NERF_APP_PORTABLE"):
         # The extension is built on the machine that runs it: let the CPU kernels use its vector units
@@ -47,7 +47,7 @@ def extensions():
             else:
                 os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;8.6;8.9;9.0"
         sources += rel("csrc/cuda/*.cu") + rel("csrc/cuda/*.cpp")
-        nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr",
+        nvcc = ["-O3", "--expt-relaxed-constexpr",
                 # torch disables fp16 operators by default; the fp16 hash tables need them
                 "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
                 "-U__CUDA_NO_HALF2_OPERATORS__", "-U__CUDA_NO_BFLOAT16_CONVERSIONS__"]

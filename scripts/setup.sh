@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs everything nerf_app needs into the active Python, on a fresh machine with or without a GPU:
+# torch (the build this machine should have), the runtime and test dependencies, and the package with
+# its compiled extension (C++ kernels always; CUDA kernels too when torch has CUDA and nvcc exists).
+# Idempotent: a second run only rebuilds what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+
+# torch: keep one that is already installed; otherwise take TORCH_SPEC (default: the 2.13.0 build this
+# project's machines provide — a CPU build from local disk on GPU-less machines). Never pull a
+# multi-GB CUDA build onto a machine without a GPU by accident: set TORCH_SPEC yourself elsewhere.
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+  echo "[setup] installing ${TORCH_SPEC:=torch==2.13.0}"
+  "$PY" -m pip install -q "$TORCH_SPEC"
+fi
+"$PY" -m pip install -q setuptools wheel ninja
+"$PY" -m pip install -q -r requirements-test.txt
+echo "[setup] building nerf_app and its extension (about a minute on 2 cores)"
+# --no-build-isolation: compile against the torch installed above, not a freshly downloaded one.
+"$PY" -m pip install -q --no-build-isolation -e . 2>&1 | grep -v "Running pip as the 'root' user" || true
+"$PY" -c "import nerf_app; from nerf_app import backend; r = backend.build_report(); print('[setup] extension:', r['extension'], '| cuda kernels:', r['cuda_kernels'], '| openmp threads:', r['openmp_threads'])"
