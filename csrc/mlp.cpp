@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <mutex>
+#include <utility>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -56,24 +58,76 @@ cpu::MlpDims check_network(const at::Tensor& x, const std::vector<at::Tensor>& w
   return s;
 }
 
-// A CPU float tensor for the large per-call buffers (saved activations, y, grad_x). Fresh memory
-// costs a page fault per 4 KiB page on first touch, which for the 100+ MiB a training forward saves
-// was ~15% of the fused forward+backward; asking for transparent huge pages (the kernel's "madvise"
-// mode) cuts the faults 512-fold. Small buffers and non-Linux systems use the torch allocator.
+// Large per-call CPU buffers (saved activations, y, grad_x) come from a small cache of recently freed
+// blocks. Fresh memory costs a page fault per page on first touch, and glibc hands big blocks back to
+// the OS on free, so every training step would fault its 100+ MiB in again: on the 2-core VMs this was
+// as slow as the fused forward itself (and very noisy). Reused blocks are already mapped. The cache
+// holds at most kCacheBlocks blocks and kCacheBytes in all (like torch's CUDA caching allocator, memory
+// stays with the process); new blocks also ask for transparent huge pages (fewer faults, advisory).
+constexpr size_t kCacheBytes = size_t(1) << 30;
+constexpr size_t kCacheBlocks = 8;
+constexpr size_t kCacheMinBytes = size_t(1) << 20;  // smaller buffers: the torch allocator is fine
+
+class BlockCache {
+ public:
+  void* take(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      size_t best = blocks_.size();
+      for (size_t i = 0; i < blocks_.size(); ++i)  // smallest block that fits without wasting half of it
+        if (blocks_[i].second >= bytes && blocks_[i].second <= 2 * bytes &&
+            (best == blocks_.size() || blocks_[i].second < blocks_[best].second))
+          best = i;
+      if (best < blocks_.size()) {
+        void* p = blocks_[best].first;
+        held_ -= blocks_[best].second;
+        blocks_.erase(blocks_.begin() + best);
+        return p;
+      }
+    }
+    void* p = nullptr;
+    constexpr size_t kHuge = size_t(2) << 20;
+    if (posix_memalign(&p, kHuge, bytes) != 0) return nullptr;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(p, bytes, MADV_HUGEPAGE);  // advisory: failure only means ordinary pages
+#endif
+    return p;
+  }
+  void give_back(void* p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    while (!blocks_.empty() && (blocks_.size() >= kCacheBlocks || held_ + bytes > kCacheBytes)) {
+      std::free(blocks_.front().first);  // oldest first
+      held_ -= blocks_.front().second;
+      blocks_.erase(blocks_.begin());
+    }
+    if (bytes > kCacheBytes) {
+      std::free(p);
+      return;
+    }
+    blocks_.emplace_back(p, bytes);
+    held_ += bytes;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::pair<void*, size_t>> blocks_;
+  size_t held_ = 0;
+};
+
+BlockCache& block_cache() {
+  static BlockCache* cache = new BlockCache();  // never destroyed: tensors may outlive static teardown
+  return *cache;
+}
+
 at::Tensor empty_cpu(at::IntArrayRef sizes, const at::TensorOptions& options) {
   int64_t numel = 1;
   for (const int64_t v : sizes) numel *= v;
   const size_t bytes = (size_t)numel * sizeof(float);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr size_t kHuge = size_t(2) << 20;
-  if (bytes >= 2 * kHuge) {
-    void* p = nullptr;
-    if (posix_memalign(&p, kHuge, (bytes + kHuge - 1) / kHuge * kHuge) == 0) {
-      madvise(p, bytes, MADV_HUGEPAGE);  // advisory: failure only means ordinary pages
-      return at::from_blob(p, sizes, [](void* q) { std::free(q); }, options.dtype(at::kFloat));
-    }
+  if (bytes >= kCacheMinBytes) {
+    if (void* p = block_cache().take(bytes))
+      return at::from_blob(p, sizes, [bytes](void* q) { block_cache().give_back(q, bytes); },
+                           options.dtype(at::kFloat));
   }
-#endif
   return at::empty(sizes, options.dtype(at::kFloat));
 }
 
