@@ -1,7 +1,9 @@
 """`FusedMLP`: the small MLP every field uses, with one state_dict whatever the backend.
 
 The ``torch`` backend (plain matmuls) is the reference; it defines the initialisation and the
-semantics the compiled fused kernels must match.
+semantics the compiled fused kernels must match: ``cpp`` (float32, cache-tiled, multithreaded,
+deterministic) and ``cuda`` (fp16 tensor cores, fp32 accumulation; hidden widths 16/32/64/128).
+See :mod:`nerf_app.ops.mlp` for what each supports and how ``auto`` falls back.
 """
 from __future__ import annotations
 
