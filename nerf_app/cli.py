@@ -18,6 +18,10 @@ from .errors import NerfAppError
 VERBS = {
     "info": ("nerf_app.commands.info", "show the build, the backends available and why"),
     "inspect": ("nerf_app.commands.inspect", "check a capture: cameras, splits, bounds, reprojection error, frusta plot"),
+    "train": ("nerf_app.commands.train", "fit a field to an input (mesh -> sdf/occupancy, scene -> nerf) into a run folder"),
+    "eval": ("nerf_app.commands.eval", "evaluate a trained run; writes RUN/metrics.json"),
+    "render": ("nerf_app.commands.render", "render a trained run along a camera path (orbit mp4)"),
+    "export": ("nerf_app.commands.export", "export a trained run (marching-cubes mesh)"),
 }
 
 

@@ -1,0 +1,27 @@
+"""`nerf-app export RUN --mesh OUT.{ply,obj,glb}`: marching-cubes mesh of a trained field."""
+from __future__ import annotations
+
+import json
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run", help="run folder made by `nerf-app train`")
+    parser.add_argument("--mesh", default=None, help="output mesh (.ply/.obj/.glb; default RUN/mesh.ply)")
+    parser.add_argument("--resolution", type=int, default=None, help="marching-cubes samples per axis")
+    parser.add_argument("--threshold", default=None,
+                        help="iso level (default: the mode's: 0 for sdf, 0.5 for occupancy)")
+    parser.add_argument("--chunks", type=int, default=None, help="evaluate the grid in this many slabs")
+    parser.add_argument("--min-component", type=float, default=None,
+                        help="drop connected pieces with fewer faces than this fraction of the largest")
+    parser.add_argument("--checkpoint", default=None, help="checkpoint path or name (last/final; default: newest)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+
+def run(args) -> int:
+    from ..train.modes import open_run
+
+    task, run_dir, _ = open_run(args.run, args.checkpoint, args.overrides)
+    opts = {k: v for k, v in {"mesh": args.mesh, "resolution": args.resolution, "threshold": args.threshold,
+                              "chunks": args.chunks, "min_component": args.min_component}.items() if v is not None}
+    print(json.dumps(task.export(run_dir.path, **opts)))
+    return 0

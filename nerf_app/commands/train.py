@@ -1,0 +1,64 @@
+"""`nerf-app train INPUT`: fit a field (sdf/occupancy from a mesh, nerf from a scene) into a run folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("input", nargs="?", help="mesh file (.obj/.ply/.off/.stl/.glb) or scene folder/transforms.json")
+    parser.add_argument("--mode", default=None, help="sdf | occupancy | nerf (default: from the input)")
+    parser.add_argument("--config", default=None, help="YAML config file (over the configs/<mode>.yaml preset)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, dotted keys (e.g. --set train.log_every=10); repeatable")
+    parser.add_argument("--out", default=None, help="run folder to create (default: runs/<mode>-<input>-<time>)")
+    parser.add_argument("--max-time", type=float, default=None, help="training time budget in seconds")
+    parser.add_argument("--max-steps", type=int, default=None, help="step budget")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--resume", default=None, metavar="RUN", help="continue RUN from its last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _flag_overrides(args):
+    out = []
+    if args.max_time is not None:
+        out.append(f"train.max_time={args.max_time}")
+        if args.max_steps is None:
+            out.append("train.max_steps=0")  # a time budget alone means: train until the time is up
+    if args.max_steps is not None:
+        out.append(f"train.max_steps={args.max_steps}")
+    if args.seed is not None:
+        out.append(f"seed={args.seed}")
+    if args.threads is not None:
+        out.append(f"threads={args.threads}")
+    if args.no_progress:
+        out.append("train.progress=false")
+    return out
+
+
+def run(args) -> int:
+    from ..errors import ConfigError
+    from ..train.config import load_config
+    from ..train.modes import detect_mode, get_task_class, load_run_config
+    from ..train.run import new_run_path
+    from ..train.trainer import Trainer
+
+    if args.resume:
+        if args.mode or args.config or args.out:
+            raise ConfigError("--resume takes the mode, config and folder from the run; use --set to change values")
+        task_cls, cfg = load_run_config(args.resume, list(args.overrides) + _flag_overrides(args))
+        result = Trainer(task_cls, cfg, args.resume).fit(resume=True)
+    else:
+        if not args.input:
+            raise ConfigError("train needs an INPUT (or --resume RUN)")
+        mode = args.mode or detect_mode(args.input)
+        task_cls = get_task_class(mode)
+        cfg = load_config(task_cls.config_class, mode, args.config, list(args.overrides) + _flag_overrides(args))
+        cfg.input = str(Path(args.input).resolve())
+        out = Path(args.out) if args.out else new_run_path("runs", mode, args.input)
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"run folder {out} already exists and is not empty (use --resume {out} to continue)")
+        result = Trainer(task_cls, cfg, out).fit(resume=False)
+    print(f"run: {result.run_dir}  steps: {result.steps}  train time: {result.elapsed:.1f} s  "
+          f"checkpoint: {result.final_checkpoint}")
+    return 0

@@ -1,0 +1,243 @@
+"""Typed run configurations: dataclasses per mode, YAML presets, ``--set key=value`` overrides.
+
+Every mode's config is a dataclass deriving from :class:`BaseConfig` (which holds what the generic
+trainer needs: mode, input, seed, device and the ``train`` budget section). Sections are nested
+dataclasses, so a dotted key ``train.max_steps`` or ``model.log2_hashmap_size`` names one field.
+
+Resolution order (later wins): dataclass defaults -> ``configs/<mode>.yaml`` preset (if present)
+-> ``--config FILE`` -> ``--set`` overrides -> explicit CLI flags (``--max-steps`` ...).
+Values are checked against the field's type; an unknown key or a value of the wrong type raises
+:class:`~nerf_app.errors.ConfigError` naming the key (and the file, when it came from one).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, Optional, Type, TypeVar
+
+import yaml
+
+from ..errors import ConfigError
+
+# configs/ lives at the repository root, beside the package.
+PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+C = TypeVar("C", bound="BaseConfig")
+
+
+@dataclass
+class TrainSettings:
+    """Budgets and bookkeeping of the generic loop (:mod:`nerf_app.train.trainer`)."""
+    max_steps: int = 10000          # stop after this many optimiser steps (0 = no step limit)
+    max_time: float = 0.0           # stop after this many seconds of training (0 = no time limit)
+    log_every: int = 50             # one log.jsonl line every N steps (and at the last step)
+    checkpoint_every: int = 1000    # save checkpoints/last.pt every N steps (0 = only the final one)
+    checkpoint_every_s: float = 0.0  # ... and at least every S seconds of training (0 = off)
+    nan_patience: int = 5           # stop after this many consecutive non-finite steps
+    progress: bool = True           # tqdm progress bar
+
+
+@dataclass
+class BaseConfig:
+    """Fields every mode has. Subclasses add their own sections (``model``, ``data``, ...)."""
+    mode: str = ""
+    input: str = ""                 # the training input (mesh file, scene folder ...)
+    seed: int = 0
+    device: str = "cpu"
+    backend: str = "auto"           # kernels for encodings/MLPs: auto | torch | cpp | cuda
+    threads: int = 0                # torch.set_num_threads (0 = leave torch's default)
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+
+# ----------------------------------------------------------------------------------------------
+# dict <-> dataclass
+
+
+def to_dict(cfg) -> Dict[str, Any]:
+    """The config as plain nested dicts/lists (YAML- and ``weights_only``-safe)."""
+    def plain(v):
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+    return plain(dataclasses.asdict(cfg))
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp, key: str, source: str) -> Any:
+    """Check/convert ``value`` to the annotated type ``tp`` (int, float, bool, str, Optional, list, tuple)."""
+    origin = typing.get_origin(tp) or (tp if tp in (list, tuple) else None)
+    where = f" (in {source})" if source else ""
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return _coerce(value, args[0], key, source)
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r}{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        item_tp = args[0] if args else Any
+        items = [_coerce(v, item_tp, key, source) for v in value]
+        return tuple(items) if origin is tuple else items
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"config key {key!r}{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r}{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                try:
+                    f = float(value)
+                    if f.is_integer():
+                        return int(f)
+                except ValueError:
+                    pass
+        raise ConfigError(f"config key {key!r}{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r}{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key {key!r}{where}: expected a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"config key {key!r}{where}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"config key {key!r}{where}: unsupported field type {_type_name(tp)}")
+
+
+def _hints(cls) -> Dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def update_from_dict(cfg, data: Dict[str, Any], source: str = "", prefix: str = "") -> None:
+    """Set fields of ``cfg`` (in place) from a nested dict; unknown keys raise ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config{' ' + source if source else ''}: section {prefix or '<top>'!r} must be a mapping")
+    hints = _hints(type(cfg))
+    names = {f.name for f in dataclasses.fields(cfg)}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key {full!r}{' in ' + source if source else ''}; "
+                              f"known keys here: {', '.join(sorted(names))}")
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current):
+            update_from_dict(current, value, source, prefix=f"{full}.")
+        else:
+            setattr(cfg, key, _coerce(value, hints[key], full, source))
+
+
+def set_dotted(cfg, key: str, raw: Any, source: str = "--set") -> None:
+    """``set_dotted(cfg, "train.max_steps", "200")``: parse ``raw`` (YAML scalar) into the field's type."""
+    parts = key.split(".")
+    target = cfg
+    for i, part in enumerate(parts):
+        names = {f.name for f in dataclasses.fields(target)}
+        if part not in names:
+            prefix = ".".join(parts[:i])
+            raise ConfigError(f"unknown config key {key!r} ({source}); known keys"
+                              f"{' under ' + prefix if prefix else ''}: {', '.join(sorted(names))}")
+        if i == len(parts) - 1:
+            if dataclasses.is_dataclass(getattr(target, part)):
+                raise ConfigError(f"config key {key!r} ({source}) is a section; set one of its fields")
+            value = raw
+            if isinstance(raw, str):
+                try:  # YAML gives numbers/bools/lists; a plain word stays a string
+                    value = yaml.safe_load(raw) if raw.strip() else raw
+                except yaml.YAMLError:
+                    value = raw
+                if _hints(type(target))[part] is str:
+                    value = raw
+            setattr(target, part, _coerce(value, _hints(type(target))[part], key, source))
+        else:
+            target = getattr(target, part)
+            if not dataclasses.is_dataclass(target):
+                raise ConfigError(f"config key {key!r} ({source}): {part!r} is not a section")
+
+
+def apply_overrides(cfg, overrides: Iterable[str]) -> None:
+    """Apply ``["a.b=1", "c=x"]`` in order."""
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        set_dotted(cfg, key.strip(), raw.strip())
+
+
+def read_yaml(path) -> Dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of config keys")
+    return data
+
+
+def from_dict(cls: Type[C], data: Dict[str, Any], source: str = "") -> C:
+    cfg = cls()
+    update_from_dict(cfg, data, source)
+    return cfg
+
+
+def load_config(cls: Type[C], mode: str, config_file: Optional[str] = None, overrides: Iterable[str] = (),
+                use_preset: bool = True) -> C:
+    """Defaults -> ``configs/<mode>.yaml`` -> ``config_file`` -> ``overrides``; sets ``cfg.mode``."""
+    cfg = cls()
+    preset = PRESET_DIR / f"{mode}.yaml"
+    if use_preset and preset.is_file():
+        update_from_dict(cfg, read_yaml(preset), str(preset))
+    if config_file:
+        data = read_yaml(config_file)
+        if data.get("mode", mode) not in ("", mode):
+            raise ConfigError(f"{config_file}: config is for mode {data['mode']!r}, not {mode!r}")
+        update_from_dict(cfg, data, str(config_file))
+    apply_overrides(cfg, overrides)
+    cfg.mode = mode
+    return cfg
+
+
+def save_config(cfg, path) -> None:
+    """Write the resolved config as YAML, atomically (temp file + rename)."""
+    path = Path(path)
+    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

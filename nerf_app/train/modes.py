@@ -1,0 +1,82 @@
+"""Mode registry: mode name -> the :class:`~nerf_app.train.task.Task` implementing it.
+
+Adding a mode is one line in :data:`MODES` (``"module:Class"``, imported only when used).
+``None`` marks a mode whose name is reserved but whose task is not implemented yet.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Type
+
+from ..errors import ConfigError, NerfAppError
+
+MODES = {
+    "sdf": "nerf_app.sdf.task:SDFTask",
+    "occupancy": "nerf_app.sdf.task:OccupancyTask",
+    "nerf": None,  # the NeRF trainer plugs in here (issue 4)
+}
+
+MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb", ".gltf")
+
+
+def detect_mode(input_path: str) -> str:
+    """A mesh file -> ``sdf``; a scene folder or ``transforms*.json`` -> ``nerf``."""
+    p = Path(input_path)
+    if p.suffix.lower() in MESH_SUFFIXES:
+        return "sdf"
+    if p.is_dir() or (p.suffix.lower() == ".json" and p.name.startswith("transforms")):
+        return "nerf"
+    if not p.exists():
+        raise NerfAppError(f"input not found: {input_path}")
+    raise NerfAppError(f"cannot tell the mode of {input_path}: expected a mesh "
+                       f"({'/'.join(MESH_SUFFIXES)}), a scene folder or transforms*.json; pass --mode")
+
+
+def get_task_class(mode: str) -> Type:
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode {mode!r}; known modes: {', '.join(sorted(MODES))}")
+    target = MODES[mode]
+    if target is None:
+        raise NerfAppError(f"{mode} mode is not available yet")
+    module_name, _, cls_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), cls_name)
+
+
+def load_run_config(run_path, overrides=()):
+    """Read ``RUN/config.yaml`` into its mode's config dataclass (plus ``overrides``)."""
+    from .config import apply_overrides, from_dict, read_yaml
+    from .run import RunDir
+
+    run = RunDir(run_path).require()
+    data = read_yaml(run.config_path)
+    mode = data.get("mode")
+    if not mode:
+        raise ConfigError(f"{run.config_path}: no 'mode' key")
+    task_cls = get_task_class(mode)
+    cfg = from_dict(task_cls.config_class, data, str(run.config_path))
+    apply_overrides(cfg, overrides)
+    return task_cls, cfg
+
+
+def open_run(run_path, checkpoint=None, overrides=()):
+    """Load a trained run for eval/render/export: ``(task, run_dir, checkpoint_state)``.
+
+    The task is built from the run's config and its model loaded from ``checkpoint`` (a path, a
+    name such as ``last``/``final``, or the newest checkpoint when None).
+    """
+    from .run import RunDir, load_checkpoint
+    from .trainer import seed_everything
+
+    task_cls, cfg = load_run_config(run_path, overrides)
+    run = RunDir(run_path)
+    if checkpoint and not Path(checkpoint).is_file():
+        checkpoint = run.checkpoint_path(checkpoint)
+    state = load_checkpoint(checkpoint) if checkpoint else run.load_checkpoint()
+    if cfg.threads > 0:
+        import torch
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    task = task_cls(cfg)
+    task.load_for_inference(state)
+    return task, run, state

@@ -1,0 +1,100 @@
+"""The :class:`Task` interface every training mode implements (nerf, sdf, occupancy, image, audio).
+
+The generic loop (:mod:`nerf_app.train.trainer`) owns seeding, budgets, progress, logging,
+checkpoints, resume and the NaN guard; a task owns its data, model and loss. One step is::
+
+    optimizer.zero_grad(set_to_none=True)        # trainer
+    out = task.train_step(step)                  # task: sample a batch, forward, loss.backward()
+    if loss and every grad are finite:           # trainer
+        task.optimizer.step(); task.after_step(step, out)
+    else:
+        skip (one-line message), stop after `train.nan_patience` in a row
+
+``step`` counts from 0; after ``train_step(step)`` the run has done ``step + 1`` steps.
+For bit-identical resume, draw random numbers only from the global torch/numpy/python RNGs (the
+trainer checkpoints them) or from generators whose state the task returns in ``extra_state``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+
+from ..errors import NerfAppError
+from .config import BaseConfig
+
+
+class Task(ABC):
+    """One training mode. Subclasses set :attr:`config_class` and implement the abstract methods.
+
+    Attributes the trainer uses after :meth:`build`:
+      * ``model``: ``nn.Module`` - checkpointed with ``state_dict``;
+      * ``optimizer``: ``torch.optim.Optimizer`` - checkpointed, stepped by the trainer.
+    """
+
+    #: the dataclass (a :class:`BaseConfig` subclass) holding this mode's settings
+    config_class = BaseConfig
+    #: file suffixes / detection are done by :mod:`nerf_app.train.modes`; this is for messages
+    description = ""
+
+    def __init__(self, config: BaseConfig, device: Optional[torch.device] = None):
+        self.config = config
+        self.device = torch.device(device or config.device)
+        self.model: Optional[torch.nn.Module] = None
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+
+    # ---- training ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def build(self) -> None:
+        """Load the input (``config.input``), create ``self.model`` and ``self.optimizer``.
+
+        Called after the trainer has seeded the RNGs (so initialisation is reproducible) and
+        before any checkpoint is restored (restoring overwrites parameters and RNG states).
+        """
+
+    @abstractmethod
+    def train_step(self, step: int) -> Dict[str, Any]:
+        """Forward + ``loss.backward()`` for step ``step`` (0-based). Do **not** step the optimizer.
+
+        Returns a dict with ``"loss"`` (a scalar tensor or float) and any other scalars to log
+        (floats or 0-d tensors), e.g. ``{"loss": l, "psnr": p, "samples_per_step": n}``.
+        """
+
+    def after_step(self, step: int, out: Dict[str, Any]) -> None:
+        """Called after a successful optimizer step (learning-rate schedules, grid updates...)."""
+
+    def extra_state(self) -> Dict[str, Any]:
+        """Task state to checkpoint beside model/optimizer (tensors and plain values only)."""
+        return {}
+
+    def load_extra_state(self, state: Dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+
+    # ---- after training -----------------------------------------------------------------------
+
+    @abstractmethod
+    def evaluate(self, run_dir: Path, **opts) -> Dict[str, Any]:
+        """Compute held-out metrics for the trained model; return a JSON-able dict.
+
+        The ``eval`` command writes it to ``RUN/metrics.json``. ``opts`` are the verb's options.
+        """
+
+    def render(self, run_dir: Path, **opts) -> Dict[str, Any]:
+        """Render images/videos into ``run_dir`` (``nerf-app render``); return what was written."""
+        raise NerfAppError(f"mode {self.config.mode!r} cannot render")
+
+    def export(self, run_dir: Path, **opts) -> Dict[str, Any]:
+        """Export meshes/point clouds (``nerf-app export``); return what was written."""
+        raise NerfAppError(f"mode {self.config.mode!r} cannot export")
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def load_for_inference(self, checkpoint: Dict[str, Any]) -> None:
+        """Build and load the model weights from a checkpoint (eval/render/export)."""
+        self.build()
+        self.model.load_state_dict(checkpoint["model"])
+        self.load_extra_state(checkpoint.get("task", {}))
+        self.model.eval()

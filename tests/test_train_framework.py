@@ -1,0 +1,158 @@
+"""The generic training framework: configs, run folder, checkpoints, resume, NaN guard."""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import torch
+
+from nerf_app.errors import ConfigError, NerfAppError
+from nerf_app.train.config import BaseConfig, apply_overrides, load_config, read_yaml, to_dict
+from nerf_app.train.run import RunDir, load_checkpoint
+from nerf_app.train.task import Task
+from nerf_app.train.trainer import Trainer
+
+
+@dataclass
+class ToyModel:
+    width: int = 16
+    lr: float = 1e-2
+    nan_at: list = field(default_factory=list)   # steps whose loss is made NaN (NaN-guard test)
+    interrupt_at: int = -1                       # raise KeyboardInterrupt at this step (kill test)
+
+
+@dataclass
+class ToyConfig(BaseConfig):
+    model: ToyModel = field(default_factory=ToyModel)
+
+
+class ToyTask(Task):
+    """Fit y = sin(3x) with a tiny MLP on batches drawn from all three global RNGs."""
+    config_class = ToyConfig
+
+    def build(self):
+        w = self.config.model.width
+        self.model = torch.nn.Sequential(torch.nn.Linear(1, w), torch.nn.Tanh(), torch.nn.Linear(w, 1))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.model.lr)
+
+    def train_step(self, step):
+        if step == self.config.model.interrupt_at:
+            raise KeyboardInterrupt
+        x = torch.rand(64, 1) * 2 - 1 + float(np.random.randn()) * 1e-3 + random.random() * 1e-3
+        loss = ((self.model(x) - torch.sin(3 * x)) ** 2).mean()
+        if step in self.config.model.nan_at:
+            loss = loss * float("nan")
+        loss.backward()
+        return {"loss": loss, "x_mean": x.mean()}
+
+    def evaluate(self, run_dir, **opts):
+        return {"ok": 1}
+
+
+def make_config(**sets):
+    cfg = ToyConfig(mode="toy", input="none")
+    cfg.train.progress = False
+    cfg.train.log_every = 5
+    apply_overrides(cfg, [f"{k}={v}" for k, v in sets.items()])
+    return cfg
+
+
+def params(task):
+    return [p.detach().clone() for p in task.model.parameters()]
+
+
+def test_config_overrides_types_and_errors(tmp_path):
+    cfg = make_config()
+    apply_overrides(cfg, ["train.max_steps=123", "model.lr=3e-4", "train.progress=false", "seed=7",
+                          "model.nan_at=[1,2]", "train.max_time=1.5"])
+    assert cfg.train.max_steps == 123 and isinstance(cfg.train.max_steps, int)
+    assert cfg.model.lr == pytest.approx(3e-4) and cfg.seed == 7 and cfg.model.nan_at == [1, 2]
+    assert cfg.train.max_time == 1.5
+    with pytest.raises(ConfigError, match="unknown config key 'train.max_stepz'"):
+        apply_overrides(cfg, ["train.max_stepz=1"])
+    with pytest.raises(ConfigError, match="expected an integer"):
+        apply_overrides(cfg, ["train.max_steps=ten"])
+    with pytest.raises(ConfigError, match="expected true/false"):
+        apply_overrides(cfg, ["train.progress=maybe"])
+    with pytest.raises(ConfigError, match="is a section"):
+        apply_overrides(cfg, ["train=3"])
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides(cfg, ["seed"])
+    # YAML file layered over defaults, then --set; an unknown key in the file names the file
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  max_steps: 50\nmodel:\n  width: 8\n")
+    cfg = load_config(ToyConfig, "toy", str(f), ["model.width=4"])
+    assert (cfg.train.max_steps, cfg.model.width, cfg.mode) == (50, 4, "toy")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  depth: 3\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(ToyConfig, "toy", str(bad))
+
+
+def test_run_folder_checkpoint_and_log(tmp_path):
+    cfg = make_config(**{"train.max_steps": 12, "train.checkpoint_every": 5})
+    result = Trainer(ToyTask, cfg, tmp_path / "run").fit()
+    run = RunDir(tmp_path / "run")
+    assert result.steps == 12 and result.final_checkpoint == run.checkpoint_path("final")
+    assert read_yaml(run.config_path)["model"]["width"] == 16
+    state = load_checkpoint(run.checkpoint_path("final"))  # weights_only=True inside
+    assert state["step"] == 12 and set(state) >= {"model", "optimizer", "rng", "config", "task", "elapsed"}
+    assert load_checkpoint(run.checkpoint_path("last"))["step"] == 10
+    torch.load(run.checkpoint_path("last"), weights_only=True)
+    # no temp files left behind
+    assert sorted(p.name for p in run.checkpoint_dir.iterdir()) == ["final.pt", "last.pt"]
+    log = [json.loads(l) for l in run.log_path.read_text().splitlines()]
+    steps = [r["step"] for r in log if "loss" in r]
+    assert steps == [5, 10, 12] and all({"time", "wall", "loss", "x_mean"} <= set(r) for r in log if "loss" in r)
+
+
+def test_resume_after_kill_is_bit_identical(tmp_path):
+    full = Trainer(ToyTask, make_config(**{"train.max_steps": 20, "train.checkpoint_every": 5}), tmp_path / "a")
+    full.fit()
+    # the same run killed at step 13 (after the checkpoint at 10) ...
+    killed = make_config(**{"train.max_steps": 20, "train.checkpoint_every": 5, "model.interrupt_at": 13})
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(ToyTask, killed, tmp_path / "b").fit()
+    assert load_checkpoint(RunDir(tmp_path / "b").checkpoint_path("last"))["step"] == 10
+    # ... and resumed (with the interruption switched off) ends with the same bits
+    resumed_cfg = make_config(**{"train.max_steps": 20, "train.checkpoint_every": 5})
+    resumed = Trainer(ToyTask, resumed_cfg, tmp_path / "b")
+    result = resumed.fit(resume=True)
+    assert result.steps == 20
+    for p, q in zip(params(full.task), params(resumed.task)):
+        assert torch.equal(p, q)
+    # the log of the resumed run has each step once
+    steps = [json.loads(l)["step"] for l in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert steps == [0, 5, 10, 15, 20]
+
+
+def test_nan_guard_skips_and_stops_keeping_last_good_checkpoint(tmp_path, capsys):
+    # isolated NaN steps are skipped and training finishes
+    cfg = make_config(**{"train.max_steps": 10, "model.nan_at": "[3,7]"})
+    tr = Trainer(ToyTask, cfg, tmp_path / "skip")
+    tr.fit()
+    assert all(torch.isfinite(p).all() for p in params(tr.task))
+    assert "step 4: non-finite loss" in capsys.readouterr().err
+    # NaN from step 6 on: stops after nan_patience=3 steps, last good checkpoint (step 5) intact
+    cfg = make_config(**{"train.max_steps": 30, "train.checkpoint_every": 5, "train.nan_patience": 3,
+                         "model.nan_at": str(list(range(6, 30)))})
+    with pytest.raises(NerfAppError, match="3 non-finite steps in a row"):
+        Trainer(ToyTask, cfg, tmp_path / "stop").fit()
+    run = RunDir(tmp_path / "stop")
+    state = load_checkpoint(run.checkpoint_path("last"))
+    assert state["step"] == 5 and not run.checkpoint_path("final").exists()
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_modes_registry_and_nerf_placeholder(tmp_path):
+    from nerf_app.train.modes import detect_mode, get_task_class
+
+    assert detect_mode("x/armadillo.obj") == "sdf"
+    assert detect_mode(str(tmp_path)) == "nerf"
+    with pytest.raises(NerfAppError, match="nerf mode is not available yet"):
+        get_task_class("nerf")
+    with pytest.raises(ConfigError, match="unknown mode"):
+        get_task_class("sound")
