@@ -107,3 +107,153 @@ def mlp_forward(x: torch.Tensor, weights, activation: str = "relu", output_activ
         h = h @ w.t().to(h.dtype)
         h = _activate(h, output_activation if i == len(weights) - 1 else activation)
     return h
+
+
+# --------------------------------------------------------------------------------------------------
+# NeRF rendering ops (twins of csrc/include/render_math.h and render_loops.h)
+
+SH_C = (0.28209479177387814, 0.48860251190291987, 1.0925484305920792, 0.94617469575755997,
+        0.31539156525251999, 0.54627421529603959, 0.59004358992664352, 2.8906114426405538,
+        0.45704579946446572, 0.3731763325901154, 1.4453057213202769)
+
+
+def sh_encode(dirs: torch.Tensor, degree: int) -> torch.Tensor:
+    r"""Real spherical harmonics :math:`Y_l^m(d)`, :math:`l < \text{degree}`, of unit directions.
+
+    Args:
+        dirs: ``[N, 3]`` unit vectors.
+        degree: 1..4 (``degree**2`` outputs, ordered by l then m, tiny-cuda-nn's sign convention).
+
+    Returns:
+        ``[N, degree**2]``.
+    """
+    x, y, z = dirs.unbind(-1)
+    c = SH_C
+    out = [x * 0.0 + c[0]]  # constant, but part of the graph (zero gradient)
+    if degree > 1:
+        out += [-c[1] * y, c[1] * z, -c[1] * x]
+    if degree > 2:
+        xx, yy, zz = x * x, y * y, z * z
+        out += [c[2] * x * y, -c[2] * y * z, c[3] * zz - c[4], -c[2] * x * z, c[5] * (xx - yy)]
+    if degree > 3:
+        out += [c[6] * y * (3.0 * xx - yy) * -1.0, c[7] * x * y * z, c[8] * y * (1.0 - 5.0 * zz),
+                c[9] * z * (5.0 * zz - 3.0), c[8] * x * (1.0 - 5.0 * zz), c[10] * z * (xx - yy),
+                c[6] * x * (3.0 * yy - xx)]
+    return torch.stack(out, dim=-1)
+
+
+def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, lo: float, hi: float):
+    """Slab test of rays ``[R,3]`` against the cube ``[lo, hi]^3``: ``(t_near [R], t_far [R])``; no hit
+    when ``t_near > t_far``. fmin/fmax drop the NaN of ``0 * inf`` (a ray lying in a slab plane)."""
+    inv = 1.0 / dirs
+    t0 = (lo - origins) * inv
+    t1 = (hi - origins) * inv
+    t_near = torch.fmin(t0, t1).amax(dim=-1)
+    t_far = torch.fmax(t0, t1).amin(dim=-1)
+    return t_near, t_far
+
+
+def _march_dt(t, cone_angle: float, dt_min: float, dt_max: float):
+    return (t * cone_angle).clamp(dt_min, dt_max)
+
+
+def march_rays(origins, dirs, t_min, t_max, bitfield, n_cascades: int, resolution: int, dt_min: float,
+               dt_max: float, cone_angle: float, max_samples: int):
+    r"""Occupancy-grid ray marching to packed samples (the readable twin of the kernel).
+
+    Each ray starts at ``t_min`` and steps by :math:`\Delta t = \mathrm{clamp}(t\,\text{cone\_angle},
+    \text{dt\_min}, \text{dt\_max})`. A step's midpoint is looked up in the smallest cascade containing it
+    (cascade k: the cube of side :math:`2^k` centred on 0.5, ``resolution``^3 cells, bit
+    ``k R^3 + x + R(y + R z)`` of ``bitfield``): occupied -> a sample ``[t, t + dt]``; empty -> steps are
+    skipped while their midpoints stay in that cell. Marching stops at ``t_max``, outside the last
+    cascade, or after ``max_samples`` samples. All arithmetic is float32 in the kernel's order.
+
+    Returns:
+        ``packed_info [R, 2]`` (first sample, count; int64), ``ray_indices [S]``, ``t_starts [S]``, ``t_ends [S]``.
+    """
+    R = resolution
+    n_rays = origins.shape[0]
+    device = origins.device
+    bits = ((bitfield[:, None] >> torch.arange(8, device=device, dtype=torch.uint8)) & 1).reshape(-1).bool()
+    t = t_min.clone()
+    active = t < t_max
+    samples = [[] for _ in range(n_rays)]
+    while bool(active.any()):
+        idx = active.nonzero()[:, 0]
+        o, d, tt = origins[idx], dirs[idx], t[idx]
+        dt = _march_dt(tt, cone_angle, dt_min, dt_max)
+        mid = tt + 0.5 * dt
+        p = o + mid[:, None] * d
+        m = (p - 0.5).abs().amax(dim=-1)
+        k = torch.zeros_like(idx)
+        half = torch.full_like(m, 0.5)
+        for _ in range(n_cascades):
+            grow = m > half
+            k = k + grow.long()
+            half = torch.where(grow, half * 2.0, half)
+        outside = k >= n_cascades
+        kk = k.clamp(max=n_cascades - 1)
+        scale = (2.0 ** kk).to(torch.float32)
+        inv_scale = 1.0 / scale
+        cell = torch.floor(((p - 0.5) * inv_scale[:, None] + 0.5) * float(R)).long().clamp(0, R - 1)
+        bit = kk * R ** 3 + cell[:, 0] + R * (cell[:, 1] + R * cell[:, 2])
+        occupied = bits[bit] & ~outside
+        for j in occupied.nonzero()[:, 0].tolist():
+            samples[idx[j]].append((float(tt[j]), float(tt[j] + dt[j])))
+        new_t = torch.where(occupied, tt + dt, tt)
+        # empty cells: advance whole steps while the next midpoint stays inside the cell
+        empty = ~occupied & ~outside
+        if bool(empty.any()):
+            edge = (cell + (d > 0).long()).to(torch.float32) / float(R)
+            world = (edge - 0.5) * scale[:, None] + 0.5
+            t_exit = torch.fmin(torch.fmin((world[:, 0] - o[:, 0]) / d[:, 0], (world[:, 1] - o[:, 1]) / d[:, 1]),
+                                (world[:, 2] - o[:, 2]) / d[:, 2])
+            te = tt.clone()
+            moving = empty.clone()
+            tmax = t_max[idx]
+            while bool(moving.any()):
+                te = torch.where(moving, te + _march_dt(te, cone_angle, dt_min, dt_max), te)
+                nxt = te + 0.5 * _march_dt(te, cone_angle, dt_min, dt_max)
+                moving = moving & (nxt < t_exit) & (te < tmax)
+            new_t = torch.where(empty, te, new_t)
+        t[idx] = new_t
+        counts = torch.tensor([len(samples[i]) for i in idx.tolist()], device=device)
+        still = (~outside) & (new_t < t_max[idx]) & (counts < max_samples)
+        active[idx] = still
+    counts = torch.tensor([len(s) for s in samples], dtype=torch.long, device=device)
+    starts = torch.cumsum(counts, 0) - counts
+    flat = [iv for s in samples for iv in s]
+    tt = torch.tensor(flat, dtype=torch.float32, device=device).reshape(-1, 2)
+    ray_indices = torch.repeat_interleave(torch.arange(n_rays, device=device), counts)
+    return torch.stack([starts, counts], 1), ray_indices, tt[:, 0].contiguous(), tt[:, 1].contiguous()
+
+
+def volume_render(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays: int, t_threshold: float = 1e-4):
+    r"""Volume rendering of packed samples.
+
+    Per sample :math:`\tau_i = \sigma_i (t^{end}_i - t^{start}_i)`, transmittance
+    :math:`T_i = \exp(-\sum_{j<i} \tau_j)` (same ray), weight :math:`w_i = T_i (1 - e^{-\tau_i})`, and
+    :math:`w_i = 0` once :math:`T_i <` ``t_threshold`` (early termination). Per ray:
+    colour :math:`\sum w_i c_i`, opacity :math:`\sum w_i`, depth :math:`\sum w_i (t^{start}_i + t^{end}_i)/2`.
+    Samples must be grouped by ray in increasing t (as :func:`march_rays` returns them).
+
+    Returns:
+        ``weights [S]``, ``color [R, 3]``, ``opacity [R]``, ``depth [R]``; differentiable in sigmas and rgbs.
+    """
+    tau = sigmas * (t_ends - t_starts)
+    # exclusive per-ray cumulative sum, via a float64 global cumsum minus each ray's starting value
+    cs = torch.cumsum(tau.double(), 0)
+    excl = cs - tau.double()
+    first = torch.ones_like(ray_indices, dtype=torch.bool)
+    first[1:] = ray_indices[1:] != ray_indices[:-1]
+    base = torch.zeros(n_rays, dtype=torch.float64, device=sigmas.device)
+    base[ray_indices[first]] = excl[first]
+    trans = torch.exp(-(excl - base[ray_indices])).to(sigmas.dtype)
+    alive = (trans >= t_threshold).to(sigmas.dtype)
+    weights = trans * (1.0 - torch.exp(-tau)) * alive
+    color = torch.zeros(n_rays, 3, dtype=sigmas.dtype, device=sigmas.device).index_add(
+        0, ray_indices, weights[:, None] * rgbs)
+    opacity = torch.zeros(n_rays, dtype=sigmas.dtype, device=sigmas.device).index_add(0, ray_indices, weights)
+    depth = torch.zeros(n_rays, dtype=sigmas.dtype, device=sigmas.device).index_add(
+        0, ray_indices, weights * 0.5 * (t_starts + t_ends))
+    return weights, color, opacity, depth
