@@ -82,6 +82,7 @@ setup(
         "scikit-image",
         "scipy",
         "matplotlib",
+        "libigl>=2.5",  # sdf/occupancy: exact point-mesh distance (AABB) and fast generalised winding numbers
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": ["nerf-app=nerf_app.cli:main"]},

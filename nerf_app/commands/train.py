@@ -11,8 +11,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, dotted keys (e.g. --set train.log_every=10); repeatable")
     parser.add_argument("--out", default=None, help="run folder to create (default: runs/<mode>-<input>-<time>)")
-    parser.add_argument("--max-time", type=float, default=None, help="training time budget in seconds")
-    parser.add_argument("--max-steps", type=int, default=None, help="step budget")
+    parser.add_argument("--max-time", type=float, default=None, help="training time budget in seconds (alone, it replaces any step budget)")
+    parser.add_argument("--max-steps", type=int, default=None, help="step budget (alone, it replaces any time budget)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--resume", default=None, metavar="RUN", help="continue RUN from its last checkpoint")
@@ -27,6 +27,8 @@ def _flag_overrides(args):
             out.append("train.max_steps=0")  # a time budget alone means: train until the time is up
     if args.max_steps is not None:
         out.append(f"train.max_steps={args.max_steps}")
+        if args.max_time is None:
+            out.append("train.max_time=0")  # likewise: a step budget alone replaces the time budget
     if args.seed is not None:
         out.append(f"seed={args.seed}")
     if args.threads is not None:

@@ -44,6 +44,9 @@ class Task(ABC):
         self.device = torch.device(device or config.device)
         self.model: Optional[torch.nn.Module] = None
         self.optimizer: Optional[torch.optim.Optimizer] = None
+        #: set by the trainer before each step: fraction of the step/time budget used (for schedules;
+        #: a time-based fraction makes runs depend on the clock, so bit-identical resume needs step budgets)
+        self.budget_fraction = 0.0
 
     # ---- training ------------------------------------------------------------------------------
 
@@ -54,6 +57,10 @@ class Task(ABC):
         Called after the trainer has seeded the RNGs (so initialisation is reproducible) and
         before any checkpoint is restored (restoring overwrites parameters and RNG states).
         """
+
+    def prepare(self, step: int) -> None:
+        """Heavy data preparation, called once before the loop (after any checkpoint restore) with the
+        first step to run; counted as setup time, not training time."""
 
     @abstractmethod
     def train_step(self, step: int) -> Dict[str, Any]:

@@ -121,6 +121,11 @@ class Trainer:
 
         step, elapsed = 0, 0.0
         if checkpoint is not None:
+            step = int(checkpoint["step"])
+        t_prepare = time.perf_counter()
+        task.prepare(step)
+        build_seconds += time.perf_counter() - t_prepare
+        if checkpoint is not None:
             task.model.load_state_dict(checkpoint["model"])
             task.optimizer.load_state_dict(checkpoint["optimizer"])
             task.load_extra_state(checkpoint.get("task", {}))
@@ -151,6 +156,9 @@ class Trainer:
         try:
             while reason is None:
                 t0 = time.perf_counter()
+                # how far through the budget this step is (for schedules): the larger of the two fractions
+                task.budget_fraction = max(step / tcfg.max_steps if tcfg.max_steps > 0 else 0.0,
+                                           elapsed / tcfg.max_time if tcfg.max_time > 0 else 0.0)
                 task.optimizer.zero_grad(set_to_none=True)
                 out = task.train_step(step)
                 loss = _scalar(out["loss"])

@@ -1,0 +1,1 @@
+"""Triangle-mesh geometry: loading + normalisation, robust signed distance (libigl), surface sampling, metrics."""

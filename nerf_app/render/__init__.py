@@ -1,0 +1,1 @@
+"""Rendering: ray marching and volume rendering (NeRF), sphere tracing and root finding (surfaces)."""
