@@ -14,7 +14,7 @@ from ..errors import ConfigError, NerfAppError
 MODES = {
     "sdf": "nerf_app.sdf.task:SDFTask",
     "occupancy": "nerf_app.sdf.task:OccupancyTask",
-    "nerf": None,  # the NeRF trainer plugs in here (issue 4)
+    "nerf": "nerf_app.nerf.task:NerfTask",
 }
 
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb", ".gltf")

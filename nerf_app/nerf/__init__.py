@@ -1,0 +1,1 @@
+"""NeRF mode: the Instant-NGP radiance field, its cascaded occupancy grid, renderer and training task."""

@@ -1,0 +1,77 @@
+"""The radiance field in Instant-NGP's shape.
+
+    x (normalised world) --hash grid--> MLP --> h [16]:  sigma = trunc_exp(h_0)
+    SH_4(d) [16] ++ h [16] --MLP--> sigmoid --> rgb
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import nn
+
+from ..encodings import HashGrid
+from ..networks import FusedMLP
+from ..ops.render import sh_encode
+
+
+class _TruncExp(torch.autograd.Function):
+    """exp(x) whose gradient uses exp(min(x, 15)): large early densities cannot blow up the update."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.exp(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.exp(x.clamp(max=15.0))
+
+
+def trunc_exp(x: torch.Tensor) -> torch.Tensor:
+    return _TruncExp.apply(x)
+
+
+class NerfField(nn.Module):
+    """Density and colour at points of the cube ``[lo, hi]^3`` (the outermost cascade).
+
+    Args:
+        bound_lo, bound_hi: the box the hash grid covers (normalised world coordinates).
+        n_levels, n_features_per_level, log2_hashmap_size, base_resolution, finest_resolution: hash grid.
+        geo_features: width of ``h`` (density logit + features passed to the colour net).
+        density_width / density_layers, color_width / color_layers: the two MLPs.
+        sh_degree: spherical-harmonics degree of the view direction (1..4).
+        backend: kernels for the encoding and MLPs.
+    """
+
+    def __init__(self, bound_lo: float = 0.0, bound_hi: float = 1.0, n_levels: int = 16,
+                 n_features_per_level: int = 2, log2_hashmap_size: int = 19, base_resolution: int = 16,
+                 finest_resolution: int = 2048, geo_features: int = 16, density_width: int = 64,
+                 density_layers: int = 1, color_width: int = 64, color_layers: int = 2, sh_degree: int = 4,
+                 backend: str = "auto"):
+        super().__init__()
+        self.bound_lo, self.bound_hi = float(bound_lo), float(bound_hi)
+        self.sh_degree = sh_degree
+        self.backend = backend
+        self.encoding = HashGrid(input_dim=3, n_levels=n_levels, n_features_per_level=n_features_per_level,
+                                 log2_hashmap_size=log2_hashmap_size, base_resolution=base_resolution,
+                                 per_level_scale=None, finest_resolution=finest_resolution, backend=backend)
+        self.density_net = FusedMLP(self.encoding.n_output_dims, geo_features, density_width, density_layers,
+                                    backend=backend)
+        self.color_net = FusedMLP(sh_degree ** 2 + geo_features, 3, color_width, color_layers,
+                                  output_activation="sigmoid", backend=backend)
+
+    def _unit(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.bound_lo) / (self.bound_hi - self.bound_lo)
+
+    def density(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``x [N, 3]`` -> ``sigma [N]``, ``h [N, geo_features]``."""
+        h = self.density_net(self.encoding(self._unit(x)))
+        return trunc_exp(h[:, 0]), h
+
+    def forward(self, x: torch.Tensor, d: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``x [N, 3]`` points, ``d [N, 3]`` unit view directions -> ``sigma [N]``, ``rgb [N, 3]``."""
+        sigma, h = self.density(x)
+        rgb = self.color_net(torch.cat([sh_encode(d, self.sh_degree, self.backend), h], dim=-1))
+        return sigma, rgb
