@@ -80,6 +80,9 @@ class NerfTask(Task):
                                                    device=self.device, seed=self.config.seed)
         return self._sampler
 
+    def prepare(self, step: int) -> None:
+        _ = self.sampler  # decode the training images before the clock starts
+
     # -- training -------------------------------------------------------------------------------
 
     def _lr_factor(self, step: int) -> float:
@@ -108,7 +111,7 @@ class NerfTask(Task):
         if out.n_samples > 0:
             want = n_rays * cfg.rays.target_samples / out.n_samples
             self.n_rays = int(min(cfg.rays.max_rays, max(cfg.rays.min_rays, math.sqrt(n_rays * want))))
-        return {"loss": mse, "psnr": -10.0 * math.log10(max(float(mse), 1e-10)), "rays": n_rays,
+        return {"loss": mse, "psnr": -10.0 * math.log10(max(float(mse.detach()), 1e-10)), "rays": n_rays,
                 "samples": out.n_samples}
 
     def extra_state(self) -> Dict[str, Any]:
