@@ -141,3 +141,11 @@ class NerfTask(Task):
     def evaluate(self, run_dir: Path, split: str = "test", limit: Optional[int] = None, **_) -> Dict[str, Any]:
         from .evaluate import evaluate_nerf
         return evaluate_nerf(self, Path(run_dir), split, limit)
+
+    def render(self, run_dir: Path, **opts) -> Dict[str, Any]:
+        from .outputs import render_orbit
+        return render_orbit(self, Path(run_dir), **opts)
+
+    def export(self, run_dir: Path, **opts) -> Dict[str, Any]:
+        from .outputs import export_mesh
+        return export_mesh(self, Path(run_dir), **opts)
