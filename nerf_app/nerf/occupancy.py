@@ -85,7 +85,9 @@ class OccupancyGrid(nn.Module):
             for start in range(0, index.numel(), chunk):
                 sub = index[start:start + chunk]
                 sigma = density_fn(self.cell_points(k, sub, jitter=True)).float()
-                self.density[k, sub] = torch.maximum(self.density[k, sub], sigma)
+                # a cell can be drawn twice; a max-reduction keeps the result independent of write
+                # order (an indexed assignment with duplicates is not), so runs stay reproducible
+                self.density[k].scatter_reduce_(0, sub, sigma, reduce="amax")
         occ = (self.density > self.threshold(dt_min, min_optical_thickness)) & self.visible
         bits = occ.reshape(-1, 8).to(torch.uint8) << torch.arange(8, device=device, dtype=torch.uint8)
         self.bitfield.copy_(bits.sum(dim=1, dtype=torch.uint8))
