@@ -130,3 +130,18 @@ def build_report() -> dict:
         "env_backend": os.environ.get(ENV_VAR, "auto"),
     }
     return report
+
+
+class BackendChoice:
+    """Mixin for modules whose ops dispatch by backend: a validated, changeable ``backend`` attribute."""
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        if value not in BACKENDS:
+            from .errors import ConfigError
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {value!r}")
+        self._backend = value

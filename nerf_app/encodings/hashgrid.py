@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from ..ops.hashgrid import INTERPOLATIONS, HashGridLayout, hashgrid_encode
 
 
-class HashGrid(nn.Module):
+class HashGrid(_backend.BackendChoice, nn.Module):
     """Multiresolution hash encoding of points in ``[0,1]^D`` (tiny-cuda-nn GridEncoding semantics).
 
     ``y = enc(x)``: ``x`` ``[..., D]`` -> ``[..., n_levels * n_features_per_level]``.
@@ -40,16 +40,6 @@ class HashGrid(nn.Module):
         self.backend = backend
         self.table = nn.Parameter(torch.empty(self.layout.n_rows, n_features_per_level, dtype=dtype)
                                   .uniform_(-init_scale, init_scale))
-
-    @property
-    def backend(self) -> str:
-        return self._backend
-
-    @backend.setter
-    def backend(self, value: str) -> None:
-        if value not in _backend.BACKENDS:
-            raise ConfigError(f"backend must be one of {_backend.BACKENDS}, got {value!r}")
-        self._backend = value
 
     @property
     def input_dim(self) -> int:

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..ops.mlp import ACTIVATIONS, OUTPUT_ACTIVATIONS, mlp_forward
 
 
-class FusedMLP(nn.Module):
+class FusedMLP(_backend.BackendChoice, nn.Module):
     """``n_input -> width (x n_hidden_layers) -> n_output``, no biases (as tiny-cuda-nn's FullyFusedMLP).
 
     ``y = net(x)``: ``x`` ``[..., n_input]`` -> ``[..., n_output]``. Hidden layers use ``activation``
@@ -53,16 +53,6 @@ class FusedMLP(nn.Module):
                 bound = math.sqrt(6.0 / (dims[i] + dims[i + 1]))
                 nn.init.uniform_(w, -bound, bound)
             self.weights.append(nn.Parameter(w))
-
-    @property
-    def backend(self) -> str:
-        return self._backend
-
-    @backend.setter
-    def backend(self, value: str) -> None:
-        if value not in _backend.BACKENDS:
-            raise ConfigError(f"backend must be one of {_backend.BACKENDS}, got {value!r}")
-        self._backend = value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
