@@ -51,7 +51,8 @@ def run(args) -> int:
     if args.max_time is not None:
         overrides += [f"train.max_time={args.max_time}", "train.max_steps=0"]
     cfg = load_config(NerfConfig, "nerf", str(PRESET_DIR / "demo.yaml"), overrides)
-    cfg.input = str((scene / "transforms_train.json").resolve())
+    cfg.input = str(scene.resolve())
+    cfg.data.format = "transforms"  # the folder also holds a COLMAP model; the transforms files carry alpha
     print(f"[demo] 1/4 training on {scene} for {cfg.train.max_time:.0f} s")
     result = Trainer(NerfTask, cfg, out).fit()
 
@@ -81,6 +82,7 @@ def run(args) -> int:
 
 def _score_mesh(mesh_path: Path, scene: Path) -> dict:
     """Chamfer-L1 (and friends) of the exported mesh against the scene's analytic surface."""
+    import numpy as np
     import trimesh
 
     from ..geometry.mesh import TriMesh
@@ -88,7 +90,9 @@ def _score_mesh(mesh_path: Path, scene: Path) -> dict:
     from ..scenes import synthetic
 
     pred = trimesh.load(mesh_path, force="mesh", process=False)
-    gt_v, gt_f = synthetic.ground_truth_mesh(256)
-    m = mesh_metrics(TriMesh(pred.vertices, pred.faces), TriMesh(gt_v, gt_f), n_points=50_000, n_volume=50_000)
+    gt = synthetic.ground_truth_mesh(256)
+    m = mesh_metrics(TriMesh(np.asarray(pred.vertices, np.float64), np.asarray(pred.faces, np.int64)),
+                     TriMesh(np.asarray(gt.vertices, np.float64), np.asarray(gt.faces, np.int64)),
+                     n_points=50_000, n_volume=50_000)
     return {"chamfer_l1": round(float(m["chamfer_l1"]), 5), "normal_consistency": round(float(m["normal_consistency"]), 4),
             "fscore": round(float(m["fscore"]), 4)}

@@ -23,6 +23,7 @@ class NerfModelSettings:
 
 @dataclass
 class NerfDataSettings:
+    format: str = "auto"              # auto | colmap | transforms | llff (a folder may hold several)
     downscale: float = 1.0
     holdout_every: int = 8            # for captures without their own test split
     background: str = "random"        # training background of RGBA images: random | white | black

@@ -46,7 +46,8 @@ class NerfTask(Task):
 
     def build(self) -> None:
         cfg = self.config
-        self.scene = load_scene(cfg.input, downscale=cfg.data.downscale, holdout_every=cfg.data.holdout_every)
+        self.scene = load_scene(cfg.input, format=cfg.data.format, downscale=cfg.data.downscale,
+                                holdout_every=cfg.data.holdout_every)
         n_cascades = cfg.grid.n_cascades or self.scene.n_cascades
         grid = OccupancyGrid(n_cascades, cfg.grid.resolution)
         lo, hi = grid.bound
