@@ -15,22 +15,32 @@ MODES = {
     "sdf": "nerf_app.sdf.task:SDFTask",
     "occupancy": "nerf_app.sdf.task:OccupancyTask",
     "nerf": "nerf_app.nerf.task:NerfTask",
+    "image": "nerf_app.inr.image:ImageTask",
+    "audio": None,
 }
 
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb", ".gltf")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr")
+AUDIO_SUFFIXES = (".wav",)
 
 
 def detect_mode(input_path: str) -> str:
-    """A mesh file -> ``sdf``; a scene folder or ``transforms*.json`` -> ``nerf``."""
+    """A mesh file -> ``sdf``; a scene folder or ``transforms*.json`` -> ``nerf``; an image -> ``image``;
+    a ``.wav`` -> ``audio``."""
     p = Path(input_path)
     if p.suffix.lower() in MESH_SUFFIXES:
         return "sdf"
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        return "image"
+    if p.suffix.lower() in AUDIO_SUFFIXES:
+        return "audio"
     if p.is_dir() or (p.suffix.lower() == ".json" and p.name.startswith("transforms")):
         return "nerf"
     if not p.exists():
         raise NerfAppError(f"input not found: {input_path}")
     raise NerfAppError(f"cannot tell the mode of {input_path}: expected a mesh "
-                       f"({'/'.join(MESH_SUFFIXES)}), a scene folder or transforms*.json; pass --mode")
+                       f"({'/'.join(MESH_SUFFIXES)}), a scene folder, transforms*.json, an image "
+                       f"({'/'.join(IMAGE_SUFFIXES)}) or a .wav; pass --mode")
 
 
 def get_task_class(mode: str) -> Type:

@@ -1,0 +1,62 @@
+"""Config of the INR fitting modes (preset: configs/image.yaml)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List
+
+from ..train.config import BaseConfig
+
+
+@dataclass
+class InrModelSettings:
+    encoding: str = "hashgrid"          # hashgrid | fourier | positional | identity
+    network: str = "mlp"                # mlp (FusedMLP, ReLU, bias-free) | siren
+    width: int = 64
+    n_hidden_layers: int = 2
+    # hash grid
+    n_levels: int = 16
+    n_features_per_level: int = 2
+    log2_hashmap_size: int = 19
+    base_resolution: int = 16
+    finest_resolution: int = 1024       # 0 = the signal's resolution (longest side)
+    # Fourier features / positional encoding
+    fourier_features: int = 256
+    fourier_sigma: float = 10.0
+    n_frequencies: int = 10
+    # SIREN
+    w0: float = 30.0
+    w0_initial: float = 30.0
+
+
+@dataclass
+class ImageDataSettings:
+    # space the network is trained in: file = as stored (PNG/JPEG: sRGB-encoded, EXR: linear);
+    # linear / srgb convert on load (and back when writing 8-bit PNGs)
+    color_space: str = "file"
+
+
+@dataclass
+class InrOptimSettings:
+    batch_size: int = 65536
+    lr: float = 1e-2
+    lr_final: float = 1e-3              # exponential decay to this over the budget
+    eps: float = 1e-15
+
+
+@dataclass
+class ImageEvalSettings:
+    chunk: int = 262144                 # points per forward pass at eval/render
+
+
+@dataclass
+class ImageRenderSettings:
+    crop: List[float] = field(default_factory=lambda: [0.0, 0.0, 1.0, 1.0])  # x0 y0 x1 y1 in [0,1] (zoom)
+
+
+@dataclass
+class ImageConfig(BaseConfig):
+    data: ImageDataSettings = field(default_factory=ImageDataSettings)
+    model: InrModelSettings = field(default_factory=InrModelSettings)
+    optim: InrOptimSettings = field(default_factory=InrOptimSettings)
+    eval: ImageEvalSettings = field(default_factory=ImageEvalSettings)
+    render: ImageRenderSettings = field(default_factory=ImageRenderSettings)

@@ -1,0 +1,49 @@
+"""``InrField``: coordinates ``[N, D]`` in ``[0,1]^D`` -> values ``[N, C]``, ``net(enc(x))``.
+
+Encodings see ``x`` in their natural domain: the hash grid and Fourier features (Tancik et al.)
+take ``[0,1]^D``; positional encoding, identity and SIREN's first layer take ``2x - 1 in [-1,1]^D``
+(NeRF's and SIREN's conventions). Networks: ``mlp`` = :class:`~nerf_app.networks.FusedMLP`
+(ReLU, bias-free, fused kernels), ``siren`` = :class:`~nerf_app.networks.Siren`. The output is
+linear (no squashing), so the loss sees the signal's own units.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..encodings import FourierFeatures, HashGrid, IdentityEncoding, PositionalEncoding
+from ..errors import ConfigError
+from ..networks import FusedMLP, Siren
+
+ENCODINGS = ("hashgrid", "fourier", "positional", "identity")
+NETWORKS = ("mlp", "siren")
+
+
+class InrField(nn.Module):
+    def __init__(self, input_dim: int, output_dim: int, s, resolution: int, seed: int = 0, backend: str = "auto"):
+        super().__init__()
+        if s.encoding not in ENCODINGS:
+            raise ConfigError(f"model.encoding must be one of {ENCODINGS}, got {s.encoding!r}")
+        if s.network not in NETWORKS:
+            raise ConfigError(f"model.network must be one of {NETWORKS}, got {s.network!r}")
+        self.unit_input = s.encoding in ("hashgrid", "fourier")
+        if s.encoding == "hashgrid":
+            finest = s.finest_resolution or resolution
+            self.encoding = HashGrid(input_dim, s.n_levels, s.n_features_per_level, s.log2_hashmap_size,
+                                     s.base_resolution, per_level_scale=None, finest_resolution=finest,
+                                     backend=backend)
+        elif s.encoding == "fourier":
+            self.encoding = FourierFeatures(input_dim, s.fourier_features, s.fourier_sigma, seed)
+        elif s.encoding == "positional":
+            self.encoding = PositionalEncoding(input_dim, s.n_frequencies)
+        else:
+            self.encoding = IdentityEncoding(input_dim)
+        n = self.encoding.n_output_dims
+        if s.network == "mlp":
+            self.net = FusedMLP(n, output_dim, s.width, s.n_hidden_layers, backend=backend)
+        else:
+            self.net = Siren(n, output_dim, s.width, s.n_hidden_layers, s.w0, s.w0_initial)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.clamp(0.0, 1.0) if self.unit_input else 2.0 * x - 1.0
+        return self.net(self.encoding(x))
