@@ -50,6 +50,25 @@ def test_train_and_eval_end_to_end(lego, tmp_path):
         assert key in metrics
     assert metrics["n_images"] == 3 and metrics["psnr"] > 12.0 and 0.0 < metrics["ssim"] <= 1.0
     assert (run / "contact_sheet_test.png").is_file() and (run / "training_curve.png").is_file()
+    # orbit video: every frame decodes, with the requested count and size
+    out = cli("render", str(run), "--path", "orbit", "--frames", "5", "--resolution", "34")
+    assert out.returncode == 0, out.stderr[-2000:]
+    import imageio.v2 as imageio
+    for name in ("render_orbit.mp4", "render_orbit_depth.mp4"):
+        frames = [f for f in imageio.get_reader(run / name)]
+        assert len(frames) == 5 and frames[0].shape == (34, 34, 3), (name, len(frames), frames[0].shape)
+    assert (run / "render_orbit_camera_path.json").is_file()
+    # mesh in each format and a point cloud, all loadable, in the capture's coordinates (lego: ~[-1.3, 1.3])
+    import trimesh
+    for suffix in ("ply", "obj", "glb"):
+        out = cli("export", str(run), "--mesh", str(run / f"mesh.{suffix}"), "--resolution", "48",
+                  "--set", "model.log2_hashmap_size=14")
+        assert out.returncode == 0, out.stderr[-2000:]
+        mesh = trimesh.load(run / f"mesh.{suffix}", force="mesh")
+        assert len(mesh.faces) > 0 and np.abs(mesh.vertices).max() < 3.0
+    out = cli("export", str(run), "--points", str(run / "points.ply"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(trimesh.load(run / "points.ply").vertices) > 0
 
 
 def _params(run):

@@ -13,6 +13,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--chunks", type=int, default=None, help="evaluate the grid in this many slabs")
     parser.add_argument("--min-component", type=float, default=None,
                         help="drop connected pieces with fewer faces than this fraction of the largest")
+    parser.add_argument("--points", default=None, help="(nerf) also write a coloured point cloud from rendered depth (.ply)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint path or name (last/final; default: newest)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
@@ -22,6 +23,6 @@ def run(args) -> int:
 
     task, run_dir, _ = open_run(args.run, args.checkpoint, args.overrides)
     opts = {k: v for k, v in {"mesh": args.mesh, "resolution": args.resolution, "threshold": args.threshold,
-                              "chunks": args.chunks, "min_component": args.min_component}.items() if v is not None}
+                              "chunks": args.chunks, "min_component": args.min_component, "points": args.points}.items() if v is not None}
     print(json.dumps(task.export(run_dir.path, **opts)))
     return 0

@@ -45,21 +45,65 @@ def scene_orbit(scene, n_frames: int):
     return orbit_path(target, radius, n_frames, elevation, up), fov_y
 
 
+def camera_path(task, path: str, frames: int):
+    """Poses (normalised, OpenCV c2w) and vertical fov for ``path``: ``orbit``, ``spiral`` (the orbit with
+    the elevation swinging +-15 degrees, two turns), ``test`` (the held-out cameras in order) or a
+    nerfstudio ``camera_path.json`` in the capture's coordinates (keyframes interpolated to ``frames``)."""
+    scene = task.scene
+    if path in ("orbit", "spiral"):
+        poses, fov = scene_orbit(scene, frames)
+        if path == "spiral":
+            train = scene.split_indices("train")
+            target = poses[0][:3, 3] + poses[0][:3, 2] * np.linalg.norm(poses[0][:3, 3] - 0.5)
+            centre = np.array([0.5, 0.5, 0.5]) if scene.bounded else target
+            up = -scene.c2w[train][:, :3, 1].mean(0)
+            up /= np.linalg.norm(up)
+            radius = float(np.linalg.norm(poses[0][:3, 3] - centre))
+            from ..export.camera_path import look_at
+            out = []
+            for i in range(frames):
+                a = 4 * math.pi * i / frames
+                el = math.radians(25 + 15 * math.sin(a / 2))
+                side = np.cross(up, [1.0, 0, 0]) if abs(up[0]) < 0.9 else np.cross(up, [0, 1.0, 0])
+                side /= np.linalg.norm(side)
+                other = np.cross(up, side)
+                eye = centre + radius * (math.cos(el) * (math.cos(a) * side + math.sin(a) * other) + math.sin(el) * up)
+                out.append(look_at(eye, centre, up))
+            poses = np.stack(out)
+        return poses, [fov] * len(poses)
+    if path == "test":
+        idx = scene.split_indices("test")
+        if len(idx) == 0:
+            raise ConfigError("the scene has no test views (--path test)")
+        cams = [scene.cameras[int(i)] for i in idx]
+        return scene.c2w[idx], [math.degrees(2 * math.atan(0.5 * c.height / c.fy)) for c in cams]
+    if path.endswith(".json"):
+        from ..export.keyframes import interpolate_poses, read_camera_path
+        c2w, fov, _ = read_camera_path(path)
+        c2w = scene.normalization.c2w_to_normalized(c2w)
+        if frames and frames > len(c2w):
+            fov = list(np.interp(np.linspace(0, len(fov) - 1, frames), np.arange(len(fov)), fov))
+            c2w = interpolate_poses(c2w, frames)
+        return c2w, fov
+    raise ConfigError(f"--path must be orbit, spiral, test or a camera_path.json file, got {path!r}")
+
+
 def render_orbit(task, run_dir: Path, path: str = "orbit", frames: int = 60, fps: int = 24,
                  resolution: Optional[int] = None, out: Optional[str] = None, max_time: float = 0.0,
                  **_) -> Dict[str, Any]:
-    if path != "orbit":
-        raise ConfigError(f"nerf render supports --path orbit (got {path!r})")
+    """Render a camera path to an mp4 of RGB and one of colour-mapped depth; the path itself is written
+    back as a nerfstudio ``camera_path.json`` (capture coordinates) beside the video for editing."""
+    from ..export.keyframes import write_camera_path
     scene = task.scene
-    poses, fov_y = scene_orbit(scene, frames)
+    poses, fovs = camera_path(task, path, frames)
     cam = scene.cameras[int(scene.split_indices("train")[0])]
-    height = int(resolution or min(cam.height, 400))
-    width = int(round(height * cam.width / cam.height)) if not resolution else height
+    height = int(resolution or min(cam.height, 400)) // 2 * 2  # H.264 (yuv420p) needs even sizes
+    width = int(round(height * cam.width / cam.height)) // 2 * 2 if not resolution else height
     bg = torch.tensor({"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}.get(task.config.data.eval_background,
                                                                                   (1.0, 1.0, 1.0)))
     rgb_frames, depth_frames = [], []
     start = time.perf_counter()
-    for c2w in tqdm(poses, desc="render orbit", unit="frame"):
+    for c2w, fov_y in tqdm(list(zip(poses, fovs)), desc=f"render {Path(path).stem}", unit="frame"):
         o, d = pinhole_rays(c2w, width, height, fov_y)
         o = torch.from_numpy(o).float().reshape(height, width, 3)
         d = torch.from_numpy(d).float().reshape(height, width, 3)
@@ -69,16 +113,52 @@ def render_orbit(task, run_dir: Path, path: str = "orbit", frames: int = 60, fps
         depth_frames.append((colorize_depth(depth.numpy(), opacity.numpy()) * 255 + 0.5).astype(np.uint8))
         if max_time and time.perf_counter() - start > max_time:
             break
-    rgb_path = Path(out) if out else run_dir / f"render_{path}.mp4"
+    name = Path(path).stem
+    rgb_path = Path(out) if out else run_dir / f"render_{name}.mp4"
     depth_path = rgb_path.with_name(rgb_path.stem + "_depth.mp4")
     write_video(rgb_path, rgb_frames, fps)
     write_video(depth_path, depth_frames, fps)
-    return {"video": str(rgb_path), "depth_video": str(depth_path), "frames": len(rgb_frames),
-            "width": width, "height": height, "seconds": round(time.perf_counter() - start, 2)}
+    path_file = write_camera_path(rgb_path.with_name(rgb_path.stem + "_camera_path.json"),
+                                  scene.normalization.c2w_to_capture(poses[:len(rgb_frames)]),
+                                  fovs[:len(rgb_frames)], width, height, fps)
+    return {"video": str(rgb_path), "depth_video": str(depth_path), "camera_path": str(path_file),
+            "frames": len(rgb_frames), "width": width, "height": height,
+            "seconds": round(time.perf_counter() - start, 2)}
+
+
+def export_points(task, path: Path, n_views: int = 8, max_side: int = 200) -> Dict[str, Any]:
+    """A coloured point cloud from rendered depth: ``n_views`` training views (evenly spaced, rendered at
+    most ``max_side`` pixels high), pixels with opacity > 0.9, lifted to ``o + depth * d``, in the
+    capture's coordinates, written as PLY through trimesh."""
+    import trimesh
+    from ..train.run import atomic_write
+    scene = task.scene
+    train = scene.split_indices("train")
+    picks = train[np.round(np.linspace(0, len(train) - 1, min(n_views, len(train)))).astype(int)]
+    bg = torch.tensor([0.0, 0.0, 0.0])
+    pts, cols = [], []
+    for i in tqdm(picks, desc="points", unit="view"):
+        cam = scene.cameras[int(i)]
+        step = max(1, int(math.ceil(cam.height / max_side)))
+        o, d = scene.rays(int(i))
+        o = torch.from_numpy(o[::step, ::step].copy()).float()
+        d = torch.from_numpy(d[::step, ::step].copy()).float()
+        rgb, depth, opacity = render_image(task.model.field, task.model.grid, o, d, bg, task.march,
+                                           backend=task.config.backend)
+        keep = opacity > 0.9
+        p = o[keep] + (depth[keep] / opacity[keep])[:, None] * d[keep]
+        pts.append(p.numpy())
+        cols.append((rgb[keep] / opacity[keep][:, None]).clamp(0, 1).numpy())
+    xyz = scene.normalization.to_capture(np.concatenate(pts).astype(np.float64))
+    rgb8 = (np.concatenate(cols) * 255 + 0.5).astype(np.uint8)
+    cloud = trimesh.PointCloud(xyz, colors=np.concatenate([rgb8, np.full((len(rgb8), 1), 255, np.uint8)], 1))
+    atomic_write(path, lambda tmp: cloud.export(tmp, file_type="ply"))
+    return {"points": str(path), "n_points": int(len(xyz)), "views": int(len(picks)), "coordinates": "capture"}
 
 
 def export_mesh(task, run_dir: Path, mesh: Optional[str] = None, resolution: int = 256, threshold="auto",
-                chunks: Optional[int] = None, min_component: float = 0.05, **_) -> Dict[str, Any]:
+                chunks: Optional[int] = None, min_component: float = 0.05, points: Optional[str] = None,
+                **_) -> Dict[str, Any]:
     """Marching cubes of the density over the unit cube (the region of interest), restricted to cells a
     training camera saw, coloured by the radiance field (mean over six view directions), written in the
     capture's own coordinates."""
@@ -107,9 +187,14 @@ def export_mesh(task, run_dir: Path, mesh: Optional[str] = None, resolution: int
             out[s:s + 1 << 16] = acc / len(dirs)
         return out
 
+    if points and not mesh:
+        return export_points(task, Path(points))
     path = Path(mesh) if mesh else run_dir / "mesh.ply"
     v, f = export_field_mesh(path, density, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), int(resolution), level, inside="above",
                              chunks=chunks, to_original=task.scene.normalization.inverse_matrix,
                              min_component=float(min_component), color_fn=colour)
-    return {"mesh": str(path), "vertices": int(len(v)), "faces": int(len(f)), "level": level,
-            "resolution": int(resolution), "coordinates": "capture"}
+    result = {"mesh": str(path), "vertices": int(len(v)), "faces": int(len(f)), "level": level,
+              "resolution": int(resolution), "coordinates": "capture"}
+    if points:
+        result.update(export_points(task, Path(points)))
+    return result

@@ -122,7 +122,7 @@ def write_video(path, frames, fps: int = 24) -> None:
 
     def write(tmp):
         with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8,
-                                macro_block_size=16, pixelformat="yuv420p") as w:
+                                macro_block_size=2, pixelformat="yuv420p") as w:
             for fr in frames:
                 w.append_data(np.asarray(fr))
     atomic_write(path, write)
