@@ -60,3 +60,35 @@ class ImageConfig(BaseConfig):
     optim: InrOptimSettings = field(default_factory=InrOptimSettings)
     eval: ImageEvalSettings = field(default_factory=ImageEvalSettings)
     render: ImageRenderSettings = field(default_factory=ImageRenderSettings)
+
+
+@dataclass
+class AudioModelSettings(InrModelSettings):
+    """SIREN's audio setup: raw time in [-1,1], a first layer with w0 = 3000 (the clip spans thousands
+    of periods of its highest frequencies), four sine layers of 256."""
+    encoding: str = "identity"
+    network: str = "siren"
+    width: int = 256
+    n_hidden_layers: int = 4
+    w0_initial: float = 3000.0
+
+
+@dataclass
+class AudioOptimSettings(InrOptimSettings):
+    batch_size: int = 16384
+    lr: float = 1e-4
+    lr_final: float = 2e-5
+    eps: float = 1e-8
+
+
+@dataclass
+class AudioRenderSettings:
+    sample_rate: int = 0                # rendered WAV rate (0 = the source's); --resolution N also sets it
+
+
+@dataclass
+class AudioConfig(BaseConfig):
+    model: AudioModelSettings = field(default_factory=AudioModelSettings)
+    optim: AudioOptimSettings = field(default_factory=AudioOptimSettings)
+    eval: ImageEvalSettings = field(default_factory=ImageEvalSettings)
+    render: AudioRenderSettings = field(default_factory=AudioRenderSettings)

@@ -16,7 +16,7 @@ MODES = {
     "occupancy": "nerf_app.sdf.task:OccupancyTask",
     "nerf": "nerf_app.nerf.task:NerfTask",
     "image": "nerf_app.inr.image:ImageTask",
-    "audio": None,
+    "audio": "nerf_app.inr.audio:AudioTask",
 }
 
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb", ".gltf")
