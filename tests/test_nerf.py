@@ -132,3 +132,23 @@ def test_occupancy_grid_update_and_visibility():
     for _ in range(100):
         grid.update(lambda x: torch.zeros(len(x)), warmup=False, dt_min=0.01)
     assert float(grid.density.max()) < 1.0
+
+
+@requires_cpp
+def test_diverging_run_stops_cleanly_and_keeps_last_good_checkpoint(lego, tmp_path):
+    run = tmp_path / "run"
+    assert cli("train", lego, "--out", str(run), "--max-steps", "4", *TINY).returncode == 0
+    good = load_checkpoint(run / "checkpoints" / "final.pt")
+    # an absurd learning rate makes the weights blow up: the steps must be skipped, then the run stopped
+    out = cli("train", "--resume", str(run), "--max-steps", "40", "--set", "optim.lr=1e30",
+              "--set", "train.checkpoint_every=1000")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "non-finite" in out.stderr and "last good checkpoint" in out.stderr
+    assert "Traceback" not in out.stderr
+    kept = load_checkpoint(run / "checkpoints" / "final.pt")
+    assert not (run / "checkpoints" / "last.pt").exists()
+    assert kept["step"] == good["step"] == 4
+    assert all(torch.equal(kept["model"][k], good["model"][k]) for k in good["model"])
+    # and a nonsensical setting is refused up front, naming the key
+    bad = cli("train", "--resume", str(run), "--max-steps", "8", "--set", "optim.lr=nan")
+    assert bad.returncode == 2 and "optim.lr" in bad.stderr and "Traceback" not in bad.stderr

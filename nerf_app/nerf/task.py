@@ -46,6 +46,11 @@ class NerfTask(Task):
 
     def build(self) -> None:
         cfg = self.config
+        o = cfg.optim
+        if not (math.isfinite(o.lr) and o.lr > 0 and math.isfinite(o.eps) and o.eps >= 0):
+            raise ConfigError(f"optim.lr must be a positive number and optim.eps >= 0 (got lr={o.lr}, eps={o.eps})")
+        if cfg.rays.target_samples < 1 or cfg.rays.min_rays < 1 or cfg.rays.max_rays < cfg.rays.min_rays:
+            raise ConfigError("rays.target_samples, rays.min_rays >= 1 and rays.max_rays >= rays.min_rays needed")
         self.scene = load_scene(cfg.input, format=cfg.data.format, downscale=cfg.data.downscale,
                                 holdout_every=cfg.data.holdout_every)
         n_cascades = cfg.grid.n_cascades or self.scene.n_cascades
