@@ -14,7 +14,7 @@ from nerf_app.inr.image import linear_to_srgb, load_image, parse_resolution, srg
 from nerf_app.train.modes import detect_mode
 
 SMALL = ["--set", "model.log2_hashmap_size=12", "--set", "model.n_levels=8", "--set", "optim.batch_size=1024",
-         "--no-progress", "--threads", "2"]
+         "--no-progress", "--threads", "1"]  # tiny tensors: one thread avoids OpenMP waits on a busy machine
 
 
 def _write_image(path, w=40, h=24):

@@ -81,7 +81,7 @@ def test_siren_activation_statistics_through_depth(zero_bias):
         with torch.no_grad():
             for lin in s.layers:
                 lin.bias.zero_()
-    x = torch.rand(40_000, 1) * 2 - 1
+    x = torch.rand(16_000, 1) * 2 - 1
     with torch.no_grad():
         zs = s.preactivations(x)
     stds = [z.std().item() for z in zs[1:]]   # layer 0 sees the raw input: std ~ w0/sqrt(3)*|w|
