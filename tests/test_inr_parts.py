@@ -122,3 +122,19 @@ def test_gradcheck_float64():
     w0 = params[0].detach().clone().requires_grad_()
     f(w0, params[1].detach()).sum().backward()
     assert torch.allclose(w0.grad, s.layers[0].weight.grad)
+
+
+@pytest.mark.parametrize("encoding", ["hashgrid", "fourier", "positional", "identity"])
+@pytest.mark.parametrize("network", ["mlp", "siren"])
+def test_inr_field_combinations(encoding, network):
+    """Every encoding x network composes, maps [N, D] -> [N, C] and gets gradients."""
+    from nerf_app.inr.config import InrModelSettings
+    from nerf_app.inr.field import InrField
+    torch.manual_seed(0)
+    s = InrModelSettings(encoding=encoding, network=network, width=16, n_hidden_layers=2, n_levels=4,
+                         log2_hashmap_size=10, finest_resolution=64, fourier_features=8, n_frequencies=3)
+    f = InrField(2, 3, s, resolution=64)
+    y = f(torch.rand(33, 2))
+    assert y.shape == (33, 3) and torch.isfinite(y).all()
+    y.square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in f.parameters())
