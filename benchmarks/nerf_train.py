@@ -27,7 +27,8 @@ from nerf_app.train.trainer import seed_everything  # noqa: E402
 DEFAULT_SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "lego"
 
 
-def measure(scene: str, backend: str, samples: int, steps: int, warmup: int, downscale: float):
+def measure(scene: str, backend: str, samples: int, steps: int, warmup: int, downscale: float,
+            mlp_backend: str = ""):
     seed_everything(0)
     cfg = NerfConfig(input=scene, backend=backend)
     cfg.data.downscale = downscale
@@ -36,6 +37,9 @@ def measure(scene: str, backend: str, samples: int, steps: int, warmup: int, dow
     cfg.grid.warmup_steps = 1
     task = NerfTask(cfg)
     task.build()
+    if mlp_backend:  # e.g. "torch": everything compiled but the MLPs (the fused MLP's before/after)
+        task.model.field.density_net.backend = mlp_backend
+        task.model.field.color_net.backend = mlp_backend
     task.prepare(0)
     times, counts = [], []
     for step in range(warmup + steps):
@@ -60,11 +64,12 @@ def main() -> None:
     args = parser.parse_args()
     base = {"bench": "nerf_train_step", "scene": Path(args.scene).name, "target_samples": args.samples, **machine()}
     reference = None
-    for backend in ("torch", "auto"):
-        sps, sec, n = measure(args.scene, backend, args.samples, args.steps, args.warmup, args.downscale)
+    runs = [("torch", "", "torch"), ("auto", "torch", "cpp kernels, torch MLPs"), ("auto", "", "cpp")]
+    for backend, mlp, label in runs:
+        sps, sec, n = measure(args.scene, backend, args.samples, args.steps, args.warmup, args.downscale, mlp)
         reference = reference or sps
-        emit({**base, "backend": "torch" if backend == "torch" else "cpp", "samples_per_s": round(sps),
-              "median_step_s": round(sec, 4), "median_samples": int(n), "ratio_to_torch": round(sps / reference, 2)})
+        emit({**base, "backend": label, "samples_per_s": round(sps), "median_step_s": round(sec, 4),
+              "median_samples": int(n), "ratio_to_torch": round(sps / reference, 2)})
 
 
 if __name__ == "__main__":
