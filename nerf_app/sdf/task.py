@@ -167,7 +167,7 @@ class MeshFieldTask(Task):
             t, hit = self._trace(o, d, lo - pad, hi + pad)
             if hit.any():
                 x = o[hit] + t[hit, None] * d[hit]
-                n = gradient_normals(self.model, x, eps=1e-3, outward_sign=1.0 if self.kind == "sdf" else -1.0)
+                n = gradient_normals(self.model, x, eps=2e-3, outward_sign=1.0 if self.kind == "sdf" else -1.0)
                 rgb[hit] = shade(n, d[hit], shading)
             images.append((rgb.reshape(res, res, 3).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
         target = Path(out) if out else Path(run_dir) / f"render_{path}_{shading}.mp4"
