@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import emit, machine  # noqa: E402

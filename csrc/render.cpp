@@ -22,11 +22,10 @@ void check_f32(const at::Tensor& t, const char* name, int64_t dim, int64_t last 
   if (last >= 0) TORCH_CHECK(t.size(-1) == last, name, " must have last dimension ", last);
 }
 
-void check_packed(const at::Tensor& packed, int64_t n_samples) {
+void check_packed(const at::Tensor& packed) {
   TORCH_CHECK(packed.scalar_type() == at::kLong && packed.is_contiguous() && packed.dim() == 2 &&
                   packed.size(1) == 2,
               "packed_info must be a contiguous int64 [R, 2] tensor");
-  (void)n_samples;
 }
 
 #ifdef NERF_APP_WITH_CUDA
@@ -153,7 +152,7 @@ std::vector<at::Tensor> render_forward(const at::Tensor& sigmas, const at::Tenso
   check_f32(rgbs, "rgbs", 2, 3);
   check_f32(t_starts, "t_starts", 1);
   check_f32(t_ends, "t_ends", 1);
-  check_packed(packed_info, sigmas.size(0));
+  check_packed(packed_info);
   const int64_t n_rays = packed_info.size(0);
   at::Tensor weights = at::empty_like(sigmas);
   at::Tensor color = at::empty({n_rays, 3}, sigmas.options());
@@ -184,7 +183,7 @@ std::vector<at::Tensor> render_backward(const at::Tensor& sigmas, const at::Tens
   check_f32(grad_color, "grad_color", 2, 3);
   check_f32(grad_opacity, "grad_opacity", 1);
   check_f32(grad_depth, "grad_depth", 1);
-  check_packed(packed_info, sigmas.size(0));
+  check_packed(packed_info);
   const int64_t n_rays = packed_info.size(0);
   at::Tensor grad_sigmas = at::zeros_like(sigmas), grad_rgbs = at::zeros_like(rgbs);
   if (sigmas.is_cuda()) {

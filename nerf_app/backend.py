@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Iterable, Optional, Set, Tuple
+from typing import Callable, Iterable, Optional, Set, Tuple
 
 import torch
 
@@ -83,8 +83,12 @@ def requested(backend: Optional[str]) -> str:
 def resolve(op: str, backend: Optional[str], device: torch.device,
             dtype: Optional[torch.dtype] = None,
             cpp_dtypes: Iterable[torch.dtype] = (torch.float32, torch.float64),
-            cuda_dtypes: Iterable[torch.dtype] = (torch.float32, torch.float16)) -> str:
+            cuda_dtypes: Iterable[torch.dtype] = (torch.float32, torch.float16),
+            unsupported: Optional[Callable[[str], Optional[str]]] = None) -> str:
     """Choose the backend that runs ``op`` on tensors of ``device``/``dtype``.
+
+    ``unsupported(native)``, when given, returns why the op's compiled kernels cannot take these
+    particular inputs (e.g. a width the kernel lacks), or None.
 
     Returns one of ``"torch"``, ``"cpp"``, ``"cuda"``. Raises :class:`BackendError` if an explicit
     choice cannot run; reports (once per op/device/reason) when ``auto`` falls back to ``torch``.
@@ -106,6 +110,8 @@ def resolve(op: str, backend: Optional[str], device: torch.device,
         reason = "the extension was built without CUDA kernels (CPU-only torch or no nvcc at build time)"
     elif dtype is not None and dtype not in tuple(cpp_dtypes if native == "cpp" else cuda_dtypes):
         reason = f"the {native} kernels do not support {dtype}"
+    elif unsupported is not None:
+        reason = unsupported(native)
     if reason is None:
         return native
     if choice != "auto":

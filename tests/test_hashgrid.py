@@ -13,7 +13,7 @@ from nerf_app.errors import ConfigError
 from nerf_app.ops import _reference
 from nerf_app.ops.hashgrid import HashGridLayout, hashgrid_encode
 
-from conftest import HAS_CUDA, requires_cpp, requires_cuda
+from conftest import requires_cpp, requires_cuda
 
 SIZES = (1, 7, 1000, 65537)
 DIMS = (1, 2, 3, 4)

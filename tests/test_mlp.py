@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nerf_app import backend
 from nerf_app.errors import BackendError
 from nerf_app.networks import FusedMLP
 from nerf_app.ops import _reference

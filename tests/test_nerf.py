@@ -115,7 +115,6 @@ def test_occupancy_grid_update_and_visibility():
     c2w[0, :3, 3] = [0.5, 0.5, -2.0]
     grid.mark_visible(c2w, [(400.0, 400.0, 50.0, 50.0)], [(100, 100)], margin=0.0)
     assert 0 < grid.visible.float().mean() < 0.5
-    centre = torch.tensor([[0.5, 0.5, 0.5]])
     sphere = lambda x: torch.where((x - 0.5).norm(dim=-1) < 0.25, 100.0, 0.0)
     grid.update(sphere, warmup=True, dt_min=0.01)
     occ = ((grid.bitfield[:, None] >> torch.arange(8, dtype=torch.uint8)) & 1).reshape(2, -1).bool()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nerf_app.errors import ConfigError, NerfAppError
-from nerf_app.train.config import BaseConfig, apply_overrides, load_config, read_yaml, to_dict
+from nerf_app.train.config import BaseConfig, apply_overrides, load_config, read_yaml
 from nerf_app.train.run import RunDir, load_checkpoint
 from nerf_app.train.task import Task
 from nerf_app.train.trainer import Trainer

@@ -5,7 +5,6 @@ mesh is scored against the truth (Chamfer-L1 in units of the bounding-box diagon
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 

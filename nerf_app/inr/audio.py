@@ -67,15 +67,9 @@ class AudioTask(Task):
         self.model = InrField(1, self.C, cfg.model, self.N, cfg.seed, cfg.backend).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optim.lr, eps=cfg.optim.eps)
 
-    def _lr(self) -> float:
-        o = self.config.optim
-        f = min(max(self.budget_fraction, 0.0), 1.0)
-        return o.lr * (o.lr_final / o.lr) ** f if o.lr_final > 0 else o.lr
-
     def train_step(self, step: int) -> Dict[str, Any]:
-        lr = self._lr()
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
+        lr = self.decayed_lr(self.config.optim.lr, self.config.optim.lr_final)
+        self.set_lr(lr)
         idx = torch.randint(0, self.N, (min(self.config.optim.batch_size, self.N),))
         t = ((idx.float() + 0.5) / self.N)[:, None]
         mse = ((self.model(t.to(self.device)) - self.audio[idx].to(self.device)) ** 2).mean()

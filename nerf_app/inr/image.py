@@ -126,15 +126,9 @@ class ImageTask(Task):
         self.optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, betas=(0.9, 0.99), eps=cfg.optim.eps,
                                           fused=True)
 
-    def _lr(self) -> float:
-        o = self.config.optim
-        f = min(max(self.budget_fraction, 0.0), 1.0)
-        return o.lr * (o.lr_final / o.lr) ** f if o.lr_final > 0 else o.lr
-
     def train_step(self, step: int) -> Dict[str, Any]:
-        lr = self._lr()
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
+        lr = self.decayed_lr(self.config.optim.lr, self.config.optim.lr_final)
+        self.set_lr(lr)
         idx = torch.randint(0, self.H * self.W, (self.config.optim.batch_size,))
         x = torch.stack([((idx % self.W).float() + 0.5) / self.W, ((idx // self.W).float() + 0.5) / self.H], -1)
         mse = ((self.model(x.to(self.device)) - self.pixels[idx].to(self.device)) ** 2).mean()

@@ -86,7 +86,8 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
     scene = task.scene
     indices = scene.split_indices(split)
     if len(indices) == 0:
-        raise ValueError(f"the scene has no {split!r} images")
+        from ..errors import ConfigError
+        raise ConfigError(f"the scene has no {split!r} images (splits: {', '.join(sorted(scene.splits))})")
     if limit and limit < len(indices):
         indices = indices[np.round(np.linspace(0, len(indices) - 1, limit)).astype(int)]
     out_dir = run_dir / f"eval_{split}"

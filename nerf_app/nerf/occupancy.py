@@ -72,13 +72,14 @@ class OccupancyGrid(nn.Module):
         R3 = self.resolution ** 3
         device = self.density.device
         self.density.mul_(decay)
+        threshold = self.threshold(dt_min, min_optical_thickness)  # of the decayed estimates, for sampling
         for k in range(self.n_cascades):
             if warmup:
                 index = torch.arange(R3, device=device)
             else:
                 n = R3 // 4
                 index = torch.randint(0, R3, (n,), device=device)
-                occupied = torch.nonzero(self.density[k] > self.threshold(dt_min, min_optical_thickness))[:, 0]
+                occupied = torch.nonzero(self.density[k] > threshold)[:, 0]
                 if occupied.numel():
                     index = torch.cat([index, occupied[torch.randint(0, occupied.numel(), (n,), device=device)]])
             index = index[self.visible[k, index]]

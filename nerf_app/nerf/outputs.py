@@ -18,10 +18,10 @@ from .evaluate import colorize_depth
 from .renderer import render_image
 
 
-def scene_orbit(scene, n_frames: int):
-    """An orbit framing the capture, derived from the training cameras: the point their optical axes
-    pass closest to (the object), their mean up direction (-y in OpenCV), median distance and mean
-    elevation. Returns ``(c2w [n,4,4], fov_y_deg)`` in normalised coordinates."""
+def orbit_frame(scene):
+    """Where the training cameras look and from where: the point their optical axes pass closest to (the
+    object), their mean up direction (-y in OpenCV), median distance, mean elevation, and the first
+    training camera's vertical fov. Normalised coordinates."""
     train = scene.split_indices("train")
     c2w = scene.c2w[train]
     centres, forward = c2w[:, :3, 3], c2w[:, :3, 2]
@@ -42,6 +42,12 @@ def scene_orbit(scene, n_frames: int):
     elevation = float(np.degrees(np.mean(np.arcsin(np.clip(offsets @ up / np.linalg.norm(offsets, axis=1), -1, 1)))))
     cam = scene.cameras[int(train[0])]
     fov_y = math.degrees(2 * math.atan(0.5 * cam.height / cam.fy))
+    return target, up, radius, elevation, fov_y
+
+
+def scene_orbit(scene, n_frames: int):
+    """An orbit framing the capture (see :func:`orbit_frame`): ``(c2w [n,4,4], fov_y_deg)``."""
+    target, up, radius, elevation, fov_y = orbit_frame(scene)
     return orbit_path(target, radius, n_frames, elevation, up), fov_y
 
 
@@ -50,26 +56,14 @@ def camera_path(task, path: str, frames: int):
     the elevation swinging +-15 degrees, two turns), ``test`` (the held-out cameras in order) or a
     nerfstudio ``camera_path.json`` in the capture's coordinates (keyframes interpolated to ``frames``)."""
     scene = task.scene
-    if path in ("orbit", "spiral"):
+    if path == "orbit":
         poses, fov = scene_orbit(scene, frames)
-        if path == "spiral":
-            train = scene.split_indices("train")
-            target = poses[0][:3, 3] + poses[0][:3, 2] * np.linalg.norm(poses[0][:3, 3] - 0.5)
-            centre = np.array([0.5, 0.5, 0.5]) if scene.bounded else target
-            up = -scene.c2w[train][:, :3, 1].mean(0)
-            up /= np.linalg.norm(up)
-            radius = float(np.linalg.norm(poses[0][:3, 3] - centre))
-            from ..export.camera_path import look_at
-            out = []
-            for i in range(frames):
-                a = 4 * math.pi * i / frames
-                el = math.radians(25 + 15 * math.sin(a / 2))
-                side = np.cross(up, [1.0, 0, 0]) if abs(up[0]) < 0.9 else np.cross(up, [0, 1.0, 0])
-                side /= np.linalg.norm(side)
-                other = np.cross(up, side)
-                eye = centre + radius * (math.cos(el) * (math.cos(a) * side + math.sin(a) * other) + math.sin(el) * up)
-                out.append(look_at(eye, centre, up))
-            poses = np.stack(out)
+        return poses, [fov] * len(poses)
+    if path == "spiral":
+        target, up, radius, elevation, fov = orbit_frame(scene)
+        # two turns, the elevation swinging +-15 degrees about the cameras' own
+        poses = np.stack([orbit_path(target, radius, 1, elevation + 15 * math.sin(2 * math.pi * i / frames), up,
+                                     start_deg=720.0 * i / frames)[0] for i in range(frames)])
         return poses, [fov] * len(poses)
     if path == "test":
         idx = scene.split_indices("test")
@@ -88,7 +82,7 @@ def camera_path(task, path: str, frames: int):
     raise ConfigError(f"--path must be orbit, spiral, test or a camera_path.json file, got {path!r}")
 
 
-def render_orbit(task, run_dir: Path, path: str = "orbit", frames: int = 60, fps: int = 24,
+def render_camera_path(task, run_dir: Path, path: str = "orbit", frames: int = 60, fps: int = 24,
                  resolution: Optional[int] = None, out: Optional[str] = None, max_time: float = 0.0,
                  **_) -> Dict[str, Any]:
     """Render a camera path to an mp4 of RGB and one of colour-mapped depth; the path itself is written
@@ -177,14 +171,15 @@ def export_mesh(task, run_dir: Path, mesh: Optional[str] = None, resolution: int
     dirs = torch.tensor([[1.0, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])
 
     def colour(x: torch.Tensor) -> torch.Tensor:
+        chunk = 1 << 16
         out = torch.zeros(x.shape[0], 3)
-        for s in range(0, x.shape[0], 1 << 16):
-            p = x[s:s + 1 << 16]
+        for s in range(0, x.shape[0], chunk):
+            p = x[s:s + chunk]
             acc = torch.zeros(p.shape[0], 3)
             for d in dirs:
                 _, rgb = field(p, d.expand(p.shape[0], 3).contiguous())
                 acc += rgb
-            out[s:s + 1 << 16] = acc / len(dirs)
+            out[s:s + chunk] = acc / len(dirs)
         return out
 
     if points and not mesh:

@@ -8,13 +8,10 @@ second half.
 """
 from __future__ import annotations
 
-import json
 import math
-import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -101,8 +98,7 @@ class NerfTask(Task):
     def train_step(self, step: int) -> Dict[str, Any]:
         cfg = self.config
         model = self.model
-        for group in self.optimizer.param_groups:
-            group["lr"] = cfg.optim.lr * self._lr_factor(step)
+        self.set_lr(cfg.optim.lr * self._lr_factor(step))
         if step % cfg.grid.update_every == 0:
             model.grid.update(lambda x: model.field.density(x)[0], step < cfg.grid.warmup_steps,
                               self.march.dt_min(), cfg.grid.decay)
@@ -149,8 +145,8 @@ class NerfTask(Task):
         return evaluate_nerf(self, Path(run_dir), split, limit)
 
     def render(self, run_dir: Path, **opts) -> Dict[str, Any]:
-        from .outputs import render_orbit
-        return render_orbit(self, Path(run_dir), **opts)
+        from .outputs import render_camera_path
+        return render_camera_path(self, Path(run_dir), **opts)
 
     def export(self, run_dir: Path, **opts) -> Dict[str, Any]:
         from .outputs import export_mesh

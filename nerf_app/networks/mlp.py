@@ -8,7 +8,7 @@ See :mod:`nerf_app.ops.mlp` for what each supports and how ``auto`` falls back.
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from typing import Optional
 
 import torch
 from torch import nn

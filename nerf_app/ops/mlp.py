@@ -23,7 +23,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .. import backend as _backend
-from ..errors import BackendError, ConfigError
+from ..errors import ConfigError
 from . import _reference
 
 ACTIVATIONS = ("relu", "none")
@@ -59,19 +59,8 @@ def _unsupported(which: str, x: torch.Tensor, weights: Sequence[torch.Tensor]) -
 
 
 def _choose(x: torch.Tensor, weights: Sequence[torch.Tensor], backend: Optional[str]) -> str:
-    choice = _backend.requested(backend)
-    which = _backend.resolve("mlp", choice, x.device, x.dtype, cpp_dtypes=(torch.float32,),
-                             cuda_dtypes=(torch.float32,))
-    if which == "torch":
-        return which
-    reason = _unsupported(which, x, weights)
-    if reason is None:
-        return which
-    if choice != "auto":
-        raise BackendError(f"mlp: backend {choice!r} requested but unavailable: {reason}")
-    _backend._say_once("mlp", f"{x.device.type}:{reason}",
-                       f"mlp: using the slow 'torch' reference backend on {x.device.type} because {reason}")
-    return "torch"
+    return _backend.resolve("mlp", backend, x.device, x.dtype, cpp_dtypes=(torch.float32,),
+                            cuda_dtypes=(torch.float32,), unsupported=lambda which: _unsupported(which, x, weights))
 
 
 class _FusedMLPFunction(torch.autograd.Function):

@@ -13,7 +13,6 @@ The learning rate decays exponentially from ``optim.lr`` to ``optim.lr_final`` o
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any, Dict
@@ -58,11 +57,6 @@ class MeshFieldTask(Task):
 
     # -- training -----------------------------------------------------------------------------
 
-    def _lr(self) -> float:
-        o = self.config.optim
-        f = min(max(self.budget_fraction, 0.0), 1.0)
-        return o.lr * (o.lr_final / o.lr) ** f if o.lr_final > 0 else o.lr
-
     def loss(self, pred, sdf, inside, pts) -> torch.Tensor:
         raise NotImplementedError
 
@@ -73,9 +67,8 @@ class MeshFieldTask(Task):
     def train_step(self, step: int) -> Dict[str, Any]:
         if self.pool_step is None:
             self.prepare(step)
-        lr = self._lr()
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
+        lr = self.decayed_lr(self.config.optim.lr, self.config.optim.lr_final)
+        self.set_lr(lr)
         pts, sdf, inside = self.pool.batch(self.config.optim.batch_size)
         pred = self.model(pts)
         loss = self.loss(pred, sdf, inside, pts)

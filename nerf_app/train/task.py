@@ -80,6 +80,17 @@ class Task(ABC):
     def load_extra_state(self, state: Dict[str, Any]) -> None:
         """Restore what :meth:`extra_state` returned."""
 
+    # ---- learning-rate schedules (shared by the modes) -------------------------------------------
+
+    def decayed_lr(self, lr: float, lr_final: float) -> float:
+        """Exponential decay from ``lr`` to ``lr_final`` over the budget (``lr_final <= 0``: constant)."""
+        f = min(max(self.budget_fraction, 0.0), 1.0)
+        return lr * (lr_final / lr) ** f if lr_final > 0 else lr
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     # ---- after training -----------------------------------------------------------------------
 
     @abstractmethod
