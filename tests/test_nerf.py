@@ -133,6 +133,20 @@ def test_occupancy_grid_update_and_visibility():
     assert float(grid.density.max()) < 1.0
 
 
+def test_occupancy_partial_update_draws_subset_fraction():
+    # after warm-up an update evaluates fraction*R^3 uniform cells + as many occupied ones per cascade
+    grid = OccupancyGrid(n_cascades=2, resolution=16)
+    sphere = lambda x: torch.where((x - 0.5).norm(dim=-1) < 0.25, 100.0, 0.0)
+    grid.update(sphere, warmup=True, dt_min=0.01)
+    for fraction in (0.25, 1 / 16):
+        seen = []
+        grid.update(lambda x: seen.append(len(x)) or sphere(x), warmup=False, dt_min=0.01,
+                    subset_fraction=fraction)
+        n = int(16 ** 3 * fraction)
+        # the sphere occupies cells of both cascades: uniform + occupied draws in each
+        assert seen == [2 * n, 2 * n], (fraction, seen)
+
+
 @requires_cpp
 def test_diverging_run_stops_cleanly_and_keeps_last_good_checkpoint(lego, tmp_path):
     run = tmp_path / "run"

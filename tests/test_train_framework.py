@@ -159,3 +159,17 @@ def test_modes_registry_and_placeholder(tmp_path, monkeypatch):
         get_task_class("audio")
     with pytest.raises(ConfigError, match="unknown mode"):
         get_task_class("sound")
+
+
+def test_all_finite_guard_is_exact():
+    # The per-step NaN guard takes a fast path through each tensor's sum; it must still be exact:
+    # finite tensors whose sum overflows pass, a single NaN or inf anywhere fails.
+    from nerf_app.train.trainer import _all_finite
+    big = torch.full((1000,), 3e38)
+    assert not torch.isfinite(big.sum())
+    assert _all_finite([torch.zeros(3), big])
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        t = torch.randn(100_003)
+        t[77_777] = bad
+        assert not _all_finite([torch.ones(5), t])
+    assert _all_finite([])

@@ -69,6 +69,10 @@ class NerfTask(Task):
             cone = 0.0 if self.scene.bounded else 1.0 / 256
         self.march = MarchSettings(cfg.rays.steps_per_unit_diagonal, cone, cfg.rays.max_samples, 0.0,
                                    cfg.rays.t_threshold)
+        if not 0 <= cfg.grid.subset_fraction <= 1 or cfg.grid.update_every < 1:
+            raise ConfigError(f"grid.subset_fraction must be in [0, 1] (0 = automatic) and grid.update_every >= 1 "
+                              f"(got {cfg.grid.subset_fraction}, {cfg.grid.update_every})")
+        self.grid_subset = cfg.grid.subset_fraction or (0.25 if self.device.type == "cuda" else 1 / 16)
         bg = cfg.data.background
         if bg not in ("random", "white", "black"):
             raise ConfigError(f"data.background must be random, white or black, got {bg!r}")
@@ -101,7 +105,7 @@ class NerfTask(Task):
         self.set_lr(cfg.optim.lr * self._lr_factor(step))
         if step % cfg.grid.update_every == 0:
             model.grid.update(lambda x: model.field.density(x)[0], step < cfg.grid.warmup_steps,
-                              self.march.dt_min(), cfg.grid.decay)
+                              self.march.dt_min(), cfg.grid.decay, subset_fraction=self.grid_subset)
         batch = self.sampler.sample(self.n_rays)
         bg = batch.background if batch.background is not None else \
             torch.tensor(_BACKGROUNDS.get(cfg.data.eval_background, (1.0, 1.0, 1.0)), device=self.device)

@@ -53,6 +53,20 @@ class TrainResult:
     last_loss: float
 
 
+def _all_finite(tensors) -> bool:
+    """True when no element of any tensor is NaN or infinite.
+
+    Checked every step on every gradient (a hash table's is ~50 MB), so the common case must be cheap:
+    a tensor's sum is finite whenever all its elements are (one read, no [N] bool temporary; ~10x
+    faster than ``isfinite(t).all()`` on CPU). A non-finite sum is confirmed element-wise, because a
+    sum of large finite values can overflow.
+    """
+    for t in tensors:
+        if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
+            return False
+    return True
+
+
 class Trainer:
     """Runs a :class:`Task` into a :class:`RunDir`.
 
@@ -71,10 +85,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
 
     def _params_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.task.model.parameters())
+        return _all_finite(self.task.model.parameters())
 
     def _grads_finite(self) -> bool:
-        return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in self.task.model.parameters())
+        return _all_finite(p.grad for p in self.task.model.parameters() if p.grad is not None)
 
     def _checkpoint(self, step: int, elapsed: float, name: str) -> Optional[Path]:
         # Never replace a good checkpoint by NaN weights: a diverged model is not worth keeping.
