@@ -22,6 +22,7 @@ VERBS = {
     "eval": ("nerf_app.commands.eval", "evaluate a trained run; writes RUN/metrics.json"),
     "render": ("nerf_app.commands.render", "render a trained run along a camera path (orbit mp4)"),
     "export": ("nerf_app.commands.export", "export a trained run (marching-cubes mesh)"),
+    "fit-latent": ("nerf_app.commands.fit_latent", "fit a new mesh's code in a latent sdf run (decoder frozen); reports chamfer"),
     "make-scene": ("nerf_app.commands.make_scene", "generate the synthetic demo scene (known geometry) into a folder"),
     "demo": ("nerf_app.commands.demo", "the whole job on the embedded scene: train, eval, orbit video, mesh, summary"),
 }

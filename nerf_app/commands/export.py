@@ -14,6 +14,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--min-component", type=float, default=None,
                         help="drop connected pieces with fewer faces than this fraction of the largest")
     parser.add_argument("--points", default=None, help="(nerf) also write a coloured point cloud from rendered depth (.ply)")
+    parser.add_argument("--shape", default=None, help="(latent sdf) export this shape only (default: every shape)")
+    parser.add_argument("--interpolate", nargs=2, default=None, metavar=("SHAPE_A", "SHAPE_B"),
+                        help="(latent sdf) meshes along the straight line between two shapes' codes")
+    parser.add_argument("--steps", type=int, default=None, help="(latent sdf) number of --interpolate meshes (default 5)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint path or name (last/final; default: newest)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
@@ -23,6 +27,8 @@ def run(args) -> int:
 
     task, run_dir, _ = open_run(args.run, args.checkpoint, args.overrides)
     opts = {k: v for k, v in {"mesh": args.mesh, "resolution": args.resolution, "threshold": args.threshold,
-                              "chunks": args.chunks, "min_component": args.min_component, "points": args.points}.items() if v is not None}
+                              "chunks": args.chunks, "min_component": args.min_component, "points": args.points,
+                              "shape": args.shape, "interpolate": args.interpolate, "steps": args.steps}.items()
+            if v is not None}
     print(json.dumps(task.export(run_dir.path, **opts)))
     return 0

@@ -5,7 +5,8 @@ from pathlib import Path
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("input", nargs="?", help="mesh file (.obj/.ply/.off/.stl/.glb) or scene folder/transforms.json")
+    parser.add_argument("input", nargs="?", help="mesh file (.obj/.ply/.off/.stl/.glb), folder of meshes (with --mode sdf: one "
+                             "latent-conditioned sdf for all), or scene folder/transforms.json")
     parser.add_argument("--mode", default=None, help="sdf | occupancy | nerf (default: from the input)")
     parser.add_argument("--config", default=None, help="YAML config file (over the configs/<mode>.yaml preset)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -41,7 +42,7 @@ def _flag_overrides(args):
 def run(args) -> int:
     from ..errors import ConfigError
     from ..train.config import load_config
-    from ..train.modes import detect_mode, get_task_class, load_run_config
+    from ..train.modes import detect_mode, get_task_class, load_run_config, resolve_mode
     from ..train.run import new_run_path
     from ..train.trainer import Trainer
 
@@ -53,7 +54,7 @@ def run(args) -> int:
     else:
         if not args.input:
             raise ConfigError("train needs an INPUT (or --resume RUN)")
-        mode = args.mode or detect_mode(args.input)
+        mode = resolve_mode(args.mode or detect_mode(args.input), args.input)
         task_cls = get_task_class(mode)
         cfg = load_config(task_cls.config_class, mode, args.config, list(args.overrides) + _flag_overrides(args))
         cfg.input = str(Path(args.input).resolve())

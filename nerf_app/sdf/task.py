@@ -34,6 +34,14 @@ from .dataset import MeshSamplePool
 from .field import MeshField
 
 
+def truncated_sdf_loss(pred: torch.Tensor, sdf: torch.Tensor, tau: float) -> torch.Tensor:
+    """Mean of ``|f - s|`` where the target ``s`` is inside the truncation band, and of
+    ``relu(tau - sign(s) f)`` where it was clamped (far points: "at least tau, on the right side")."""
+    clamped = sdf.abs() >= tau * (1 - 1e-6)
+    err = torch.where(clamped, F.relu(tau - torch.sign(sdf) * pred), (pred - sdf).abs())
+    return err.mean()
+
+
 class MeshFieldTask(Task):
     """Shared by both modes; subclasses set ``kind`` and the loss."""
     config_class = MeshFieldConfig
@@ -177,10 +185,7 @@ class SDFTask(MeshFieldTask):
     description = "signed distance field of a mesh"
 
     def loss(self, pred, sdf, inside, pts):
-        tau = self.config.data.truncation
-        clamped = sdf.abs() >= tau * (1 - 1e-6)
-        err = torch.where(clamped, F.relu(tau - torch.sign(sdf) * pred), (pred - sdf).abs())
-        loss = err.mean()
+        loss = truncated_sdf_loss(pred, sdf, self.config.data.truncation)
         o = self.config.optim
         if o.eikonal_weight > 0:
             x = pts[: o.eikonal_points]

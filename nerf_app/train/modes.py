@@ -14,6 +14,7 @@ from ..errors import ConfigError, NerfAppError
 MODES = {
     "sdf": "nerf_app.sdf.task:SDFTask",
     "occupancy": "nerf_app.sdf.task:OccupancyTask",
+    "deepsdf": "nerf_app.sdf.deepsdf:DeepSDFTask",   # `--mode sdf` on a folder of meshes (see resolve_mode)
     "nerf": "nerf_app.nerf.task:NerfTask",
     "image": "nerf_app.inr.image:ImageTask",
     "audio": "nerf_app.inr.audio:AudioTask",
@@ -41,6 +42,14 @@ def detect_mode(input_path: str) -> str:
     raise NerfAppError(f"cannot tell the mode of {input_path}: expected a mesh "
                        f"({'/'.join(MESH_SUFFIXES)}), a scene folder, transforms*.json, an image "
                        f"({'/'.join(IMAGE_SUFFIXES)}) or a .wav; pass --mode")
+
+
+def resolve_mode(mode: str, input_path: str) -> str:
+    """The mode that trains ``input_path``: ``sdf`` on a folder of meshes is the latent-conditioned
+    sdf (``deepsdf``: one decoder, one code per shape); any other combination is ``mode`` itself."""
+    if mode == "sdf" and input_path and Path(input_path).is_dir():
+        return "deepsdf"
+    return mode
 
 
 def get_task_class(mode: str) -> Type:
