@@ -153,6 +153,12 @@ def test_modes_registry_and_placeholder(tmp_path, monkeypatch):
 
     assert detect_mode("x/armadillo.obj") == "sdf"
     assert detect_mode(str(tmp_path)) == "nerf"
+    meshes = tmp_path / "meshes"
+    meshes.mkdir()
+    (meshes / "a.obj").write_text("v 0 0 0\n")
+    assert detect_mode(str(meshes)) == "sdf"          # a folder of meshes: the latent sdf
+    (meshes / "transforms.json").write_text("{}")
+    assert detect_mode(str(meshes)) == "nerf"         # a capture that also carries a mesh
     # a reserved mode name without a task yet says so clearly
     monkeypatch.setitem(modes.MODES, "audio", None)
     with pytest.raises(NerfAppError, match="audio mode is not available yet"):

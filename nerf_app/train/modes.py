@@ -26,8 +26,8 @@ AUDIO_SUFFIXES = (".wav",)
 
 
 def detect_mode(input_path: str) -> str:
-    """A mesh file -> ``sdf``; a scene folder or ``transforms*.json`` -> ``nerf``; an image -> ``image``;
-    a ``.wav`` -> ``audio``."""
+    """A mesh file or a folder holding only meshes -> ``sdf``; a scene folder or ``transforms*.json`` ->
+    ``nerf``; an image -> ``image``; a ``.wav`` -> ``audio``."""
     p = Path(input_path)
     if p.suffix.lower() in MESH_SUFFIXES:
         return "sdf"
@@ -35,6 +35,8 @@ def detect_mode(input_path: str) -> str:
         return "image"
     if p.suffix.lower() in AUDIO_SUFFIXES:
         return "audio"
+    if p.is_dir() and _is_mesh_folder(p):
+        return "sdf"
     if p.is_dir() or (p.suffix.lower() == ".json" and p.name.startswith("transforms")):
         return "nerf"
     if not p.exists():
@@ -42,6 +44,14 @@ def detect_mode(input_path: str) -> str:
     raise NerfAppError(f"cannot tell the mode of {input_path}: expected a mesh "
                        f"({'/'.join(MESH_SUFFIXES)}), a scene folder, transforms*.json, an image "
                        f"({'/'.join(IMAGE_SUFFIXES)}) or a .wav; pass --mode")
+
+
+def _is_mesh_folder(p: Path) -> bool:
+    # meshes and nothing a capture has (a capture may carry a point-cloud .ply beside its poses)
+    names = [c.name.lower() for c in p.iterdir()]
+    capture = any(n.startswith("transforms") and n.endswith(".json") for n in names) or \
+        any(n in ("sparse", "images", "poses_bounds.npy", "cameras.txt", "cameras.bin") for n in names)
+    return not capture and any(Path(n).suffix in MESH_SUFFIXES for n in names)
 
 
 def resolve_mode(mode: str, input_path: str) -> str:
