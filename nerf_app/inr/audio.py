@@ -1,16 +1,23 @@
 """The ``audio`` mode: fit ``f: [0,1] -> amplitude`` to one WAV file (mono or multichannel).
 
 Data: ``a`` ``[N, C]`` float32 (int PCM is scaled to [-1, 1); float WAVs are kept as stored), sample
-``i`` at time ``t_i = (i + 0.5) / N`` (the network sees ``2 t - 1``; SIREN by default).
-Loss: MSE over ``optim.batch_size`` random samples per step (seeded global RNG).
+``i`` at time ``t_i = (i + 0.5) / N`` (the network sees ``2 t - 1``; SIREN by default). With
+``data.normalize=std`` the network fits ``a / s`` (``s`` = the clip's std) and every output
+(eval, render) is scaled back by ``s``, so WAVs and metrics are in the source's units.
+Loss: MSE over ``optim.batch_size`` random samples per step (seeded global RNG); the log's ``snr`` is
+that batch's SNR in dB. SIREN's first layer gets ``optim.lr * optim.first_layer_lr_scale`` and,
+unless ``model.w0_initial > 0``, its ``w0_initial`` from ``model.w0_initial_hz``
+(see :class:`~nerf_app.inr.config.AudioModelSettings`).
 Eval (``RUN/metrics.json``): ``snr = 10 log10(sum a^2 / sum (a - f)^2)`` and
-``psnr = 10 log10(R^2 / mse)`` with ``R = max(a) - min(a)``; also writes ``RUN/eval_prediction.wav``
+``psnr = 10 log10(R^2 / mse)`` with ``R = max(a) - min(a)``, ``spectrogram_error_db`` (mean dB
+difference of the spectrograms, :func:`spectrogram_error_db`); also writes ``RUN/eval_prediction.wav``
 and ``RUN/audio_comparison.png`` (waveforms, a zoomed 20 ms window, source/fit spectrograms).
 Render: a float32 WAV of the same duration at any rate (``render.sample_rate`` or ``--resolution N``)
 to ``RUN/render_<rate>hz.wav``.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -20,7 +27,7 @@ from typing import Any, Dict
 import numpy as np
 import torch
 
-from ..errors import DatasetError, NerfAppError
+from ..errors import ConfigError, DatasetError, NerfAppError
 from ..train.task import Task
 from .config import AudioConfig
 from .field import InrField
@@ -61,27 +68,52 @@ class AudioTask(Task):
 
     def build(self) -> None:
         cfg = self.config
+        if cfg.data.normalize not in ("std", "none"):
+            raise ConfigError(f"data.normalize must be std or none, got {cfg.data.normalize!r}")
         self.rate, a = load_wav(cfg.input)
         self.audio = torch.from_numpy(a)
         self.N, self.C = a.shape
-        self.model = InrField(1, self.C, cfg.model, self.N, cfg.seed, cfg.backend).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optim.lr, eps=cfg.optim.eps)
+        std = float(np.std(a, dtype=np.float64))
+        self.scale = std if cfg.data.normalize == "std" and std > 0 else 1.0
+        self.target = self.audio / self.scale
+        model_cfg = cfg.model
+        if cfg.model.w0_initial <= 0:
+            # first-layer frequencies U(-1,1) * w0 rad per unit of 2t-1, i.e. up to w0 / (pi * T) Hz
+            if cfg.model.w0_initial_hz <= 0 and cfg.model.network == "siren":
+                raise ConfigError("model.w0_initial or model.w0_initial_hz must be positive")
+            w0 = math.pi * (self.N / self.rate) * cfg.model.w0_initial_hz
+            model_cfg = dataclasses.replace(cfg.model, w0_initial=w0)
+        self.w0_initial = model_cfg.w0_initial
+        self.model = InrField(1, self.C, model_cfg, self.N, cfg.seed, cfg.backend).to(self.device)
+        params = list(self.model.parameters())
+        first = list(self.model.net.layers[0].parameters()) if cfg.model.network == "siren" else []
+        ids = {id(p) for p in first}
+        groups = [{"params": [p for p in params if id(p) not in ids], "lr_scale": 1.0}]
+        if first:
+            groups.append({"params": first, "lr_scale": cfg.optim.first_layer_lr_scale})
+        self.optimizer = torch.optim.Adam(groups, lr=cfg.optim.lr, eps=cfg.optim.eps)
 
     def train_step(self, step: int) -> Dict[str, Any]:
         lr = self.decayed_lr(self.config.optim.lr, self.config.optim.lr_final)
-        self.set_lr(lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         idx = torch.randint(0, self.N, (min(self.config.optim.batch_size, self.N),))
         t = ((idx.float() + 0.5) / self.N)[:, None]
-        mse = ((self.model(t.to(self.device)) - self.audio[idx].to(self.device)) ** 2).mean()
+        y = self.target[idx].to(self.device)
+        err = ((self.model(t.to(self.device)) - y) ** 2).sum()
+        mse = err / y.numel()
         mse.backward()
-        return {"loss": mse, "lr": lr}
+        with torch.no_grad():
+            snr = 10 * torch.log10((y.double() ** 2).sum() / err.double().clamp_min(1e-30))
+        return {"loss": mse, "snr": snr, "lr": lr}
 
     @torch.no_grad()
     def predict(self, n: int) -> np.ndarray:
         """The model at ``n`` evenly spaced sample centres over the clip: ``[n, C]``."""
         t = ((torch.arange(n, dtype=torch.float64) + 0.5) / n).float()[:, None]
         c = self.config.eval.chunk
-        return torch.cat([self.model(t[s:s + c].to(self.device)).cpu() for s in range(0, n, c)]).numpy()
+        out = torch.cat([self.model(t[s:s + c].to(self.device)).cpu() for s in range(0, n, c)])
+        return (out * self.scale).numpy()
 
     def evaluate(self, run_dir: Path, **_) -> Dict[str, Any]:
         from ..train.run import RunDir
@@ -95,14 +127,17 @@ class AudioTask(Task):
         snr = 10 * math.log10(float(np.sum(gt.astype(np.float64) ** 2)) / max(err, 1e-30))
         rng = float(gt.max() - gt.min()) or 1.0
         psnr = 10 * math.log10(rng ** 2 / max(mse, 1e-30))
+        spec_err = float(np.mean([spectrogram_error_db(gt[:, c], pred[:, c], self.rate) for c in range(self.C)]))
         write_wav(run_dir / "eval_prediction.wav", self.rate, pred)
         plot = comparison_plot(run_dir / "audio_comparison.png", gt[:, 0], pred[:, 0], self.rate)
         log = RunDir(run_dir).read_log()
         rec = [r for r in log if "loss" in r]
         return {"mode": "audio", "input": self.config.input, "snr": round(snr, 3), "psnr": round(psnr, 3),
+                "spectrogram_error_db": round(spec_err, 3),
                 "mse": mse, "samples": self.N, "channels": self.C, "sample_rate": self.rate,
                 "encoding": self.config.model.encoding, "network": self.config.model.network,
                 "parameters": int(sum(p.numel() for p in self.model.parameters())),
+                "w0_initial": self.w0_initial, "normalize_scale": self.scale,
                 "steps": rec[-1]["step"] if rec else 0, "train_seconds": rec[-1]["time"] if rec else 0.0,
                 "comparison": str(plot), "eval_seconds": round(time.perf_counter() - t0, 2)}
 
@@ -114,6 +149,19 @@ class AudioTask(Task):
         target = Path(out) if out else Path(run_dir) / f"render_{rate}hz.wav"
         write_wav(target, rate, self.predict(n))
         return {"wav": str(target), "sample_rate": rate, "samples": n, "seconds": round(n / rate, 4)}
+
+
+def spectrogram_error_db(gt: np.ndarray, pred: np.ndarray, rate: int, floor_db: float = 60.0) -> float:
+    """Mean ``|dB(pred) - dB(gt)|`` over the source's spectrogram bins within ``floor_db`` of its loudest
+    bin (the spectrograms of the comparison plot: Hann windows of 1024 samples). 0 = same spectrogram;
+    a fit missing a component, or with noise near the level of the source's weaker bins, raises it
+    (bins more than ``floor_db`` below the source's loudest are not counted)."""
+    from scipy.signal import spectrogram
+
+    n = min(1024, len(gt))
+    S = [10 * np.log10(spectrogram(np.asarray(x, np.float64), fs=rate, nperseg=n)[2] + 1e-20) for x in (gt, pred)]
+    mask = S[0] > S[0].max() - floor_db
+    return float(np.abs(S[1] - S[0])[mask].mean())
 
 
 def comparison_plot(path: Path, gt: np.ndarray, pred: np.ndarray, rate: int) -> Path:
