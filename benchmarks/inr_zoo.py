@@ -144,7 +144,7 @@ def plot(results, path: Path) -> None:
         metric = "PSNR" if signal == "albert" else "SNR"
         ax.set(title=f"{signal}: {metric} vs training time", xlabel="wall time (s)", ylabel=f"{metric} (dB)")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=110)
