@@ -165,3 +165,30 @@ def test_diverging_run_stops_cleanly_and_keeps_last_good_checkpoint(lego, tmp_pa
     # and a nonsensical setting is refused up front, naming the key
     bad = cli("train", "--resume", str(run), "--max-steps", "8", "--set", "optim.lr=nan")
     assert bad.returncode == 2 and "optim.lr" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_render_near_distance_skips_what_lies_in_front_of_the_camera():
+    # two opaque slabs along +z: red for z < 0.3, green for z > 0.7; a ray from z = 0.05 sees red,
+    # and green once marching starts rays.near = 0.3 away (floaters in front of a camera are cut so)
+    from nerf_app.nerf.renderer import MarchSettings, render_rays
+
+    def field(x, d):
+        z = x[:, 2]
+        sigma = torch.where((z < 0.3) | (z > 0.7), 1e3, 0.0)
+        rgb = torch.where((z < 0.3)[:, None], torch.tensor([1.0, 0, 0]), torch.tensor([0, 1.0, 0]))
+        return sigma, rgb
+
+    grid = OccupancyGrid(1, 16)                       # everything occupied before the first update
+    o = torch.tensor([[0.5, 0.5, 0.05], [0.3, 0.6, 0.05]])
+    d = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    bg = torch.zeros(3)
+    near0 = render_rays(field, grid, o, d, bg, MarchSettings(256, 0.0, 1024, 0.0), backend="torch")
+    near3 = render_rays(field, grid, o, d, bg, MarchSettings(256, 0.0, 1024, 0.3), backend="torch")
+    assert torch.allclose(near0.color, torch.tensor([[1.0, 0, 0]] * 2), atol=1e-3)
+    assert torch.allclose(near3.color, torch.tensor([[0, 1.0, 0]] * 2), atol=1e-3)
+    assert (near3.depth > 0.64).all() and (near0.depth < 0.3).all()
+
+
+def test_bad_near_is_refused(lego, tmp_path):
+    out = cli("train", lego, "--out", str(tmp_path / "run"), "--max-steps", "1", *TINY, "--set", "rays.near=-1")
+    assert out.returncode == 2 and "rays.near" in out.stderr and "Traceback" not in out.stderr

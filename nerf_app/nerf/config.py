@@ -50,6 +50,7 @@ class NerfRaySettings:
     max_rays: int = 1 << 16
     steps_per_unit_diagonal: int = 1024
     cone_angle: float = -1.0          # < 0: automatic (0 for bounded objects, 1/256 otherwise)
+    near: float = 0.0                 # marching starts this far from the camera (scene units; cuts floaters in front of it)
     max_samples: int = 1024
     t_threshold: float = 1e-4
 

@@ -67,7 +67,9 @@ class NerfTask(Task):
         cone = cfg.rays.cone_angle
         if cone < 0:
             cone = 0.0 if self.scene.bounded else 1.0 / 256
-        self.march = MarchSettings(cfg.rays.steps_per_unit_diagonal, cone, cfg.rays.max_samples, 0.0,
+        if not (math.isfinite(cfg.rays.near) and cfg.rays.near >= 0):
+            raise ConfigError(f"rays.near must be a distance >= 0, got {cfg.rays.near}")
+        self.march = MarchSettings(cfg.rays.steps_per_unit_diagonal, cone, cfg.rays.max_samples, cfg.rays.near,
                                    cfg.rays.t_threshold)
         if not 0 <= cfg.grid.subset_fraction <= 1 or cfg.grid.update_every < 1:
             raise ConfigError(f"grid.subset_fraction must be in [0, 1] (0 = automatic) and grid.update_every >= 1 "
