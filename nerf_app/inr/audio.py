@@ -95,8 +95,7 @@ class AudioTask(Task):
 
     def train_step(self, step: int) -> Dict[str, Any]:
         lr = self.decayed_lr(self.config.optim.lr, self.config.optim.lr_final)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+        self.set_lr(lr)
         idx = torch.randint(0, self.N, (min(self.config.optim.batch_size, self.N),))
         t = ((idx.float() + 0.5) / self.N)[:, None]
         y = self.target[idx].to(self.device)

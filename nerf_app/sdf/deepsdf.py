@@ -77,11 +77,10 @@ class DeepSDFTask(Task):
         self.pool_step = None
         self.model = LatentSDF(len(self.shapes), cfg.model, cfg.latent, cfg.backend).to(self.device)
         code_lr = cfg.latent.lr or cfg.optim.lr
-        self.base_lrs = [cfg.optim.lr, code_lr]
         # fused Adam as the sdf mode (one pass over the hash table); codes in their own group
         self.optimizer = torch.optim.Adam(
             [{"params": self.model.decoder_parameters(), "lr": cfg.optim.lr},
-             {"params": list(self.model.codes.parameters()), "lr": code_lr}],
+             {"params": list(self.model.codes.parameters()), "lr": code_lr, "lr_scale": code_lr / cfg.optim.lr}],
             betas=(0.9, 0.99), eps=cfg.optim.eps, fused=True)
 
     # -- training -----------------------------------------------------------------------------
@@ -107,8 +106,7 @@ class DeepSDFTask(Task):
             self.prepare(step)
         o = self.config.optim
         lr = self.decayed_lr(o.lr, o.lr_final)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base * lr / o.lr
+        self.set_lr(lr)
         pts, sdf, idx = self.batch()
         z = self.model.codes(idx)
         pred = self.model.decode(pts, z)

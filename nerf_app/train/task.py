@@ -88,8 +88,9 @@ class Task(ABC):
         return lr * (lr_final / lr) ** f if lr_final > 0 else lr
 
     def set_lr(self, lr: float) -> None:
+        """Every parameter group to ``lr`` times its ``lr_scale`` (1 when the group has none)."""
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
     # ---- after training -----------------------------------------------------------------------
 
