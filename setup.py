@@ -68,7 +68,11 @@ setup(
     name="nerf_app",
     version="0.1.0",
     description="Neural radiance fields and implicit neural representations with C++/CUDA kernels",
-    packages=find_packages(include=["nerf_app", "nerf_app.*"]),
+    packages=find_packages(include=["nerf_app", "nerf_app.*"]) + ["nerf_app.presets"],
+    # configs/ (the YAML presets) travels with the package as nerf_app/presets, so a regular
+    # (non-editable) install finds them; nerf_app/train/config.py looks there first.
+    package_dir={"nerf_app.presets": "configs"},
+    package_data={"nerf_app.presets": ["*.yaml"]},
     python_requires=">=3.9",
     install_requires=[
         "torch>=2.0",
@@ -82,6 +86,7 @@ setup(
         "scikit-image",
         "scipy",
         "matplotlib",
+        "pillow",  # contact sheets and PNG bytes (imported directly, not only through imageio)
         "libigl>=2.5",  # sdf/occupancy: exact point-mesh distance (AABB) and fast generalised winding numbers
     ],
     extras_require={"test": ["pytest", "hypothesis"]},

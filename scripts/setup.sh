@@ -18,5 +18,15 @@ fi
 "$PY" -m pip install -q -r requirements-test.txt
 echo "[setup] building nerf_app and its extension (about a minute on 2 cores)"
 # --no-build-isolation: compile against the torch installed above, not a freshly downloaded one.
-"$PY" -m pip install -q --no-build-isolation -e . 2>&1 | grep -v "Running pip as the 'root' user" || true
+# A failed build must stop here (never run the tests against a stale _C*.so): the log is shown and
+# the script exits non-zero.
+log="$(mktemp)"
+if ! "$PY" -m pip install -q --no-build-isolation -e . >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "[setup] FAILED: pip could not build/install nerf_app (log above)" >&2
+  rm -f "$log"
+  exit 1
+fi
+grep -v "Running pip as the 'root' user" "$log" || true
+rm -f "$log"
 "$PY" -c "import nerf_app; from nerf_app import backend; r = backend.build_report(); print('[setup] extension:', r['extension'], '| cuda kernels:', r['cuda_kernels'], '| openmp threads:', r['openmp_threads'])"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from nerf_app.errors import DatasetError
-from nerf_app.export.camera_path import look_at
-from nerf_app.export.keyframes import (interpolate_poses, quaternion_to_rotation, read_camera_path,
+from nerf_app.camera_paths.orbit import look_at
+from nerf_app.camera_paths.keyframes import (interpolate_poses, quaternion_to_rotation, read_camera_path,
                                        rotation_to_quaternion, write_camera_path)
 
 

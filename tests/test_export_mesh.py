@@ -6,8 +6,8 @@ import pytest
 import torch
 import trimesh
 
-from nerf_app.export.camera_path import look_at, orbit_path
-from nerf_app.export.mesh import export_field_mesh, extract_mesh
+from nerf_app.camera_paths.orbit import look_at, orbit_path
+from nerf_app.geometry.marching_cubes import export_field_mesh, extract_mesh
 
 CENTER = torch.tensor([0.05, -0.02, 0.03])
 RADIUS = 0.6

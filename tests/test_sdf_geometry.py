@@ -10,7 +10,7 @@ from nerf_app.errors import DatasetError
 from nerf_app.geometry.mesh import TriMesh, load_mesh, unit_cube_transform
 from nerf_app.geometry.metrics import mesh_metrics
 from nerf_app.geometry.queries import MeshQuery
-from nerf_app.render.surface import gradient_normals, march_bisect, ray_box, sphere_trace
+from nerf_app.sdf.surface_trace import gradient_normals, march_bisect, ray_box, sphere_trace
 
 
 def icosphere(r=0.5, sub=4):

@@ -4,11 +4,11 @@ and points seen from above and from the side."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ..results import write_figure
 
 
 def add_arguments(parser) -> None:
@@ -104,15 +104,4 @@ def write_frusta_png(scene, path: Path) -> None:
         ax.set_aspect("equal")
     fig.suptitle(f"{scene.source}: {len(scene)} images (blue train, red test), unit cube solid, "
                  f"{scene.n_cascades} cascades dotted", fontsize=9)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # written to a temporary name and renamed, so a failure never leaves half a PNG
-    fd, tmp = tempfile.mkstemp(prefix=".inspect-", suffix=".png", dir=str(path.parent))
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_figure(Path(path), fig, dpi=110)

@@ -8,16 +8,23 @@ the origin is the camera centre.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, List, Optional, Sequence, Union
+from typing import List, Optional, Protocol, Sequence, Union
 
 import numpy as np
 import torch
 
 from .cameras import MODELS_BY_NAME, Camera, unproject
-from .images import background_colour
+from .images import ImageStore, background_colour
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .scene import Scene
+
+class PosedImages(Protocol):
+    """What :class:`RaySampler` reads of a scene (``nerf_app.data.scene.Scene`` provides it). A protocol
+    rather than an import, so rays.py does not depend on scene.py, which builds samplers from it."""
+    cameras: Sequence[Camera]
+    c2w: np.ndarray
+    images: "ImageStore"
+
+    def split_indices(self, split: str) -> np.ndarray: ...
 
 
 def camera_directions(cameras: Sequence[Camera], image_index: np.ndarray, pixels: np.ndarray) -> np.ndarray:
@@ -84,7 +91,7 @@ class RaySampler:
     batch) or "keep" (``rgb`` keeps the alpha channel when the images have one).
     """
 
-    def __init__(self, scene: "Scene", split: str = "train", background: Union[str, Sequence[float]] = "white",
+    def __init__(self, scene: PosedImages, split: str = "train", background: Union[str, Sequence[float]] = "white",
                  device: Union[str, torch.device] = "cpu", seed: int = 0, jitter: bool = False,
                  lut_bytes: int = 512 << 20):
         self.scene = scene

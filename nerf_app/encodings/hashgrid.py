@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -10,6 +11,18 @@ from torch import nn
 from .. import backend as _backend
 from ..errors import ConfigError
 from ..ops.hashgrid import INTERPOLATIONS, HashGridLayout, hashgrid_encode
+
+
+@dataclass
+class HashGridSettings:
+    """The hash grid's config keys, shared by every mode's ``model`` section (which derive from this,
+    so the keys stay flat: ``model.n_levels``, ``model.log2_hashmap_size`` ...). The per-level scale
+    follows from ``finest_resolution`` (``0`` = a size the mode picks, e.g. an image's longest side)."""
+    n_levels: int = 16
+    n_features_per_level: int = 2
+    log2_hashmap_size: int = 19
+    base_resolution: int = 16
+    finest_resolution: int = 2048
 
 
 class HashGrid(_backend.BackendChoice, nn.Module):
@@ -40,6 +53,14 @@ class HashGrid(_backend.BackendChoice, nn.Module):
         self.backend = backend
         self.table = nn.Parameter(torch.empty(self.layout.n_rows, n_features_per_level, dtype=dtype)
                                   .uniform_(-init_scale, init_scale))
+
+    @classmethod
+    def from_settings(cls, settings: HashGridSettings, input_dim: int = 3, backend: str = "auto",
+                      finest_resolution: Optional[int] = None) -> "HashGrid":
+        """The grid a mode's ``model`` section describes (``finest_resolution`` overrides the section's)."""
+        s = settings
+        return cls(input_dim, s.n_levels, s.n_features_per_level, s.log2_hashmap_size, s.base_resolution,
+                   per_level_scale=None, finest_resolution=finest_resolution or s.finest_resolution, backend=backend)
 
     @property
     def input_dim(self) -> int:

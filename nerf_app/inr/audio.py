@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Dict
@@ -28,6 +27,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DatasetError, NerfAppError
+from ..metrics import psnr_from_mse
+from ..results import atomic_write, write_figure
 from ..train.task import Task
 from .config import AudioConfig
 from .field import InrField
@@ -57,9 +58,8 @@ def load_wav(path):
 
 def write_wav(path: Path, rate: int, data: np.ndarray) -> None:
     from scipy.io import wavfile
-    tmp = path.with_name(path.name + ".tmp.wav")
-    wavfile.write(tmp, rate, np.asarray(data[:, 0] if data.shape[1] == 1 else data, np.float32))
-    os.replace(tmp, path)
+    samples = np.asarray(data[:, 0] if data.shape[1] == 1 else data, np.float32)
+    atomic_write(path, lambda tmp: wavfile.write(tmp, rate, samples))
 
 
 class AudioTask(Task):
@@ -125,7 +125,7 @@ class AudioTask(Task):
         mse = err / gt.size
         snr = 10 * math.log10(float(np.sum(gt.astype(np.float64) ** 2)) / max(err, 1e-30))
         rng = float(gt.max() - gt.min()) or 1.0
-        psnr = 10 * math.log10(rng ** 2 / max(mse, 1e-30))
+        psnr = psnr_from_mse(mse, rng)
         spec_err = float(np.mean([spectrogram_error_db(gt[:, c], pred[:, c], self.rate) for c in range(self.C)]))
         write_wav(run_dir / "eval_prediction.wav", self.rate, pred)
         plot = comparison_plot(run_dir / "audio_comparison.png", gt[:, 0], pred[:, 0], self.rate)
@@ -186,8 +186,5 @@ def comparison_plot(path: Path, gt: np.ndarray, pred: np.ndarray, rate: int) -> 
         ax[1, k].pcolormesh(tt, f, 10 * np.log10(S + 1e-12), shading="auto", vmin=-120, vmax=-20)
         ax[1, k].set(title=f"spectrogram ({name}, dB)", xlabel="s", ylabel="Hz")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    write_figure(path, fig, dpi=80)
     return path

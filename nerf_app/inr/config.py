@@ -4,21 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List
 
+from ..encodings.hashgrid import HashGridSettings
 from ..train.config import BaseConfig
 
 
 @dataclass
-class InrModelSettings:
+class InrModelSettings(HashGridSettings):
+    # hash grid: the HashGridSettings keys; finest 0 = the signal's resolution (longest side)
+    finest_resolution: int = 1024
     encoding: str = "hashgrid"          # hashgrid | fourier | positional | identity
     network: str = "mlp"                # mlp (FusedMLP, ReLU, bias-free) | siren
     width: int = 64
     n_hidden_layers: int = 2
-    # hash grid
-    n_levels: int = 16
-    n_features_per_level: int = 2
-    log2_hashmap_size: int = 19
-    base_resolution: int = 16
-    finest_resolution: int = 1024       # 0 = the signal's resolution (longest side)
     # Fourier features / positional encoding
     fourier_features: int = 256
     fourier_sigma: float = 10.0

@@ -29,9 +29,7 @@ class InrField(nn.Module):
         self.unit_input = s.encoding in ("hashgrid", "fourier")
         if s.encoding == "hashgrid":
             finest = s.finest_resolution or resolution
-            self.encoding = HashGrid(input_dim, s.n_levels, s.n_features_per_level, s.log2_hashmap_size,
-                                     s.base_resolution, per_level_scale=None, finest_resolution=finest,
-                                     backend=backend)
+            self.encoding = HashGrid.from_settings(s, input_dim, backend, finest_resolution=finest)
         elif s.encoding == "fourier":
             self.encoding = FourierFeatures(input_dim, s.fourier_features, s.fourier_sigma, seed)
         elif s.encoding == "positional":

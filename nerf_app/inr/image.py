@@ -16,8 +16,6 @@ zoom ``render.crop`` of the unit square, to ``RUN/render_WxH.png``.
 """
 from __future__ import annotations
 
-import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Dict, Tuple
@@ -26,6 +24,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DatasetError, NerfAppError
+from ..metrics import psnr_from_mse
+from ..results import write_png
 from ..train.task import Task
 from .config import ImageConfig
 from .field import InrField
@@ -133,7 +133,7 @@ class ImageTask(Task):
         x = torch.stack([((idx % self.W).float() + 0.5) / self.W, ((idx // self.W).float() + 0.5) / self.H], -1)
         mse = ((self.model(x.to(self.device)) - self.pixels[idx].to(self.device)) ** 2).mean()
         mse.backward()
-        return {"loss": mse, "psnr": -10.0 * math.log10(max(mse.item(), 1e-12)), "lr": lr}
+        return {"loss": mse, "psnr": psnr_from_mse(mse.detach()), "lr": lr}
 
     def extra_state(self):
         return {"space": self.space, "shape": [self.H, self.W, self.C]}
@@ -158,7 +158,7 @@ class ImageTask(Task):
         gt = self.image.numpy()
         rng = max(1.0, float(gt.max()))
         mse = float(np.mean((np.clip(pred, 0, rng) - gt) ** 2))
-        psnr = 10 * math.log10(rng ** 2 / max(mse, 1e-20))
+        psnr = psnr_from_mse(mse, rng)
         ssim = float(structural_similarity(gt, np.clip(pred, 0, rng), data_range=rng, channel_axis=-1))
         self._write_png(Path(run_dir) / "eval_prediction.png", pred)
         log = RunDir(run_dir).read_log()
@@ -173,13 +173,9 @@ class ImageTask(Task):
                 "eval_seconds": round(time.perf_counter() - t0, 2)}
 
     def _write_png(self, path: Path, img: np.ndarray) -> None:
-        import imageio.v3 as iio
         if self.space == "linear":
             img = linear_to_srgb(img)
-        u8 = (np.clip(img, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-        tmp = path.with_name(path.name + ".tmp.png")
-        iio.imwrite(tmp, u8[..., 0] if self.C == 1 else u8)
-        os.replace(tmp, path)
+        write_png(path, img)
 
     def render(self, run_dir: Path, resolution=None, out=None, path=None, **_) -> Dict[str, Any]:
         w, h = parse_resolution(resolution, (self.H, self.W))

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..encodings.hashgrid import HashGridSettings
 from ..train.config import BaseConfig
 
 
 @dataclass
-class NerfModelSettings:
-    n_levels: int = 16
-    n_features_per_level: int = 2
-    log2_hashmap_size: int = 19
-    base_resolution: int = 16
-    finest_resolution: int = 2048     # per unit of the scene's unit cube (scaled up for outer cascades)
+class NerfModelSettings(HashGridSettings):
+    # hash grid: the HashGridSettings keys; finest resolution per unit of the scene's unit cube
+    # (scaled up for outer cascades)
+    finest_resolution: int = 2048
     geo_features: int = 16
     density_width: int = 64
     density_layers: int = 1

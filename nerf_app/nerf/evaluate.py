@@ -9,15 +9,8 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 from tqdm import tqdm
 
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float(-10.0 * np.log10(max(mse, 1e-12)))
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    from skimage.metrics import structural_similarity
-    return float(structural_similarity(a, b, channel_axis=2, data_range=1.0))
+from ..metrics import psnr, ssim
+from ..results import contact_sheet, write_figure, write_png
 
 
 def colorize_depth(depth: np.ndarray, opacity: np.ndarray) -> np.ndarray:
@@ -30,33 +23,6 @@ def colorize_depth(depth: np.ndarray, opacity: np.ndarray) -> np.ndarray:
     return (rgb * valid[..., None]).astype(np.float32)
 
 
-def save_png(path: Path, image: np.ndarray) -> None:
-    import imageio.v3 as iio
-    from ..train.run import atomic_write
-    data = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
-    atomic_write(path, lambda tmp: iio.imwrite(tmp, data, extension=".png"))
-
-
-def contact_sheet(rows: List[List[np.ndarray]], titles: List[str], path: Path) -> None:
-    """A grid of images (one row per view: ground truth | render | depth | error) with column titles."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from ..train.run import atomic_write
-    n, m = len(rows), len(titles)
-    fig, axes = plt.subplots(n, m, figsize=(3 * m, 3 * n), squeeze=False)
-    for i, row in enumerate(rows):
-        for j, img in enumerate(row):
-            axes[i, j].imshow(np.clip(img, 0, 1))
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-            if i == 0:
-                axes[i, j].set_title(titles[j])
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
-    plt.close(fig)
-
-
 def training_curve(log_records: List[Dict[str, Any]], path: Path, eval_psnr: Optional[float] = None) -> bool:
     """PSNR of the training batches against training time, from the run's log.jsonl."""
     pts = [(r["time"], r["psnr"]) for r in log_records if "psnr" in r and "time" in r]
@@ -65,7 +31,6 @@ def training_curve(log_records: List[Dict[str, Any]], path: Path, eval_psnr: Opt
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from ..train.run import atomic_write
     t, p = zip(*pts)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(t, p, label="training batches")
@@ -76,8 +41,7 @@ def training_curve(log_records: List[Dict[str, Any]], path: Path, eval_psnr: Opt
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    plt.close(fig)
+    write_figure(path, fig, dpi=100)
     return True
 
 
@@ -101,7 +65,7 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
         seconds.append(time.perf_counter() - start)
         p, s = psnr(rgb, gt), ssim(rgb, gt)
         per_image.append({"index": int(i), "name": scene.names[int(i)], "psnr": p, "ssim": s})
-        save_png(out_dir / f"{k:03d}_{Path(scene.names[int(i)]).stem}.png", rgb)
+        write_png(out_dir / f"{k:03d}_{Path(scene.names[int(i)]).stem}.png", rgb)
         if len(rows) < sheet_rows:
             err = np.abs(rgb - gt).mean(-1, keepdims=True) * 4
             rows.append([gt, rgb, colorize_depth(depth, opacity), np.repeat(np.clip(err, 0, 1), 3, -1)])
@@ -113,7 +77,7 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
         "seconds_per_image": float(np.mean(seconds)),
         "per_image": per_image,
     }
-    contact_sheet(rows, ["ground truth", "render", "depth", "|error| x4"], run_dir / f"contact_sheet_{split}.png")
+    contact_sheet(run_dir / f"contact_sheet_{split}.png", rows, ["ground truth", "render", "depth", "|error| x4"])
     log = []
     log_path = run_dir / "log.jsonl"
     if log_path.exists():

@@ -5,12 +5,13 @@
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
 
 from ..encodings import HashGrid
+from ..encodings.hashgrid import HashGridSettings
 from ..networks import FusedMLP
 from ..ops.render import sh_encode
 
@@ -38,25 +39,25 @@ class NerfField(nn.Module):
 
     Args:
         bound_lo, bound_hi: the box the hash grid covers (normalised world coordinates).
-        n_levels, n_features_per_level, log2_hashmap_size, base_resolution, finest_resolution: hash grid.
+        grid: the hash grid's settings; its ``finest_resolution`` is per unit length, so the grid over
+            ``[lo, hi]`` gets ``finest_resolution * (hi - lo)``.
         geo_features: width of ``h`` (density logit + features passed to the colour net).
         density_width / density_layers, color_width / color_layers: the two MLPs.
         sh_degree: spherical-harmonics degree of the view direction (1..4).
         backend: kernels for the encoding and MLPs.
     """
 
-    def __init__(self, bound_lo: float = 0.0, bound_hi: float = 1.0, n_levels: int = 16,
-                 n_features_per_level: int = 2, log2_hashmap_size: int = 19, base_resolution: int = 16,
-                 finest_resolution: int = 2048, geo_features: int = 16, density_width: int = 64,
+    def __init__(self, bound_lo: float = 0.0, bound_hi: float = 1.0, grid: Optional[HashGridSettings] = None,
+                 geo_features: int = 16, density_width: int = 64,
                  density_layers: int = 1, color_width: int = 64, color_layers: int = 2, sh_degree: int = 4,
                  backend: str = "auto"):
         super().__init__()
         self.bound_lo, self.bound_hi = float(bound_lo), float(bound_hi)
         self.sh_degree = sh_degree
         self.backend = backend
-        self.encoding = HashGrid(input_dim=3, n_levels=n_levels, n_features_per_level=n_features_per_level,
-                                 log2_hashmap_size=log2_hashmap_size, base_resolution=base_resolution,
-                                 per_level_scale=None, finest_resolution=finest_resolution, backend=backend)
+        grid = grid or HashGridSettings()
+        finest = int(grid.finest_resolution * (self.bound_hi - self.bound_lo))
+        self.encoding = HashGrid.from_settings(grid, 3, backend, finest_resolution=finest)
         self.density_net = FusedMLP(self.encoding.n_output_dims, geo_features, density_width, density_layers,
                                     backend=backend)
         self.color_net = FusedMLP(sh_degree ** 2 + geo_features, 3, color_width, color_layers,

@@ -11,9 +11,9 @@ import torch
 from tqdm import tqdm
 
 from ..errors import ConfigError
-from ..export.camera_path import orbit_path, pinhole_rays
-from ..export.mesh import export_field_mesh
-from ..render.surface import write_video
+from ..camera_paths.orbit import orbit_path, pinhole_rays
+from ..geometry.marching_cubes import export_field_mesh
+from ..results import write_video
 from .evaluate import colorize_depth
 from .renderer import render_image
 
@@ -72,7 +72,7 @@ def camera_path(task, path: str, frames: int):
         cams = [scene.cameras[int(i)] for i in idx]
         return scene.c2w[idx], [math.degrees(2 * math.atan(0.5 * c.height / c.fy)) for c in cams]
     if path.endswith(".json"):
-        from ..export.keyframes import interpolate_poses, read_camera_path
+        from ..camera_paths.keyframes import interpolate_poses, read_camera_path
         c2w, fov, _ = read_camera_path(path)
         c2w = scene.normalization.c2w_to_normalized(c2w)
         if frames and frames > len(c2w):
@@ -87,7 +87,7 @@ def render_camera_path(task, run_dir: Path, path: str = "orbit", frames: int = 6
                  **_) -> Dict[str, Any]:
     """Render a camera path to an mp4 of RGB and one of colour-mapped depth; the path itself is written
     back as a nerfstudio ``camera_path.json`` (capture coordinates) beside the video for editing."""
-    from ..export.keyframes import write_camera_path
+    from ..camera_paths.keyframes import write_camera_path
     scene = task.scene
     poses, fovs = camera_path(task, path, frames)
     cam = scene.cameras[int(scene.split_indices("train")[0])]
@@ -125,7 +125,7 @@ def export_points(task, path: Path, n_views: int = 8, max_side: int = 200) -> Di
     most ``max_side`` pixels high), pixels with opacity > 0.9, lifted to ``o + depth * d``, in the
     capture's coordinates, written as PLY through trimesh."""
     import trimesh
-    from ..train.run import atomic_write
+    from ..results import atomic_write
     scene = task.scene
     train = scene.split_indices("train")
     picks = train[np.round(np.linspace(0, len(train) - 1, min(n_views, len(train)))).astype(int)]

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..data import load_scene
 from ..errors import ConfigError
+from ..metrics import psnr_from_mse
 from ..train.task import Task
 from .config import NerfConfig
 from .field import NerfField
@@ -54,8 +55,7 @@ class NerfTask(Task):
         grid = OccupancyGrid(n_cascades, cfg.grid.resolution)
         lo, hi = grid.bound
         m = cfg.model
-        field = NerfField(lo, hi, m.n_levels, m.n_features_per_level, m.log2_hashmap_size, m.base_resolution,
-                          int(m.finest_resolution * (hi - lo)), m.geo_features, m.density_width, m.density_layers,
+        field = NerfField(lo, hi, m, m.geo_features, m.density_width, m.density_layers,
                           m.color_width, m.color_layers, m.sh_degree, backend=cfg.backend)
         train = self.scene.split_indices("train")
         cams = [self.scene.cameras[int(i)] for i in train]
@@ -119,7 +119,7 @@ class NerfTask(Task):
         if out.n_samples > 0:
             want = n_rays * cfg.rays.target_samples / out.n_samples
             self.n_rays = int(min(cfg.rays.max_rays, max(cfg.rays.min_rays, math.sqrt(n_rays * want))))
-        return {"loss": mse, "psnr": -10.0 * math.log10(max(float(mse.detach()), 1e-10)), "rays": n_rays,
+        return {"loss": mse, "psnr": psnr_from_mse(mse.detach()), "rays": n_rays,
                 "samples": out.n_samples}
 
     def extra_state(self) -> Dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List
 
+from ..encodings.hashgrid import HashGridSettings
 from ..train.config import BaseConfig
 
 
@@ -19,11 +20,8 @@ class MeshDataSettings:
 
 
 @dataclass
-class FieldModelSettings:
-    n_levels: int = 16
-    n_features_per_level: int = 2
-    log2_hashmap_size: int = 19
-    base_resolution: int = 16
+class FieldModelSettings(HashGridSettings):
+    # hash grid: the HashGridSettings keys
     finest_resolution: int = 1024     # 2048 fits noise (normal consistency 0.950 -> 0.966 at 1024 in a 60 s armadillo test)
     width: int = 64
     n_hidden_layers: int = 2

@@ -17,7 +17,6 @@ sheet) and ``fit-latent`` (a new shape's code with the decoder frozen, see :mod:
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any, Dict
@@ -26,15 +25,17 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DatasetError, NerfAppError
-from ..export.camera_path import framing_radius, orbit_path, pinhole_rays
-from ..export.mesh import export_field_mesh
+from ..camera_paths.orbit import framing_radius, orbit_path, pinhole_rays
+from ..geometry.marching_cubes import export_field_mesh
 from ..geometry.mesh import TriMesh
 from ..geometry.metrics import mesh_metrics
-from ..render.surface import gradient_normals, ray_box, shade, sphere_trace
+from ..results import contact_sheet, grid
+from .surface_trace import gradient_normals, ray_box, shade, sphere_trace
 from ..train.task import Task
 from .dataset import MeshSamplePool
 from .latent_config import DeepSDFConfig
 from .latent_field import LatentSDF
+from .latent_fit import fit_latent
 from .shapes import load_shapes, shape_index
 from .task import truncated_sdf_loss
 
@@ -210,7 +211,6 @@ class DeepSDFTask(Task):
 
     def fit_latent(self, run_dir: Path, mesh_path, steps=None, out=None) -> Dict[str, Any]:
         """A new shape's code with the decoder frozen (see :mod:`.latent_fit`)."""
-        from .latent_fit import fit_latent
         return fit_latent(self, run_dir, mesh_path, steps, out)
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -284,18 +284,5 @@ class DeepSDFTask(Task):
 
 
 def write_contact_sheet(path, tiles, labels, cols: int = 3) -> None:
-    """Tiles ``[res,res,3] uint8`` in a grid of ``cols`` columns, each labelled, written atomically."""
-    from PIL import Image, ImageDraw
-
-    from ..train.run import atomic_write
-
-    res = tiles[0].shape[0]
-    cols = min(cols, len(tiles))
-    rows = math.ceil(len(tiles) / cols)
-    sheet = Image.new("RGB", (cols * res, rows * res), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for k, (tile, label) in enumerate(zip(tiles, labels)):
-        x, y = (k % cols) * res, (k // cols) * res
-        sheet.paste(Image.fromarray(tile), (x, y))
-        draw.text((x + 4, y + 4), label, fill=(20, 20, 20))
-    atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG"))
+    """Tiles ``[res,res,3] uint8`` in a grid of ``cols`` columns, each labelled."""
+    contact_sheet(path, grid(tiles, cols), labels=list(labels), tile=tiles[0].shape[0])

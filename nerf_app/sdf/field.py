@@ -16,8 +16,7 @@ class MeshField(nn.Module):
     def __init__(self, settings, backend: str = "auto"):
         super().__init__()
         s = settings
-        self.encoding = HashGrid(3, s.n_levels, s.n_features_per_level, s.log2_hashmap_size, s.base_resolution,
-                                 per_level_scale=None, finest_resolution=s.finest_resolution, backend=backend)
+        self.encoding = HashGrid.from_settings(s, 3, backend)
         self.mlp = FusedMLP(self.encoding.n_output_dims, 1, s.width, s.n_hidden_layers, backend=backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -46,8 +46,7 @@ class LatentSDF(nn.Module):
     def __init__(self, n_shapes: int, model, latent, backend: str = "auto"):
         super().__init__()
         s = model
-        self.encoding = HashGrid(3, s.n_levels, s.n_features_per_level, s.log2_hashmap_size, s.base_resolution,
-                                 per_level_scale=None, finest_resolution=s.finest_resolution, backend=backend)
+        self.encoding = HashGrid.from_settings(s, 3, backend)
         self.codes = nn.Embedding(n_shapes, latent.dim)
         nn.init.normal_(self.codes.weight, 0.0, latent.init_std)
         n_in = self.encoding.n_output_dims + latent.dim

@@ -27,7 +27,7 @@ import torch
 from ..errors import ConfigError, NerfAppError
 from ..geometry.mesh import TriMesh
 from ..geometry.metrics import mesh_metrics
-from ..train.run import atomic_write_json
+from ..results import contact_sheet, write_json
 from .dataset import MeshSamplePool
 from .shapes import load_shape
 from .task import truncated_sdf_loss
@@ -91,10 +91,9 @@ def fit_latent(task, run_dir, mesh_path, steps=None, out=None) -> Dict[str, Any]
     mesh_out = folder / f"{shape.name}.ply"
     v, f, metrics = reconstruct(z, mesh_out)
     # a look at the result: the fitted code, sphere traced as the contact sheet's tiles
-    from .deepsdf import write_contact_sheet
     r = cfg.render
-    write_contact_sheet(folder / f"{shape.name}.png", [task.view(z, *shape.unit_mesh.bbox, r.resolution, r.shading)],
-                        [f"{shape.name} (fitted)"])
+    tile = task.view(z, *shape.unit_mesh.bbox, r.resolution, r.shading)
+    contact_sheet(folder / f"{shape.name}.png", [[tile]], labels=[f"{shape.name} (fitted)"], tile=tile.shape[0])
     dist = (task.model.codes.weight.detach() - z).norm(dim=1)
     result = {
         "input": str(Path(mesh_path).resolve()), "mesh": str(mesh_out), "steps": steps,
@@ -108,6 +107,6 @@ def fit_latent(task, run_dir, mesh_path, steps=None, out=None) -> Dict[str, Any]
     for k in ("chamfer_l1", "chamfer_l1_start_code"):
         if not np.isfinite(result[k]):
             result[k] = None  # keep the JSON standard (no Infinity); no surface at that code
-    atomic_write_json(folder / f"{shape.name}_fit.json", result)
+    write_json(folder / f"{shape.name}_fit.json", result)
     result["report"] = str(folder / f"{shape.name}_fit.json")
     return result

@@ -22,12 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import NerfAppError
-from ..export.camera_path import framing_radius, orbit_path, pinhole_rays
-from ..export.mesh import export_field_mesh
+from ..camera_paths.orbit import framing_radius, orbit_path, pinhole_rays
+from ..geometry.marching_cubes import export_field_mesh
 from ..geometry.mesh import TriMesh, load_mesh, unit_cube_transform
 from ..geometry.metrics import mesh_metrics
 from ..geometry.queries import MeshQuery
-from ..render.surface import gradient_normals, march_bisect, ray_box, shade, sphere_trace, write_video
+from ..results import write_video
+from .surface_trace import gradient_normals, march_bisect, ray_box, shade, sphere_trace
 from ..train.task import Task
 from .config import MeshFieldConfig
 from .dataset import MeshSamplePool

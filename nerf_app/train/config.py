@@ -12,8 +12,6 @@ Values are checked against the field's type; an unknown key or a value of the wr
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +20,27 @@ from typing import Any, Dict, Iterable, Optional, Type, TypeVar
 import yaml
 
 from ..errors import ConfigError
+from ..results import write_text
 
-# configs/ lives at the repository root, beside the package.
-PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"
+# The YAML presets: ``configs/`` at the repository root in a checkout (and an editable install); a
+# regular install carries the same files as package data in ``nerf_app/presets`` (setup.py maps
+# configs/ there), so the trainer never falls back to bare dataclass defaults by accident.
+_PACKAGE_PRESETS = Path(__file__).resolve().parents[1] / "presets"
+_CHECKOUT_PRESETS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def preset_dir() -> Path:
+    """The folder holding ``<mode>.yaml`` presets; :class:`ConfigError` if the install lacks it."""
+    for folder in (_PACKAGE_PRESETS, _CHECKOUT_PRESETS):
+        if (folder / "nerf.yaml").is_file():
+            return folder
+    raise ConfigError(f"the config presets are missing (looked in {_PACKAGE_PRESETS} and {_CHECKOUT_PRESETS}): "
+                      "reinstall nerf_app (pip install --no-build-isolation .)")
+
+
+def preset_path(name: str) -> Path:
+    """``configs/<name>.yaml`` wherever the presets are installed."""
+    return preset_dir() / f"{name}.yaml"
 
 C = TypeVar("C", bound="BaseConfig")
 
@@ -215,8 +231,8 @@ def load_config(cls: Type[C], mode: str, config_file: Optional[str] = None, over
                 use_preset: bool = True) -> C:
     """Defaults -> ``configs/<mode>.yaml`` -> ``config_file`` -> ``overrides``; sets ``cfg.mode``."""
     cfg = cls()
-    preset = PRESET_DIR / f"{mode}.yaml"
-    if use_preset and preset.is_file():
+    preset = preset_path(mode) if use_preset else None
+    if preset is not None and preset.is_file():
         update_from_dict(cfg, read_yaml(preset), str(preset))
     if config_file:
         data = read_yaml(config_file)
@@ -231,13 +247,4 @@ def load_config(cls: Type[C], mode: str, config_file: Optional[str] = None, over
 def save_config(cfg, path) -> None:
     """Write the resolved config as YAML, atomically (temp file + rename)."""
     path = Path(path)
-    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -22,45 +22,21 @@ crash never leaves a truncated file behind.
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 
 from ..errors import DatasetError, NerfAppError
+from ..results import atomic_write, write_json
 
 CONFIG_NAME = "config.yaml"
 LOG_NAME = "log.jsonl"
 METRICS_NAME = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
-
-
-def atomic_write(path, writer: Callable[[str], None]) -> None:
-    """Call ``writer(tmp_path)`` then rename the temp file onto ``path`` (same folder => atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=str(path.parent))
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path, obj: Any) -> None:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
-    atomic_write(path, write)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,7 +162,7 @@ class RunDir:
     # metrics
     def write_metrics(self, metrics: Dict[str, Any], path=None) -> Path:
         path = Path(path) if path else self.metrics_path
-        atomic_write_json(path, metrics)
+        write_json(path, metrics)
         return path
 
 

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Tuple, Union
 
 import numpy as np
+
+from .results import atomic_write
 
 # ----------------------------------------------------------------------------- scene parameters
 
@@ -173,7 +174,7 @@ def ground_truth_mesh(resolution: int = 256, margin: float = 0.05):
     Vertices lie on the exact surface to the tolerance of linear interpolation (~1e-3 at 256)."""
     import trimesh
 
-    from ..export.mesh import extract_mesh
+    from ..geometry.marching_cubes import extract_mesh
 
     box = bbox()
     lo, hi = box[0] - margin, box[1] + margin
@@ -442,10 +443,8 @@ def _fmt(x: float) -> str:
 
 def _write(path: Path, data: Union[bytes, str]) -> None:
     """Write through a temporary name and rename, so a file is either whole or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    payload = data.encode() if isinstance(data, str) else data
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(payload))
 
 
 def _png_bytes(rgba: np.ndarray) -> bytes:
@@ -508,7 +507,7 @@ def scene_description() -> dict:
     fx, fy, cx, cy = intrinsics()
     return {
         "name": "nerf_app synthetic demo scene",
-        "generator": "nerf_app.scenes.synthetic (nerf-app make-scene OUT)",
+        "generator": "nerf_app.demo_scene (nerf-app make-scene OUT)",
         "coordinates": "world = capture coordinates of both files; +z up; arbitrary units",
         "shapes": [s.to_dict() for s in SHAPES],
         "bbox": bbox().round(9).tolist(),

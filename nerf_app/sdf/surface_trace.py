@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 
 Field = Callable[[torch.Tensor], torch.Tensor]
@@ -112,17 +111,3 @@ def shade(normals: torch.Tensor, dirs: torch.Tensor, mode: str = "lambert"):
     head = (normals * -dirs).sum(-1).clamp_min(0)
     v = (0.15 + 0.6 * diffuse + 0.25 * head).clamp(0, 1)
     return torch.stack([v * 0.85, v * 0.9, v], dim=-1)
-
-
-def write_video(path, frames, fps: int = 24) -> None:
-    """H.264 mp4 through imageio-ffmpeg, written to a temp name and renamed (no partial files)."""
-    import imageio.v2 as imageio
-
-    from ..train.run import atomic_write
-
-    def write(tmp):
-        with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8,
-                                macro_block_size=2, pixelformat="yuv420p") as w:
-            for fr in frames:
-                w.append_data(np.asarray(fr))
-    atomic_write(path, write)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, NerfAppError
-from ..train.run import atomic_write
+from ..results import atomic_write
 
 MESH_FORMATS = (".ply", ".obj", ".glb")
 

@@ -101,10 +101,10 @@ def read_camera_path(path) -> Tuple[np.ndarray, List[float], dict]:
 
 def write_camera_path(path, c2w: np.ndarray, fov_deg: Sequence[float], width: int, height: int, fps: int) -> Path:
     """Write poses (OpenCV c2w) as a nerfstudio ``camera_path.json`` (OpenGL c2w, row-major)."""
-    from ..train.run import atomic_write_json
+    from ..results import write_json
     frames = [{"camera_to_world": (pose @ _GL_TO_CV).reshape(-1).tolist(), "fov": float(f), "aspect": width / height}
               for pose, f in zip(c2w, fov_deg)]
     data = {"camera_type": "perspective", "render_height": int(height), "render_width": int(width),
             "fps": int(fps), "seconds": len(frames) / fps, "camera_path": frames}
-    atomic_write_json(Path(path), data)
+    write_json(Path(path), data)
     return Path(path)

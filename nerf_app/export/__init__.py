@@ -1,1 +1,0 @@
-"""What users take away from a run: marching-cubes meshes, camera paths, videos."""
