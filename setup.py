@@ -88,6 +88,7 @@ setup(
         "matplotlib",
         "pillow",  # contact sheets and PNG bytes (imported directly, not only through imageio)
         "libigl>=2.5",  # sdf/occupancy: exact point-mesh distance (AABB) and fast generalised winding numbers
+        "pycolmap>=4.0",  # `nerf-app process`: structure from motion on the CPU (SIFT, matching, mapping)
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": ["nerf-app=nerf_app.cli:main"]},

@@ -17,6 +17,7 @@ from .errors import NerfAppError
 # verb -> (module, one-line help). Add a verb by adding a module and a line here.
 VERBS = {
     "info": ("nerf_app.commands.info", "show the build, the backends available and why"),
+    "process": ("nerf_app.commands.process", "photos or a video -> a posed capture (structure from motion through pycolmap, CPU)"),
     "inspect": ("nerf_app.commands.inspect", "check a capture: cameras, splits, bounds, reprojection error, frusta plot"),
     "train": ("nerf_app.commands.train", "fit a field to an input (mesh -> sdf/occupancy, scene -> nerf) into a run folder"),
     "eval": ("nerf_app.commands.eval", "evaluate a trained run; writes RUN/metrics.json"),

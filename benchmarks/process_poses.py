@@ -1,0 +1,85 @@
+"""Pose accuracy of `nerf-app process` against captures that come with poses.
+
+For each capture: copy its images alone into a temporary folder, run ``process`` on them, align the
+recovered camera centres to the given ones by a similarity (Umeyama) and print one JSON line:
+registered fraction, RMS centre error as a percentage of the camera spread (RMS distance of the
+given centres from their centroid), reprojection error, time per stage.
+
+    python benchmarks/process_poses.py                       # cup, fox, king_statue
+    python benchmarks/process_poses.py --scenes cup --max-size 800 --every 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nerf_app.data import load_scene  # noqa: E402
+from nerf_app.process import ProcessOptions, process  # noqa: E402
+from nerf_app.process.report import centres_of_scene, compare_centres  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+# scene -> (posed capture to compare with, its images folder)
+SCENES = {
+    "cup": ("cup", "cup/images"),
+    "fox": ("fox", "fox/images"),
+    "king_statue": ("king_statue/dense/0", "king_statue/dense/0/images"),
+    "liberty": ("liberty", "liberty/images"),
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenes", nargs="+", default=["cup", "fox", "king_statue"], choices=sorted(SCENES))
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--every", type=int, default=1, help="use every k-th image (sorted by name)")
+    ap.add_argument("--max-size", type=int, default=ProcessOptions.max_size)
+    ap.add_argument("--max-features", type=int, default=ProcessOptions.max_features)
+    ap.add_argument("--matcher", default="auto")
+    ap.add_argument("--camera-model", default=None)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--keep", default=None, help="keep each processed capture under this folder")
+    args = ap.parse_args(argv)
+    data = Path(args.data)
+    for name in args.scenes:
+        posed, images = SCENES[name]
+        reference = centres_of_scene(load_scene(data / posed, check_images=False))
+        with tempfile.TemporaryDirectory(prefix=f"process_{name}_") as tmp:
+            src = Path(tmp) / "photos"
+            src.mkdir()
+            names = sorted(p.name for p in (data / images).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+            names = names[::args.every]
+            for n in names:
+                shutil.copyfile(data / images / n, src / n)
+            out = Path(args.keep) / name if args.keep else Path(tmp) / "capture"
+            t = time.perf_counter()
+            report = process(src, out, ProcessOptions(matcher=args.matcher, camera_model=args.camera_model,
+                                                      max_size=args.max_size, max_features=args.max_features,
+                                                      threads=args.threads, overwrite=True, progress=False))
+            wall = time.perf_counter() - t
+            recovered = centres_of_scene(load_scene(out, check_images=False))
+            ref = {n: reference[n] for n in names if n in reference}
+            cmp = compare_centres(recovered, ref)
+            print(json.dumps({
+                "scene": name, "images": len(names), "registered": cmp["registered"],
+                "registered_fraction": round(cmp["registered_fraction"], 4),
+                "rms_percent_of_spread": round(cmp["rms_percent_of_spread"], 3),
+                "max_percent_of_spread": round(cmp["max_percent_of_spread"], 3),
+                "unregistered": cmp["unregistered"],
+                "points": report["points"], "reprojection_px": round(report["mean_reprojection_error_px"], 3),
+                "track_length": round(report["mean_track_length"], 2), "matcher": report["options"]["matcher"],
+                "camera_model": report["options"]["camera_model"], "max_size": args.max_size,
+                "max_features": args.max_features, "threads": report["options"]["threads"],
+                "timings_s": report["timings_s"], "wall_s": round(wall, 1)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Structure from motion on the CPU through pycolmap: SIFT extraction, matching, incremental mapping.
+
+- Features are extracted on copies scaled to ``max_size`` pixels (COLMAP's own ``max_image_size``):
+  the keypoints, and so the cameras, intrinsics and poses written, are in the full-size images' pixels.
+- Cameras: one per group of images (a video: one group; photos: one per folder, size and EXIF
+  camera), made by extracting each group in its own calls with the group's camera reused.
+- Pairs are generated here (exhaustive, or sequential with linear and quadratic overlap plus the
+  first and last frames matched to each other, which closes an orbit) and matched in chunks through
+  ``match_image_pairs`` so that each stage can show a progress bar. COLMAP's loop detection needs a
+  vocabulary tree that would have to be downloaded, so it is not used: nothing is fetched at run time.
+- Incremental mapping may produce several models; the one with the most registered images is kept.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+MATCHERS = ("auto", "exhaustive", "sequential")
+#: the photo count up to which "auto" matches every pair
+EXHAUSTIVE_MAX = 100
+
+
+@dataclass
+class SfmOptions:
+    matcher: str = "exhaustive"  # "exhaustive" | "sequential" (resolved, not "auto")
+    camera_model: str = "SIMPLE_RADIAL"
+    max_size: int = 1280
+    max_features: int = 4096
+    threads: int = 2
+    overlap: int = 10
+    seed: int = 0
+    mask_dir: Optional[Path] = None  # COLMAP masks: <mask_dir>/<image name>.png, 0 = no features
+    verbose: bool = False
+
+
+@dataclass
+class SfmResult:
+    reconstruction: object  # pycolmap.Reconstruction, the largest model
+    model_sizes: List[int]
+    pairs: int
+    verified_pairs: int
+    keypoints: Dict[str, int]
+    timings: Dict[str, float] = field(default_factory=dict)
+
+
+def _quiet(verbose: bool) -> None:
+    import pycolmap
+
+    pycolmap.logging.minloglevel = 0 if verbose else 2  # glog: 0 info, 1 warning, 2 error
+
+
+def extract(database: Path, image_dir: Path, groups: Sequence[Sequence[str]], options: SfmOptions,
+            progress: Optional[Callable[[int], None]] = None) -> None:
+    """SIFT features of every image into ``database``; each group shares one camera."""
+    import pycolmap
+
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.max_image_size = int(options.max_size)
+    extraction.num_threads = int(options.threads)
+    extraction.sift.max_num_features = int(options.max_features)
+    chunk = max(4, 4 * int(options.threads))
+    for names in groups:
+        camera_id = -1
+        for start in range(0, len(names), chunk):
+            part = list(names[start:start + chunk])
+            reader = pycolmap.ImageReaderOptions()
+            reader.camera_model = options.camera_model
+            reader.existing_camera_id = camera_id
+            if options.mask_dir is not None:
+                reader.mask_path = str(options.mask_dir)
+            pycolmap.extract_features(database, image_dir, image_names=part, camera_mode=pycolmap.CameraMode.SINGLE,
+                                      reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu)
+            if camera_id < 0:
+                db = pycolmap.Database.open(database)
+                try:
+                    image = db.read_image_with_name(part[0])
+                    camera_id = int(image.camera_id) if image is not None else -1
+                finally:
+                    db.close()
+            if progress:
+                progress(len(part))
+
+
+def keypoint_counts(database: Path) -> Dict[str, int]:
+    import pycolmap
+
+    db = pycolmap.Database.open(database)
+    try:
+        return {im.name: int(db.num_keypoints_for_image(im.image_id)) for im in db.read_all_images()}
+    finally:
+        db.close()
+
+
+def make_pairs(names: Sequence[str], matcher: str, overlap: int = 10) -> List[Tuple[str, str]]:
+    """Image pairs to match. ``exhaustive``: all. ``sequential`` (names sorted = time order): each
+    image with the next ``overlap`` ones and with those 2, 4, 8, ... ahead (COLMAP's quadratic
+    overlap), plus the first ``overlap`` images with the last ``overlap`` (closes an orbit)."""
+    names = sorted(names)
+    n = len(names)
+    if matcher == "exhaustive":
+        return [(names[i], names[j]) for i in range(n) for j in range(i + 1, n)]
+    if matcher != "sequential":
+        raise ValueError(f"unknown matcher {matcher!r}")
+    pairs = set()
+    for i in range(n):
+        for j in range(i + 1, min(n, i + overlap + 1)):
+            pairs.add((i, j))
+        k = 1
+        while i + k < n and k < (1 << overlap):
+            pairs.add((i, i + k))
+            k *= 2
+    head = range(min(overlap, n))
+    tail = range(max(0, n - overlap), n)
+    for i in head:
+        for j in tail:
+            if i < j:
+                pairs.add((i, j))
+    return [(names[i], names[j]) for i, j in sorted(pairs)]
+
+
+def match(database: Path, pairs: Sequence[Tuple[str, str]], work_dir: Path, options: SfmOptions,
+          progress: Optional[Callable[[int], None]] = None) -> int:
+    """Match and geometrically verify ``pairs`` (in chunks, for the progress bar); returns the
+    number of verified pairs."""
+    import pycolmap
+
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = int(options.threads)
+    chunk = 200
+    for start in range(0, len(pairs), chunk):
+        part = pairs[start:start + chunk]
+        pair_file = work_dir / "pairs.txt"
+        pair_file.write_text("".join(f"{a} {b}\n" for a, b in part), encoding="utf-8")
+        pairing = pycolmap.ImportedPairingOptions()
+        pairing.match_list_path = str(pair_file)
+        pycolmap.match_image_pairs(database, matching_options=matching, pairing_options=pairing,
+                                   device=pycolmap.Device.cpu)
+        if progress:
+            progress(len(part))
+    db = pycolmap.Database.open(database)
+    try:
+        return int(db.num_verified_image_pairs())
+    finally:
+        db.close()
+
+
+def map_images(database: Path, image_dir: Path, work_dir: Path, options: SfmOptions, n_images: int,
+               progress: Optional[Callable[[int], None]] = None):
+    """Incremental mapping; returns (largest reconstruction or None, sizes of all models)."""
+    import pycolmap
+
+    pipeline = pycolmap.IncrementalPipelineOptions()
+    pipeline.num_threads = int(options.threads)
+    pipeline.random_seed = int(options.seed)
+    pipeline.min_model_size = max(3, min(10, n_images // 2))
+    pipeline.extract_colors = True
+    out = work_dir / "models"
+    out.mkdir(parents=True, exist_ok=True)
+    count = {"n": 0}
+
+    def initial_pair():
+        count["n"] += 2
+        if progress:
+            progress(2)
+
+    def next_image():
+        count["n"] += 1
+        if progress:
+            progress(1)
+
+    models = pycolmap.incremental_mapping(database, image_dir, out, options=pipeline,
+                                          initial_image_pair_callback=initial_pair, next_image_callback=next_image)
+    sizes = sorted((int(r.num_reg_images()) for r in models.values()), reverse=True)
+    if not models:
+        return None, sizes
+    best = max(models.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
+    return best, sizes
