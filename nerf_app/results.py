@@ -13,6 +13,7 @@ grid of images).
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, List, Optional, Sequence
 
 import numpy as np
+
+from .errors import NerfAppError
 
 __all__ = ["atomic_write", "write_json", "write_text", "write_png", "write_figure", "write_video",
            "contact_sheet", "to_uint8", "default_file_mode"]
@@ -47,10 +50,19 @@ def atomic_write(path, writer: Callable[[str], None]) -> None:
         writer(tmp)
         os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise_if_disk_full(exc, path)
         raise
+
+
+def raise_if_disk_full(exc: OSError, path) -> None:
+    """A full disk (or quota) as one clear project error; anything else is left to the caller."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise NerfAppError(f"no space left on device while writing {path}; the previous copy of it is kept "
+                           f"(free some space and run the command again)") from None
 
 
 def write_text(path, text: str) -> None:

@@ -107,13 +107,14 @@ def test_results_have_normal_permissions(tmp_path, umask):
 
 
 def test_atomic_write_failure_keeps_the_old_file(tmp_path):
+    from nerf_app.errors import NerfAppError
     from nerf_app.results import atomic_write, write_json
     write_json(tmp_path / "m.json", {"good": True})
 
     def broken(tmp):
         Path(tmp).write_text("half")
         raise OSError(28, "No space left on device")
-    with pytest.raises(OSError):
+    with pytest.raises(NerfAppError, match="no space left on device"):
         atomic_write(tmp_path / "m.json", broken)
     assert json.loads((tmp_path / "m.json").read_text()) == {"good": True}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]

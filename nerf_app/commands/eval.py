@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from .arguments import int_in
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("run", help="run folder made by `nerf-app train`")
@@ -10,7 +12,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value for this evaluation (e.g. eval.n_points=200000)")
     parser.add_argument("--split", default=None, help="(nerf) split to evaluate")
-    parser.add_argument("--limit", type=int, default=None, help="(nerf) evaluate at most N images")
+    parser.add_argument("--limit", type=int_in(1), default=None, help="(nerf) evaluate at most N images")
     parser.add_argument("--out", default=None, help="metrics file (default: RUN/metrics.json)")
 
 

@@ -3,18 +3,15 @@ from __future__ import annotations
 
 import json
 
-
-def _resolution(text: str):
-    """``N`` -> int (every mode); ``WxH`` -> the string, for modes with free aspect (image)."""
-    return int(text) if text.strip().isdigit() else text
+from .arguments import int_in, resolution
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("run", help="run folder made by `nerf-app train`")
     parser.add_argument("--path", default="orbit", help="camera path: orbit (others depend on the mode)")
-    parser.add_argument("--frames", type=int, default=None, help="number of frames")
-    parser.add_argument("--fps", type=int, default=None)
-    parser.add_argument("--resolution", type=_resolution, default=None,
+    parser.add_argument("--frames", type=int_in(1, 100000), default=None, help="number of frames")
+    parser.add_argument("--fps", type=int_in(1, 240), default=None)
+    parser.add_argument("--resolution", type=resolution, default=None,
                         help="image height and width in pixels (image mode: also WxH)")
     parser.add_argument("--shading", default=None, help="(sdf/occupancy) normals | lambert")
     parser.add_argument("--out", default=None, help="output file (default: RUN/render_<path>.mp4)")

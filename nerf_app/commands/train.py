@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .arguments import float_in, int_in
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("input", nargs="?", help="mesh file (.obj/.ply/.off/.stl/.glb), folder of meshes (with --mode sdf: one "
@@ -12,12 +14,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, dotted keys (e.g. --set train.log_every=10); repeatable")
     parser.add_argument("--out", default=None, help="run folder to create (default: runs/<mode>-<input>-<time>)")
-    parser.add_argument("--max-time", type=float, default=None, help="training time budget in seconds (alone, it replaces any step budget)")
-    parser.add_argument("--max-steps", type=int, default=None, help="step budget (alone, it replaces any time budget)")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--max-time", type=float_in(0, low_open=True), default=None, help="training time budget in seconds (alone, it replaces any step budget)")
+    parser.add_argument("--max-steps", type=int_in(1), default=None, help="step budget (alone, it replaces any time budget)")
+    parser.add_argument("--seed", type=int_in(0), default=None)
+    parser.add_argument("--threads", type=int_in(0, 1024), default=None, help="torch CPU threads")
     parser.add_argument("--resume", default=None, metavar="RUN", help="continue RUN from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--viewer", action="store_true", help="serve the live web viewer while training (nerf, sdf, "
+                        "occupancy); rendering happens only while a browser is connected")
+    parser.add_argument("--viewer-port", type=int, default=None, help="viewer port (default 7007, or the next free one)")
 
 
 def _flag_overrides(args):
@@ -39,6 +44,19 @@ def _flag_overrides(args):
     return out
 
 
+def _fit(trainer, args, resume: bool):
+    """``trainer.fit``, with the live viewer hooked in after each step when ``--viewer`` is given."""
+    if not getattr(args, "viewer", False):
+        return trainer.fit(resume=resume)
+    from ..viewer.server import DEFAULT_PORT, Viewer
+    viewer = Viewer(run_dir=trainer.run.path, port=args.viewer_port or DEFAULT_PORT, live=True).start()
+    trainer.on_step.append(lambda step, metrics: viewer.on_step(step, metrics, trainer))
+    try:
+        return trainer.fit(resume=resume)
+    finally:
+        viewer.stop()
+
+
 def run(args) -> int:
     from ..errors import ConfigError
     from ..train.config import load_config
@@ -50,7 +68,7 @@ def run(args) -> int:
         if args.mode or args.config or args.out:
             raise ConfigError("--resume takes the mode, config and folder from the run; use --set to change values")
         task_cls, cfg = load_run_config(args.resume, list(args.overrides) + _flag_overrides(args))
-        result = Trainer(task_cls, cfg, args.resume).fit(resume=True)
+        result = _fit(Trainer(task_cls, cfg, args.resume), args, resume=True)
     else:
         if not args.input:
             raise ConfigError("train needs an INPUT (or --resume RUN)")
@@ -60,8 +78,13 @@ def run(args) -> int:
         cfg.input = str(Path(args.input).resolve())
         out = Path(args.out) if args.out else new_run_path("runs", mode, args.input)
         if out.exists() and any(out.iterdir()):
-            raise ConfigError(f"run folder {out} already exists and is not empty (use --resume {out} to continue)")
-        result = Trainer(task_cls, cfg, out).fit(resume=False)
+            from ..train.run import RunDir
+            if not RunDir(out).is_unfinished():
+                raise ConfigError(f"run folder {out} already exists and is not empty (use --resume {out} to continue)")
+            # a run that failed or was killed before its first checkpoint: nothing to resume, so the same
+            # command starts it again (the trainer takes the folder's lock before touching anything)
+            print(f"[train] {out} holds an unfinished run (no checkpoint): starting it again", flush=True)
+        result = _fit(Trainer(task_cls, cfg, out), args, resume=False)
     print(f"run: {result.run_dir}  steps: {result.steps}  train time: {result.elapsed:.1f} s  "
           f"checkpoint: {result.final_checkpoint}")
     return 0

@@ -342,7 +342,7 @@ def build_capture(model_dir: Path, root: Path, images_dir: Path, kind: str = "au
     index_of = {rec.id: i for i, rec in enumerate(images)}
 
     c2w = np.stack([c2w_from_colmap(r.qvec, r.tvec, img_path, r.field) for r in images])
-    image_paths = [safe_relative(r.name, images_dir, img_path, r.field) for r in images]
+    image_paths = [safe_relative(r.name, images_dir, img_path, r.field, root) for r in images]
     sparse = _sparse_points(points, images, index_of, paths, img_path) if points is not None else None
     return Capture(
         format=f"colmap-{kind}", root=root, source=model_dir, names=[r.name for r in images],

@@ -142,6 +142,10 @@ class ImageStore:
         if not self.mask_paths:
             return None
         m = decode(self.mask_paths[index])[:, :, 0]
+        expected = self.source_sizes[index]
+        if (m.shape[1], m.shape[0]) != tuple(expected):  # a stretched mask would cut the wrong pixels
+            raise DatasetError(self.mask_paths[index], f"mask is {m.shape[1]}x{m.shape[0]} but its image is "
+                               f"{expected[0]}x{expected[1]}", "size")
         m = resize_area(m[:, :, None], *self.sizes[index])[:, :, 0]
         return m >= 128
 

@@ -46,7 +46,7 @@ def build_capture(npy: Path, root: Path, images_dir: Path, check_images: bool = 
         raise DatasetError(images_dir, "images folder not found next to poses_bounds.npy") from None
     if len(listing) != arr.shape[0]:
         raise DatasetError(npy, f"{arr.shape[0]} poses but {len(listing)} images in {images_dir}", "rows")
-    paths = [safe_relative(n, images_dir, npy, f"image {n}") for n in listing]
+    paths = [safe_relative(n, images_dir, npy, f"image {n}", root) for n in listing]
     cameras: List[Camera] = []
     c2w = np.zeros((len(arr), 4, 4))
     for i, row in enumerate(arr):

@@ -1,20 +1,21 @@
 """`load_scene`: any supported capture -> one normalised :class:`Scene`."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..errors import DatasetError
+from ..errors import ConfigError, DatasetError
 from . import colmap, llff, normalize, transforms
 from .cameras import Camera
 from .capture import Capture, SparsePoints
 from .images import ImageStore, downscaled_size, header_info
 from .normalize import Normalization, aabb_for_cascades
 from .rays import RaySampler, pixel_grid, world_rays
-from .validate import report_missing
+from .validate import contained, report_missing
 
 FORMATS = ("auto", "colmap", "transforms", "llff")
 
@@ -79,7 +80,7 @@ class Scene:
         if split == "all":
             return np.arange(len(self))
         if split not in self.splits:
-            raise KeyError(f"no split {split!r}; this scene has {', '.join(self.splits)} (and 'all')")
+            raise ConfigError(f"no split {split!r}; this scene has {', '.join(self.splits)} (and 'all')")
         return self.splits[split]
 
     def num_images(self, split: str = "all") -> int:
@@ -228,7 +229,7 @@ def _build(cap: Capture, downscale: float, holdout_every: int, n_cascades: Optio
     if mask_paths is None and masks and cap.format != "transforms":
         mask_dir = cap.root / "masks"
         if mask_dir.is_dir():
-            mask_paths = [_mask_for(mask_dir, n) for n in cap.names]
+            mask_paths = [contained(_mask_for(mask_dir, n), cap.root, mask_dir, n, "mask") for n in cap.names]
             report_missing(mask_paths, mask_dir, "masks")
 
     splits = cap.splits
@@ -258,17 +259,26 @@ def _build(cap: Capture, downscale: float, holdout_every: int, n_cascades: Optio
 
 
 def _match_cameras_to_images(cap: Capture) -> None:
-    """Check each image's header size against its camera. An images folder that is a uniformly
-    downscaled copy (COLMAP model + ``images_4/``) gets its cameras and observations rescaled to
-    match; any other mismatch is an error."""
+    """Check each image's header size against its camera. An images folder that declares itself a
+    uniformly downscaled copy by its name (``images_4/`` beside a COLMAP model, as COLMAP and LLFF
+    write them) gets its cameras and observations rescaled when every image is the camera's size
+    divided by that factor; any other mismatch is an error. A smaller image of the same aspect ratio
+    in ``images/`` may be a crop, whose focal length must not be scaled: it is refused, not guessed."""
     scaled: Dict[Tuple[int, int, int], Camera] = {}
     new = []
     for p, cam in zip(cap.image_paths, cap.cameras):
         w, h, _ = header_info(p)
         if (w, h) != (cam.width, cam.height):
-            s = w / cam.width
-            if round(cam.height * s) != h or s > 1:
-                raise DatasetError(p, f"image is {w}x{h} but its camera says {cam.width}x{cam.height}", "size")
+            factor = re.fullmatch(r"images_(\d+)", p.parent.name)
+            k = int(factor.group(1)) if factor else 0
+            if not k or (round(cam.width / k), round(cam.height / k)) != (w, h):
+                hint = ""
+                if w < cam.width and round(cam.height * w / cam.width) == h:
+                    k_guess = cam.width / w
+                    hint = (f"; if the images are a copy downscaled by {k_guess:g}, put them in a folder named "
+                            f"images_{round(k_guess)} (then the intrinsics are rescaled); a cropped image needs "
+                            f"its own camera")
+                raise DatasetError(p, f"image is {w}x{h} but its camera says {cam.width}x{cam.height}{hint}", "size")
             cam = scaled.setdefault((id(cam), w, h), cam.scaled(w, h))
         new.append(cam)
     if not scaled:

@@ -25,7 +25,8 @@ from ..errors import DatasetError
 from .cameras import Camera
 from .capture import Capture
 from .images import header_info
-from .validate import check_rotation, finite_array, finite_number, image_size, read_text, report_missing, safe_relative
+from .validate import (check_rotation, contained, finite_array, finite_number, image_size, read_text, report_missing,
+                       safe_relative)
 
 SPLITS = ("train", "val", "test")
 _EXTENSIONS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG", ".exr", ".webp")
@@ -82,7 +83,7 @@ def build_capture(files: Dict[str, Path], root: Path, check_images: bool = True)
                 raise DatasetError(path, "file_path must be a string", field + ".file_path")
             image = _resolve_image(name, path.parent, root, path, field + ".file_path")
             if image is None:
-                missing.append(safe_relative(name, path.parent, path, field + ".file_path"))
+                missing.append(safe_relative(name, path.parent, path, field + ".file_path", root))
                 continue
             pose = finite_array(frame.get("transform_matrix"), path, field + ".transform_matrix")
             if pose.shape == (3, 4):
@@ -97,7 +98,7 @@ def build_capture(files: Dict[str, Path], root: Path, check_images: bool = True)
             intr.update({k: frame[k] for k in _INTRINSIC_KEYS if k in frame})
             cameras.append(_camera(intr, image, path, field, cam_cache, check_images))
             if "mask_path" in frame:
-                masks.append(safe_relative(frame["mask_path"], path.parent, path, field + ".mask_path"))
+                masks.append(safe_relative(frame["mask_path"], path.parent, path, field + ".mask_path", root))
             names.append(name)
             paths.append(image)
             c2w.append(pose @ GL_TO_CV)
@@ -122,13 +123,12 @@ def build_capture(files: Dict[str, Path], root: Path, check_images: bool = True)
 def _resolve_image(name: str, base: Path, root: Path, source: Path, field: str) -> Optional[Path]:
     """The image a ``file_path`` means, trying the usual extensions when it has none or the plain
     name does not exist. Every candidate is checked to stay inside the scene folder first."""
-    candidate = safe_relative(name, base, source, field)
-    if not candidate.resolve().is_relative_to(root.resolve()):
-        raise DatasetError(source, f"image path {name!r} leaves the scene folder {root}", field)
+    candidate = safe_relative(name, base, source, field, root)
     if candidate.is_file():
         return candidate
     for ext in _EXTENSIONS:
-        with_ext = candidate.with_name(candidate.name + ext)
+        # each guessed name is checked too: `images/0001.png` may be a symlink out of the scene
+        with_ext = contained(candidate.with_name(candidate.name + ext), root, source, field, "image path")
         if with_ext.is_file():
             return with_ext
     return None

@@ -75,9 +75,24 @@ def quaternion_to_rotation(q: np.ndarray, path, field: str) -> np.ndarray:
     ])
 
 
-def safe_relative(name, root: Path, source, field: str) -> Path:
-    """``root / name`` for a file name read from ``source``, refusing anything that would leave
-    ``root`` (absolute paths, drive letters, ``..``, symlinks pointing out) before it is opened."""
+def contained(path: Path, root: Path, source, field: str, what: str = "path") -> Path:
+    """``path`` itself if it resolves (symlinks followed, the folders on the way included) inside the
+    scene folder ``root``; a DatasetError naming ``source`` and ``field`` otherwise. Every file the
+    loader opens goes through here first (images, masks, model files, JSON), so a symlinked ``images/``
+    or a mask pointing elsewhere is refused before anything outside the scene is read."""
+    try:
+        inside = Path(path).resolve().is_relative_to(Path(root).resolve())
+    except (OSError, RuntimeError, ValueError):
+        raise DatasetError(source, f"{what} {str(path)!r} cannot be resolved", field) from None
+    if not inside:
+        raise DatasetError(source, f"{what} {str(path)!r} resolves outside the scene folder {root}", field)
+    return Path(path)
+
+
+def safe_relative(name, base: Path, source, field: str, root: Optional[Path] = None) -> Path:
+    """``base / name`` for a file name read from ``source``, refusing anything that would leave the
+    scene folder ``root`` (default ``base``): absolute paths, drive letters, ``..``, symlinks pointing out
+    (of the file or of any folder on its way, ``base`` itself included) - before it is opened."""
     if not isinstance(name, str) or not name or "\x00" in name:
         raise DatasetError(source, f"invalid image path {_short(name)}", field)
     if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
@@ -85,15 +100,8 @@ def safe_relative(name, root: Path, source, field: str) -> Path:
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if ".." in parts:
         raise DatasetError(source, f"image path {name!r} leaves the scene folder {root}", field)
-    candidate = root.joinpath(*[p for p in parts if p not in ("", ".")])
-    try:
-        resolved = candidate.resolve()
-        inside = resolved.is_relative_to(root.resolve())
-    except (OSError, RuntimeError, ValueError):
-        raise DatasetError(source, f"image path {name!r} cannot be resolved", field) from None
-    if not inside:
-        raise DatasetError(source, f"image path {name!r} resolves outside the scene folder {root}", field)
-    return candidate
+    candidate = base.joinpath(*[p for p in parts if p not in ("", ".")])
+    return contained(candidate, root if root is not None else base, source, field, "image path")
 
 
 def report_missing(paths: Iterable[Path], source, what: str = "images") -> None:
@@ -107,9 +115,8 @@ def report_missing(paths: Iterable[Path], source, what: str = "images") -> None:
 
 def read_bytes(path: Path, root: Path, limit: int = 1 << 31) -> bytes:
     """The contents of ``path`` (which must lie inside ``root``), as DatasetError on any OS error."""
+    contained(path, root, path, "path", "file")
     try:
-        if not path.resolve().is_relative_to(root.resolve()):
-            raise DatasetError(path, f"resolves outside the scene folder {root}")
         size = path.stat().st_size
         if size > limit:
             raise DatasetError(path, f"file is too large ({size} bytes)")

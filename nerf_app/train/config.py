@@ -12,6 +12,7 @@ Values are checked against the field's type; an unknown key or a value of the wr
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +52,9 @@ class TrainSettings:
     max_steps: int = 10000          # stop after this many optimiser steps (0 = no step limit)
     max_time: float = 0.0           # stop after this many seconds of training (0 = no time limit)
     log_every: int = 50             # one log.jsonl line every N steps (and at the last step)
-    checkpoint_every: int = 1000    # save checkpoints/last.pt every N steps (0 = only the final one)
-    checkpoint_every_s: float = 0.0  # ... and at least every S seconds of training (0 = off)
+    checkpoint_every: int = 1000    # save checkpoints/last.pt every N steps (0 = by time only)
+    checkpoint_every_s: float = 60.0  # ... and every S seconds of training (0 = by steps only); the first
+                                      # one comes after half of this, so a crash in the first minute keeps work
     nan_patience: int = 5           # stop after this many consecutive non-finite steps
     progress: bool = True           # tqdm progress bar
 
@@ -138,9 +140,12 @@ def _coerce(value: Any, tp, key: str, source: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"config key {key!r}{where}: expected a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"config key {key!r}{where}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):  # nan never compares, so `max_time: nan` would never stop
+            raise ConfigError(f"config key {key!r}{where}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"config key {key!r}{where}: expected a string, got {value!r}")
@@ -241,7 +246,52 @@ def load_config(cls: Type[C], mode: str, config_file: Optional[str] = None, over
         update_from_dict(cfg, data, str(config_file))
     apply_overrides(cfg, overrides)
     cfg.mode = mode
+    check_values(cfg)
     return cfg
+
+
+# Range rules by field name, checked on every loaded config (presets, --config files, --set, a run's
+# config.yaml): a bad value fails here, before anything is built or written, naming the key.
+_AT_LEAST = {"max_steps": 0, "max_time": 0, "checkpoint_every": 0, "checkpoint_every_s": 0, "log_every": 1,
+             "nan_patience": 1, "threads": 0, "seed": 0, "batch_size": 1, "resolution": 1, "finest_resolution": 0,
+             "n_levels": 1, "base_resolution": 1, "width": 1}
+_AT_MOST = {"resolution": 4096, "log2_hashmap_size": 30, "n_levels": 32}
+
+
+def check_values(cfg, prefix: str = "") -> None:
+    """Ranges of well-known keys (see ``_AT_LEAST``/``_AT_MOST``), learning rates >= 0 and the device."""
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            check_values(value, f"{key}.")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        low = _AT_LEAST.get(f.name, 0 if "lr" in f.name.split("_") else None)
+        if low is not None and value < low:
+            raise ConfigError(f"config key {key!r} must be >= {low}, got {value!r}")
+        high = _AT_MOST.get(f.name)
+        if high is not None and value > high:
+            raise ConfigError(f"config key {key!r} must be <= {high}, got {value!r}")
+    if not prefix and hasattr(cfg, "device"):
+        check_device(cfg.device)
+
+
+def check_device(device: str) -> None:
+    """``cpu``, ``cuda`` or ``cuda:N`` that this machine's torch can use."""
+    import torch
+    text = str(device).strip().lower()
+    if text == "cpu":
+        return
+    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: this torch has no usable CUDA GPU "
+                              f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use device=cpu")
+        index = int(text[5:]) if ":" in text else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+        return
+    raise ConfigError(f"device must be cpu, cuda or cuda:N, got {device!r}")
 
 
 def save_config(cfg, path) -> None:

@@ -9,7 +9,7 @@ import importlib
 from pathlib import Path
 from typing import Type
 
-from ..errors import ConfigError, NerfAppError
+from ..errors import ConfigError, DatasetError, NerfAppError
 
 MODES = {
     "sdf": "nerf_app.sdf.task:SDFTask",
@@ -74,7 +74,7 @@ def get_task_class(mode: str) -> Type:
 
 def load_run_config(run_path, overrides=()):
     """Read ``RUN/config.yaml`` into its mode's config dataclass (plus ``overrides``)."""
-    from .config import apply_overrides, from_dict, read_yaml
+    from .config import apply_overrides, check_values, from_dict, read_yaml
     from .run import RunDir
 
     run = RunDir(run_path).require()
@@ -85,27 +85,42 @@ def load_run_config(run_path, overrides=()):
     task_cls = get_task_class(mode)
     cfg = from_dict(task_cls.config_class, data, str(run.config_path))
     apply_overrides(cfg, overrides)
+    check_values(cfg)
     return task_cls, cfg
 
 
-def open_run(run_path, checkpoint=None, overrides=()):
+def open_run(run_path, checkpoint=None, overrides=(), lock: bool = True):
     """Load a trained run for eval/render/export: ``(task, run_dir, checkpoint_state)``.
 
     The task is built from the run's config and its model loaded from ``checkpoint`` (a path, a
-    name such as ``last``/``final``, or the newest checkpoint when None).
+    name such as ``last``/``final``, or the newest good checkpoint when None). With ``lock`` the run's
+    lock is held shared for the life of the process (a trainer of the same run is refused, and so
+    is a trainer started later); a read-only viewer passes ``lock=False``.
     """
-    from .run import RunDir, load_checkpoint
+    import sys
+
+    from .run import RunDir, check_checkpoint_mode, load_checkpoint
     from .trainer import seed_everything
 
     task_cls, cfg = load_run_config(run_path, overrides)
     run = RunDir(run_path)
+    if lock:
+        run.lock(exclusive=False, command=" ".join(sys.argv[1:3]) or "nerf-app")
     if checkpoint and not Path(checkpoint).is_file():
         checkpoint = run.checkpoint_path(checkpoint)
-    state = load_checkpoint(checkpoint) if checkpoint else run.load_checkpoint()
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    state = load_checkpoint(checkpoint) if checkpoint else run.load_checkpoint(log=log)
+    check_checkpoint_mode(state, cfg.mode, checkpoint or run.checkpoint_dir)
     if cfg.threads > 0:
         import torch
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     task = task_cls(cfg)
-    task.load_for_inference(state)
+    try:
+        task.load_for_inference(state)
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        if isinstance(exc, NerfAppError):
+            raise
+        raise DatasetError(checkpoint or run.checkpoint_dir, "the checkpoint does not fit the run's config (was a "
+                           f"model setting changed with --set?): {str(exc).strip().splitlines()[0][:300]}") from None
     return task, run, state

@@ -16,14 +16,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Type
+from typing import Any, Callable, Dict, List, Optional, Type
 
 import numpy as np
 import torch
 
-from ..errors import ConfigError, NerfAppError
+from ..errors import ConfigError, DatasetError, NerfAppError
 from .config import BaseConfig, save_config, to_dict
-from .run import RunDir, get_rng_state, set_rng_state
+from .run import RunDir, check_checkpoint_mode, get_rng_state, set_rng_state
 from .task import Task
 
 
@@ -81,6 +81,9 @@ class Trainer:
         self.run = RunDir(run_dir)
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.task: Optional[Task] = None
+        #: callbacks ``fn(steps_done, metrics)`` run after every step (e.g. the live viewer); ``metrics`` holds
+        #: ``loss`` (float), ``time`` (training seconds) and the task's other outputs, unconverted. Keep them O(1).
+        self.on_step: List[Callable[[int, Dict[str, Any]], None]] = []
 
     # ------------------------------------------------------------------------------------------
 
@@ -89,6 +92,23 @@ class Trainer:
 
     def _grads_finite(self) -> bool:
         return _all_finite(p.grad for p in self.task.model.parameters() if p.grad is not None)
+
+    def _loss_and_grads_finite(self, loss_value: Any):
+        """The step's loss as a float, and whether it and every gradient are finite, for one host
+        synchronisation on a GPU (the loss and each gradient's sum are stacked on the device and copied
+        once; a per-tensor check costs one sync per parameter). A non-finite sum of finite values (an
+        overflow) is confirmed element-wise, as :func:`_all_finite` does."""
+        grads = [p.grad for p in self.task.model.parameters() if p.grad is not None]
+        if not isinstance(loss_value, torch.Tensor) or loss_value.numel() != 1 or \
+                any(g.device != loss_value.device for g in grads):
+            loss = _scalar(loss_value)
+            return loss, loss is not None and math.isfinite(loss) and self._grads_finite()
+        values = torch.stack([loss_value.detach().float().reshape(())] +
+                             [g.sum().float() for g in grads]).tolist()   # the one synchronisation
+        loss = values[0]
+        if not math.isfinite(loss):
+            return loss, False
+        return loss, all(math.isfinite(v) for v in values[1:]) or self._grads_finite()
 
     def _checkpoint(self, step: int, elapsed: float, name: str) -> Optional[Path]:
         # Never replace a good checkpoint by NaN weights: a diverged model is not worth keeping.
@@ -116,19 +136,34 @@ class Trainer:
             raise ConfigError("set a budget: train.max_steps > 0 or train.max_time > 0 (--max-steps/--max-time)")
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
+        try:
+            return self._fit(resume)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
+    _lock = None
+
+    def _fit(self, resume: bool) -> TrainResult:
+        # Nothing is written to the run folder until the model is built and the checkpoint loaded: a
+        # command that fails on a bad --set, a foreign checkpoint or a broken input leaves the run as it was.
+        cfg = self.config
+        tcfg = cfg.train
+        checkpoint = None
         if resume:
             self.run.require()
-            checkpoint = self.run.load_checkpoint()
-        else:
-            self.run.create()
-            checkpoint = None
-        save_config(cfg, self.run.config_path)
+            self._lock = self.run.lock(exclusive=True, command="train --resume")
+            checkpoint = self.run.load_checkpoint(for_resume=True, log=self.log)
+            check_checkpoint_mode(checkpoint, cfg.mode, self.run.checkpoint_dir)
 
         t_build = time.perf_counter()
         seed_everything(cfg.seed)
         self.task = task = self.task_cls(cfg)
-        task.build()
+        try:
+            task.build()
+        except ValueError as exc:  # torch's own argument checks (e.g. a negative learning rate)
+            raise ConfigError(f"cannot build the {cfg.mode} model from this config: {exc}") from None
         if task.model is None or task.optimizer is None:
             raise NerfAppError(f"{self.task_cls.__name__}.build() must set model and optimizer")
         build_seconds = time.perf_counter() - t_build
@@ -140,16 +175,29 @@ class Trainer:
         task.prepare(step)
         build_seconds += time.perf_counter() - t_prepare
         if checkpoint is not None:
-            task.model.load_state_dict(checkpoint["model"])
-            task.optimizer.load_state_dict(checkpoint["optimizer"])
-            task.load_extra_state(checkpoint.get("task", {}))
-            set_rng_state(checkpoint["rng"])
+            try:
+                task.model.load_state_dict(checkpoint["model"])
+                task.optimizer.load_state_dict(checkpoint["optimizer"])
+                task.load_extra_state(checkpoint.get("task", {}))
+                set_rng_state(checkpoint["rng"])
+            except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+                raise DatasetError(self.run.checkpoint_dir, "the checkpoint does not fit this config (was a model "
+                                   f"setting changed with --set?): {str(exc).strip().splitlines()[0][:300]}") from None
             step, elapsed = int(checkpoint["step"]), float(checkpoint.get("elapsed", 0.0))
+            save_config(cfg, self.run.config_path)  # now known to be valid: the resumed budgets are kept
+            self.run.remove_stale_temp_files()
             self.run.truncate_log(step)
             self.log(f"[train] resumed {self.run.path} at step {step} ({elapsed:.1f} s trained)")
         else:
-            self.run.append_log({"step": 0, "time": 0.0, "wall": time.time(), "event": "start",
-                                 "build_seconds": build_seconds})
+            self.run.create()
+            self._lock = self.run.lock(exclusive=True, command="train")
+            if any(self.run.checkpoint_path(n).is_file() for n in ("last", "final")):
+                raise ConfigError(f"run folder {self.run.path} already holds a trained run "
+                                  f"(use --resume {self.run.path} to continue it)")
+            self.run.remove_stale_temp_files()
+            save_config(cfg, self.run.config_path)
+            self.run.reset_log({"step": 0, "time": 0.0, "wall": time.time(), "event": "start",
+                                "build_seconds": build_seconds})
 
         def budget_left(step, elapsed):
             if tcfg.max_steps > 0 and step >= tcfg.max_steps:
@@ -165,7 +213,9 @@ class Trainer:
                        desc=f"train {cfg.mode}", unit="step", dynamic_ncols=True, file=sys.stderr)
         bad_in_a_row = 0
         last_loss = float("nan")
-        last_ckpt_time = elapsed
+        # the first time-based checkpoint comes after half the interval, so that a crash within the first
+        # minute of a run (say, at 55 s of a 60 s example) still keeps most of its work
+        next_ckpt_time = elapsed + (0.5 * tcfg.checkpoint_every_s if step == 0 else tcfg.checkpoint_every_s)
         reason = budget_left(step, elapsed)
         try:
             while reason is None:
@@ -175,8 +225,7 @@ class Trainer:
                                            elapsed / tcfg.max_time if tcfg.max_time > 0 else 0.0)
                 task.optimizer.zero_grad(set_to_none=True)
                 out = task.train_step(step)
-                loss = _scalar(out["loss"])
-                ok = loss is not None and math.isfinite(loss) and self._grads_finite()
+                loss, ok = self._loss_and_grads_finite(out["loss"])
                 if ok:
                     task.optimizer.step()
                     task.after_step(step, out)
@@ -195,10 +244,16 @@ class Trainer:
                     if step % 10 == 0 or step == 1:
                         bar.set_postfix_str(f"loss={last_loss:.3e} t={elapsed:.0f}s")
                 if bad_in_a_row >= max(1, tcfg.nan_patience):
-                    last = self.run.latest_checkpoint()
+                    found = self.run.checkpoints()
+                    # checkpoints are never written with non-finite weights, so the newest one is usable
+                    last = f"{found[0][1]} (step {found[0][0]})" if found else "none"
                     raise NerfAppError(f"training stopped at step {step}: {bad_in_a_row} non-finite steps in a "
-                                       f"row; last good checkpoint: {last if last else 'none'}")
+                                       f"row; newest checkpoint (finite weights): {last}")
                 reason = budget_left(step, elapsed)
+                if self.on_step:  # optional step hooks (viewer); nothing runs when the list is empty
+                    metrics = dict(out, loss=last_loss, time=elapsed)
+                    for callback in self.on_step:
+                        callback(step, metrics)
                 if ok and (step % max(1, tcfg.log_every) == 0 or reason is not None):
                     record = {"step": step, "time": round(elapsed, 4), "wall": time.time(), "loss": loss}
                     for k, v in out.items():
@@ -208,10 +263,9 @@ class Trainer:
                                 record[k] = s
                     self.run.append_log(record)
                 if reason is None and ((tcfg.checkpoint_every > 0 and step % tcfg.checkpoint_every == 0) or
-                                       (tcfg.checkpoint_every_s > 0 and
-                                        elapsed - last_ckpt_time >= tcfg.checkpoint_every_s)):
+                                       (tcfg.checkpoint_every_s > 0 and elapsed >= next_ckpt_time)):
                     self._checkpoint(step, elapsed, "last")
-                    last_ckpt_time = elapsed
+                    next_ckpt_time = elapsed + tcfg.checkpoint_every_s
         finally:
             if bar is not None:
                 bar.close()
