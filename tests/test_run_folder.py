@@ -366,3 +366,18 @@ def test_cropped_image_of_the_same_aspect_is_not_taken_for_a_downscale(tmp_path)
     iio.imwrite(scene / "images" / name, img[h // 4: h // 4 + h // 2, w // 4: w // 4 + w // 2])  # a centre crop
     with pytest.raises(DatasetError, match="images_2"):
         load_scene(scene, format="colmap")
+
+
+def test_corrupt_held_out_image_is_found_before_training(tmp_path, capsys):
+    """Header intact (the loader's size check passes), pixel data destroyed: `train` says so at once,
+    before any run folder exists, instead of `eval` failing after the whole budget."""
+    import json
+    scene = _demo_copy(tmp_path)
+    name = json.loads((scene / "transforms_test.json").read_text())["frames"][0]["file_path"]
+    path = scene / name
+    data = path.read_bytes()
+    path.write_bytes(data[:64] + bytes(len(data) - 64))
+    out = tmp_path / "run"
+    rc, err = cli("train", scene, "--out", out, "--max-steps", "1", "--set", "data.format=transforms", capsys=capsys)
+    assert rc == 2 and Path(name).name in err and "decode" in err, err
+    assert not out.exists()

@@ -130,6 +130,18 @@ class ImageStore:
             self._cached_bytes += img.nbytes
         return img
 
+    def check_decodable(self, indices) -> None:
+        """Decode each image once (not cached) and check its size, so a corrupt held-out image is found
+        when training starts rather than at ``eval`` ten minutes later. About 30 ms per 1080p JPEG."""
+        for i in indices:
+            i = int(i)
+            if i in self._cache:
+                continue
+            img = decode(self.paths[i])
+            if (img.shape[1], img.shape[0]) != tuple(self.source_sizes[i]):
+                raise DatasetError(self.paths[i], f"image is {img.shape[1]}x{img.shape[0]} but its camera says "
+                                   f"{self.source_sizes[i][0]}x{self.source_sizes[i][1]}", "size")
+
     def rgb(self, index: int, background: Background = "white") -> np.ndarray:
         """float32 ``(H, W, 3)`` in [0, 1], alpha composited over a fixed background."""
         colour = background_colour(background)

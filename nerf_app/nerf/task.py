@@ -18,22 +18,33 @@ from torch import nn
 from ..data import load_scene
 from ..errors import ConfigError
 from ..metrics import psnr_from_mse
+from ..ops.distortion import contract_distance, distortion, packed_weights
 from ..train.task import Task
 from .config import NerfConfig
 from .field import NerfField
 from .occupancy import OccupancyGrid
+from .near import near_from_points
 from .renderer import MarchSettings, render_image, render_rays
 
 _BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
 
 
 class NerfModel(nn.Module):
-    """The field plus its occupancy grid (the grid's buffers ride along in the state_dict)."""
+    """The field plus its occupancy grid (the grid's buffers ride along in the state_dict), and optionally a
+    per-image affine colour ``appearance [n_images, 3, 4]`` (the offset from ``[I | 0]``)."""
 
-    def __init__(self, field: NerfField, grid: OccupancyGrid):
+    def __init__(self, field: NerfField, grid: OccupancyGrid, n_appearance: int = 0):
         super().__init__()
         self.field = field
         self.grid = grid
+        self.appearance = nn.Parameter(torch.zeros(n_appearance, 3, 4)) if n_appearance else None
+
+
+def apply_affine(color: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """``color [R, 3]`` through per-ray (``delta [R, 3, 4]``) or shared (``[3, 4]``) affine maps ``[I + D | b]``."""
+    if delta.dim() == 2:
+        return color + color @ delta[:, :3].t() + delta[:, 3]
+    return color + torch.einsum("rij,rj->ri", delta[:, :, :3], color) + delta[:, :, 3]
 
 
 class NerfTask(Task):
@@ -51,6 +62,9 @@ class NerfTask(Task):
             raise ConfigError("rays.target_samples, rays.min_rays >= 1 and rays.max_rays >= rays.min_rays needed")
         self.scene = load_scene(cfg.input, format=cfg.data.format, downscale=cfg.data.downscale,
                                 holdout_every=cfg.data.holdout_every)
+        # the training images are decoded by the sampler below; the held-out ones only at eval: check now
+        train_set = set(self.scene.split_indices("train").tolist())
+        self.scene.images.check_decodable(i for i in range(len(self.scene)) if i not in train_set)
         n_cascades = cfg.grid.n_cascades or self.scene.n_cascades
         grid = OccupancyGrid(n_cascades, cfg.grid.resolution)
         lo, hi = grid.bound
@@ -61,16 +75,29 @@ class NerfTask(Task):
         cams = [self.scene.cameras[int(i)] for i in train]
         grid.mark_visible(self.scene.c2w[train], [(c.fx, c.fy, c.cx, c.cy) for c in cams],
                           [(c.width, c.height) for c in cams])
-        self.model = NerfModel(field, grid).to(self.device)
-        self.optimizer = torch.optim.Adam(field.parameters(), lr=cfg.optim.lr, betas=(0.9, 0.99), eps=cfg.optim.eps,
-                                          fused=self.device.type == "cpu" or None)
+        a = cfg.appearance
+        if a.mode not in ("auto", "affine", "none") or a.eval not in ("mean", "identity"):
+            raise ConfigError(f"appearance.mode must be auto, affine or none and appearance.eval mean or identity "
+                              f"(got {a.mode!r}, {a.eval!r})")
+        self.use_appearance = a.mode == "affine" or (a.mode == "auto" and not self.scene.bounded)
+        self.model = NerfModel(field, grid, len(self.scene) if self.use_appearance else 0).to(self.device)
+        groups = [{"params": list(field.parameters())}]
+        if self.use_appearance:
+            groups.append({"params": [self.model.appearance], "lr_scale": a.lr_scale})
+        self.optimizer = torch.optim.Adam(groups, lr=cfg.optim.lr, betas=(0.9, 0.99), eps=cfg.optim.eps,
+                                          fused=self.device.type in ("cpu", "cuda") or None)
+        self.distortion_weight = cfg.optim.distortion_weight
+        if self.distortion_weight < 0:
+            self.distortion_weight = 0.0 if self.scene.bounded else cfg.optim.distortion_auto
+        self.near_images = self._near_planes()
         cone = cfg.rays.cone_angle
         if cone < 0:
             cone = 0.0 if self.scene.bounded else 1.0 / 256
         if not (math.isfinite(cfg.rays.near) and cfg.rays.near >= 0):
             raise ConfigError(f"rays.near must be a distance >= 0, got {cfg.rays.near}")
         self.march = MarchSettings(cfg.rays.steps_per_unit_diagonal, cone, cfg.rays.max_samples, cfg.rays.near,
-                                   cfg.rays.t_threshold)
+                                   cfg.rays.t_threshold, cfg.rays.round_samples, cfg.rays.round_samples_max,
+                                   cfg.rays.render_t_threshold)
         if not 0 <= cfg.grid.subset_fraction <= 1 or cfg.grid.update_every < 1:
             raise ConfigError(f"grid.subset_fraction must be in [0, 1] (0 = automatic) and grid.update_every >= 1 "
                               f"(got {cfg.grid.subset_fraction}, {cfg.grid.update_every})")
@@ -80,6 +107,31 @@ class NerfTask(Task):
             raise ConfigError(f"data.background must be random, white or black, got {bg!r}")
         self._sampler = None
         self.n_rays = cfg.rays.initial_rays
+
+    def _near_planes(self) -> Optional[torch.Tensor]:
+        """Near distance per image ``[n_images]`` (see :mod:`nerf_app.nerf.near`), or None (then ``rays.near``)."""
+        r = self.config.rays
+        pts = self.scene.points3D
+        if r.near > 0 or not r.auto_near or pts is None or len(pts.xyz) == 0:
+            return None
+        cams = self.scene.cameras
+        near = near_from_points(pts.xyz, self.scene.c2w, [(c.fx, c.fy, c.cx, c.cy) for c in cams],
+                                [(c.width, c.height) for c in cams], r.near_percentile, r.near_margin)
+        return torch.from_numpy(near).to(self.device)
+
+    def eval_color_transform(self, index: Optional[int] = None):
+        """The colour map for rendering image ``index`` (None: a novel view): a training image's own
+        appearance, else the training images' mean (``appearance.eval: mean``) or none."""
+        if not self.use_appearance:
+            return None
+        A = self.model.appearance.detach()
+        if index is not None and int(index) in set(self.scene.split_indices("train").tolist()):
+            delta = A[int(index)]
+        elif self.config.appearance.eval == "identity":
+            return None
+        else:
+            delta = A[torch.from_numpy(self.scene.split_indices("train")).to(A.device)].mean(0)
+        return lambda c: apply_affine(c, delta)
 
     @property
     def sampler(self):
@@ -111,16 +163,33 @@ class NerfTask(Task):
         batch = self.sampler.sample(self.n_rays)
         bg = batch.background if batch.background is not None else \
             torch.tensor(_BACKGROUNDS.get(cfg.data.eval_background, (1.0, 1.0, 1.0)), device=self.device)
-        out = render_rays(model.field, model.grid, batch.origins, batch.directions, bg, self.march, cfg.backend)
-        mse = torch.mean((out.color - batch.rgb) ** 2)
-        mse.backward()
+        near = None if self.near_images is None else self.near_images[batch.image_index]
+        out = render_rays(model.field, model.grid, batch.origins, batch.directions, bg, self.march, cfg.backend,
+                          near=near)
+        color = out.color
+        loss = 0.0
+        logs = {}
+        if self.use_appearance:
+            A = model.appearance
+            color = apply_affine(color, A[batch.image_index])
+            loss = loss + cfg.appearance.weight * A.pow(2).sum(dim=(1, 2)).mean()
+        mse = torch.mean((color - batch.rgb) ** 2)
+        loss = loss + mse
+        if self.distortion_weight > 0 and out.n_samples > 0:
+            s = out.samples
+            n = batch.origins.shape[0]
+            w = packed_weights(out.sigmas, s.t_starts, s.t_ends, s.ray_indices, n)
+            dist = distortion(w, contract_distance(s.t_starts), contract_distance(s.t_ends), s.ray_indices, n).mean()
+            loss = loss + self.distortion_weight * dist
+            logs["distortion"] = dist.detach()
+        loss.backward()
         n_rays = self.n_rays
         # dynamic ray count: aim the next step at the target number of samples
         if out.n_samples > 0:
             want = n_rays * cfg.rays.target_samples / out.n_samples
             self.n_rays = int(min(cfg.rays.max_rays, max(cfg.rays.min_rays, math.sqrt(n_rays * want))))
-        return {"loss": mse, "psnr": psnr_from_mse(mse.detach()), "rays": n_rays,
-                "samples": out.n_samples}
+        return {"loss": loss, "psnr": psnr_from_mse(mse.detach()), "rays": n_rays,
+                "samples": out.n_samples, "samples_per_ray": out.n_samples / max(1, n_rays), **logs}
 
     def extra_state(self) -> Dict[str, Any]:
         state = {"n_rays": int(self.n_rays)}
@@ -135,16 +204,33 @@ class NerfTask(Task):
 
     # -- evaluation -----------------------------------------------------------------------------
 
-    def render_view(self, index: int, background=None):
-        """Render training/test image ``index`` of the scene -> (rgb, depth, opacity) numpy arrays."""
+    def render_view(self, index: int, background=None, stats: Optional[dict] = None):
+        """Render training/test image ``index`` of the scene -> (rgb, depth, opacity) numpy arrays (early ray
+        termination; the image's near plane and appearance)."""
         o, d = self.scene.rays(int(index))
         bg = torch.tensor(background or _BACKGROUNDS.get(self.config.data.eval_background, (1.0, 1.0, 1.0)),
                           device=self.device)
+        near = None if self.near_images is None else float(self.near_images[int(index)])
         rgb, depth, opacity = render_image(self.model.field, self.model.grid,
                                            torch.from_numpy(o).float().to(self.device),
                                            torch.from_numpy(d).float().to(self.device), bg, self.march,
-                                           backend=self.config.backend)
+                                           backend=self.config.backend, near=near,
+                                           color_transform=self.eval_color_transform(index), stats=stats)
         return rgb.clamp(0, 1).cpu().numpy(), depth.cpu().numpy(), opacity.cpu().numpy()
+
+    def near_for_poses(self, c2w, fx: float, fy: float, width: int, height: int) -> Optional[list]:
+        """Near planes for novel pinhole cameras (camera paths), or None when the run uses ``rays.near``."""
+        if self.near_images is None:
+            return None
+        r = self.config.rays
+        return near_from_points(self.scene.points3D.xyz, c2w, [(fx, fy, width / 2, height / 2)] * len(c2w),
+                                [(width, height)] * len(c2w), r.near_percentile, r.near_margin).tolist()
+
+    def load_for_inference(self, checkpoint: Dict[str, Any]) -> None:
+        # runs trained before per-image appearance existed have no "model.appearance"
+        if "appearance" not in checkpoint["model"] and self.config.appearance.mode == "auto":
+            self.config.appearance.mode = "none"
+        super().load_for_inference(checkpoint)
 
     def evaluate(self, run_dir: Path, split: str = "test", limit: Optional[int] = None, **_) -> Dict[str, Any]:
         from .evaluate import evaluate_nerf
