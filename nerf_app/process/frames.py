@@ -151,8 +151,13 @@ class VideoSelection:
 
 
 def _open_video(path: Path):
+    import logging
+
     import imageio_ffmpeg
 
+    log = logging.getLogger("imageio_ffmpeg")
+    level = log.level
+    log.setLevel(logging.ERROR)  # "frame size differs from the source": a rotated video, expected
     try:
         gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         meta = gen.__next__()
@@ -160,6 +165,8 @@ def _open_video(path: Path):
         reason = str(exc).strip().splitlines()
         reason = next((line for line in reversed(reason) if line.strip()), type(exc).__name__)
         raise DatasetError(path, f"is not a folder of images and does not decode as a video ({reason[:160]})") from None
+    finally:
+        log.setLevel(level)
     return gen, meta
 
 
@@ -173,7 +180,12 @@ def select_video_frames(path: Path, n_frames: int, dst: Path,
     width, height = (int(v) for v in meta.get("size", (0, 0)))
     fps = float(meta.get("fps") or 0.0)
     duration = float(meta.get("duration") or 0.0)
+    # ffmpeg applies a stored display rotation while decoding; the decoded size is then the stored
+    # size transposed (a portrait phone video comes out portrait)
+    source = tuple(int(v) for v in meta.get("source_size", (width, height)))
     rotation = float(meta.get("rotate") or 0.0)
+    if not rotation and source == (height, width) and source != (width, height):
+        rotation = 90.0
     estimated = int(round(fps * duration)) if fps > 0 and duration > 0 else 0
     sel = VideoSelection(fps, width, height, rotation, 0, estimated)
     if estimated <= 0:
