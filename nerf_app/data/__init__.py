@@ -8,7 +8,7 @@ from .cameras import MODELS_BY_ID, MODELS_BY_NAME, Camera, CameraModel
 from .capture import SparsePoints
 from .normalize import Normalization
 from .rays import RayBatch, RaySampler
-from .scene import Scene, load_scene
+from .scene import Scene, is_capture, load_scene
 
-__all__ = ["load_scene", "Scene", "Camera", "CameraModel", "MODELS_BY_NAME", "MODELS_BY_ID", "SparsePoints",
+__all__ = ["load_scene", "is_capture", "Scene", "Camera", "CameraModel", "MODELS_BY_NAME", "MODELS_BY_ID", "SparsePoints",
            "Normalization", "RaySampler", "RayBatch"]

@@ -162,6 +162,14 @@ def load_scene(path: Union[str, Path], *, format: str = "auto", downscale: float
     return _build(capture, downscale, holdout_every, n_cascades, check_images, masks, images or "images")
 
 
+def is_capture(path) -> bool:
+    """True when ``path`` holds a posed capture ``load_scene`` can read (any format): the one place that
+    knows the formats' markers, used by mode detection too."""
+    path = Path(path)
+    return (colmap.find_model_dir(path) is not None or transforms.find_transforms(path) is not None
+            or llff.find_llff(path) is not None)
+
+
 def _read(path: Path, format: str, images_name: str, colmap_kind: str, check_images: bool) -> Capture:
     if format in ("auto", "colmap"):
         model = colmap.find_model_dir(path)

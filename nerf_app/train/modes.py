@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Type
 
 from ..errors import ConfigError, DatasetError, NerfAppError
+from ..geometry.mesh import MESH_SUFFIXES
 
 MODES = {
     "sdf": "nerf_app.sdf.task:SDFTask",
@@ -20,7 +21,6 @@ MODES = {
     "audio": "nerf_app.inr.audio:AudioTask",
 }
 
-MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb", ".gltf")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr")
 AUDIO_SUFFIXES = (".wav",)
 
@@ -47,11 +47,12 @@ def detect_mode(input_path: str) -> str:
 
 
 def _is_mesh_folder(p: Path) -> bool:
-    # meshes and nothing a capture has (a capture may carry a point-cloud .ply beside its poses)
-    names = [c.name.lower() for c in p.iterdir()]
-    capture = any(n.startswith("transforms") and n.endswith(".json") for n in names) or \
-        any(n in ("sparse", "images", "poses_bounds.npy", "cameras.txt", "cameras.bin") for n in names)
-    return not capture and any(Path(n).suffix in MESH_SUFFIXES for n in names)
+    # meshes and no capture (a capture may carry a point-cloud .ply beside its poses); the capture
+    # formats' markers live in nerf_app.data only, so a new scene format is added in one place
+    from ..data.scene import is_capture
+    if is_capture(p) or (p / "images").is_dir():
+        return False
+    return any(c.suffix.lower() in MESH_SUFFIXES for c in p.iterdir())
 
 
 def resolve_mode(mode: str, input_path: str) -> str:
