@@ -22,31 +22,22 @@ from hypothesis import strategies as st
 from nerf_app.data import load_scene
 from nerf_app.errors import DatasetError
 
-EXAMPLES = 2000
+from fuzz_support import FULL, FileWatch, Tally, cases, short_traceback
+from scene_checks import check_error, check_scene
+
+# 2,000 generated inputs per format under NERF_APP_FUZZ_FULL=1; a fast subset in the default run.
+EXAMPLES = cases(150, 2000)
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=True,
                     suppress_health_check=list(HealthCheck))
 
 # ---------------------------------------------------------------- watching file access
 
-_WATCH = {"active": False, "outside": [], "scene": None}
+# Every path opened or listed while a load runs is recorded (not only those inside the temp folder), so
+# /etc/passwd, a ../../ escape or a symlink pointing out is seen; only the scene folder and the Python/torch/
+# nerf_app installation are allowed (see fuzz_support.FileWatch).
+WATCH = FileWatch.get()
+TALLY = Tally()
 
-
-def _audit(event, args):
-    if not _WATCH["active"] or event not in ("open", "os.listdir", "os.scandir"):
-        return
-    target = args[0] if args else None
-    if isinstance(target, int) or target is None:
-        return
-    try:
-        p = Path(target if isinstance(target, str) else bytes(target).decode(errors="replace")).resolve()
-    except (OSError, ValueError, TypeError):
-        return
-    base = _WATCH["scene"].parent
-    if p.is_relative_to(base) and not p.is_relative_to(_WATCH["scene"]):
-        _WATCH["outside"].append(str(p))
-
-
-sys.addaudithook(_audit)  # audit hooks cannot be removed; this one is inert unless a load is watched
 
 # ---------------------------------------------------------------- a tiny valid scene on disk
 
@@ -139,17 +130,38 @@ def _mutate_bytes(rng: random.Random, data: bytes, max_ops: int = 3) -> bytes:
     return bytes(data)
 
 
-def _check_load(path: Path, scene: Path, **kw):
-    _WATCH.update(active=True, outside=[], scene=scene)
+def _check_load(path: Path, scene: Path, family: str = "scene", **kw):
+    """Load ``path``: either a DatasetError of one line naming the file, or a scene that passes every
+    invariant check (finite poses, orthonormal rotations, positive focal lengths, images inside the
+    folder, finite rays). Nothing outside ``scene`` may be opened, and no load may take seconds."""
     start = time.perf_counter()
-    try:
-        load_scene(path, **kw)
-    except DatasetError as exc:
-        assert str(exc)  # every error says something
-    finally:
-        _WATCH["active"] = False
+    outcome = "ok"
+    with WATCH.watch():
+        try:
+            loaded = load_scene(path, **kw)
+        except DatasetError as exc:
+            outcome = "errors"
+            loaded = None
+            try:
+                check_error(exc)
+            except AssertionError as bad:
+                TALLY.fail(family, "tracebacks", f"{bad}")
+                raise
+        except Exception as exc:  # anything else reaching the CLI is a traceback: a bug
+            TALLY.fail(family, "tracebacks", short_traceback(exc))
+            raise
+    outside = WATCH.outside([scene])
+    TALLY.case(family, outcome)
+    if outside:
+        TALLY.fail(family, "outside_reads", str(outside))
+    assert not outside, f"opened outside the scene folder: {outside}"
+    if loaded is not None:
+        try:
+            check_scene(loaded)
+        except AssertionError as bad:
+            TALLY.fail(family, "bad_success", str(bad))
+            raise
     assert time.perf_counter() - start < 5.0, "a malformed file took too long: possible hang"
-    assert not _WATCH["outside"], f"opened outside the scene folder: {_WATCH['outside']}"
 
 
 COUNTS = {}
@@ -211,7 +223,7 @@ def _fuzz_colmap_binary(scene_dir, files):
     for name, data in files.items():
         (model / name).write_bytes(data)
     _count("colmap-binary")
-    _check_load(scene_dir, scene_dir, format="colmap")
+    _check_load(scene_dir, scene_dir, "colmap-binary", format="colmap")
 
 
 def test_fuzz_colmap_binary(scene_dir):
@@ -274,7 +286,7 @@ def _fuzz_colmap_text(scene_dir, files):
     for name, data in files.items():
         (model / name).write_bytes(data if isinstance(data, bytes) else data.encode())
     _count("colmap-text")
-    _check_load(scene_dir, scene_dir, format="colmap")
+    _check_load(scene_dir, scene_dir, "colmap-text", format="colmap")
 
 
 def test_fuzz_colmap_text(scene_dir):
@@ -350,7 +362,7 @@ def transforms_json(draw):
 def _fuzz_transforms(scene_dir, data):
     (scene_dir / "transforms.json").write_bytes(data)
     _count("transforms")
-    _check_load(scene_dir, scene_dir, format="transforms")
+    _check_load(scene_dir, scene_dir, "transforms", format="transforms")
 
 
 def test_fuzz_transforms(scene_dir):
@@ -396,7 +408,7 @@ def llff_npy(draw):
 def _fuzz_llff(scene_dir, data):
     (scene_dir / "poses_bounds.npy").write_bytes(data)
     _count("llff")
-    _check_load(scene_dir, scene_dir, format="llff")
+    _check_load(scene_dir, scene_dir, "llff", format="llff")
 
 
 def test_fuzz_llff(scene_dir, tmp_path):
@@ -440,10 +452,22 @@ def test_base_scenes_are_valid(scene_dir, tmp_path):
 
 
 def test_the_file_watch_sees_an_escape(scene_dir):
-    """The guard above is not vacuous: opening a file beside the scene folder is caught."""
-    _WATCH.update(active=True, outside=[], scene=scene_dir)
-    try:
+    """The guard above is not vacuous: a file beside the scene folder, a system file, a ../../ escape
+    and a symlink pointing out are all caught; the scene's own files and the installation are not."""
+    import torch
+    with WATCH.watch():
         (scene_dir.parent / "secret.png").read_bytes()
-    finally:
-        _WATCH["active"] = False
-    assert _WATCH["outside"] == [str((scene_dir.parent / "secret.png").resolve())]
+        open("/etc/passwd", "rb").close()
+        (scene_dir / "images" / ".." / ".." / "secret.png").read_bytes()
+        (scene_dir / "images" / "evil.png").read_bytes()      # symlink to ../secret.png
+        (scene_dir / "images" / "a.png").read_bytes()
+        open(torch.__file__, "rb").close()
+    secret = str((scene_dir.parent / "secret.png").resolve())
+    assert WATCH.outside([scene_dir]) == sorted([secret, "/etc/passwd"])
+    assert WATCH.seen.count(secret) == 3
+
+
+def test_zz_emit_figures():
+    """The figures of this module as JSON lines (shown with -s; appended to $NERF_APP_FUZZ_REPORT)."""
+    TALLY.emit()
+    assert TALLY.bad() == 0, TALLY.report()

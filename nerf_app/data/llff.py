@@ -17,7 +17,7 @@ from ..errors import DatasetError
 from .cameras import Camera
 from .capture import Capture
 from .images import header_info
-from .validate import check_rotation, finite_array, image_size, read_bytes, safe_relative
+from .validate import check_rotation, contained, finite_array, image_size, read_bytes, safe_relative
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".exr", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -40,6 +40,7 @@ def build_capture(npy: Path, root: Path, images_dir: Path, check_images: bool = 
     if arr.shape[0] == 0:
         raise DatasetError(npy, "has no poses")
     arr = finite_array(arr, npy, "poses")
+    contained(images_dir, root, npy, "images", "images folder")  # a symlinked images/ must not be listed
     try:
         listing = sorted(p.name for p in images_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
     except OSError:
