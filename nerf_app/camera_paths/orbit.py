@@ -1,7 +1,7 @@
 """Generic camera paths: look-at poses and orbits around a bounding box (OpenCV convention).
 
 Camera-to-world matrices are 4x4 float64 with columns (x right, y down, z forward, centre), the
-project's internal convention (see DESIGN.md).
+project's internal convention (see docs/design.md).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The eleven COLMAP camera models: projection, exact unprojection, rescaling.
 
-Conventions (see DESIGN.md): camera frame is OpenCV (x right, y down, z forward); pixel coordinates
+Conventions (see docs/design.md): camera frame is OpenCV (x right, y down, z forward); pixel coordinates
 put the centre of the top-left pixel at (0.5, 0.5), as COLMAP does. Everything is float64 numpy.
 
 Each model is "focal/principal point" + a distortion function acting on normalised coordinates. The
