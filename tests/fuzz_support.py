@@ -96,11 +96,22 @@ class FileWatch:
             try:
                 raw = os.fsdecode(target)
                 p = os.path.realpath(raw)
+                # shutil.rmtree walks with dir_fd: its relative names cannot be resolved here (the event
+                # carries no dir_fd). A relative name that does not exist from the working folder opens
+                # nothing there; one that does exist is recorded as resolved from the working folder.
+                if not os.path.isabs(raw) and not os.path.lexists(p):
+                    p = None
             except (TypeError, ValueError, OSError):
                 p = repr(target)
-            self.seen.append(p)
+            # the import system lists every sys.path folder while looking for a module: not a read
+            if p is not None and not (event != "open" and p in self._import_dirs()):
+                self.seen.append(p)
         finally:
             self.active = True
+
+    @staticmethod
+    def _import_dirs():
+        return {os.path.realpath(p or ".") for p in sys.path}
 
     @contextmanager
     def watch(self):
@@ -135,6 +146,11 @@ def snapshot(folder: Path) -> Dict[str, tuple]:
             out[os.path.relpath(os.path.join(dirpath, d), folder)] = ("dir",)
         for f in filenames:
             p = os.path.join(dirpath, f)
+            if f == ".lock" and dirpath == str(folder):
+                # the run lock (flock) file: a train records its pid and command in it while it holds the
+                # lock, also when it then fails; only its presence is compared
+                out[".lock"] = ("lock",)
+                continue
             st = os.lstat(p)
             h = hashlib.sha256(open(p, "rb").read()).hexdigest() if os.path.isfile(p) else "special"
             out[os.path.relpath(p, folder)] = (st.st_size, st.st_mtime_ns, h)
