@@ -44,13 +44,16 @@ def main(argv=None) -> int:
     ap.add_argument("--max-features", type=int, default=ProcessOptions.max_features)
     ap.add_argument("--matcher", default="auto")
     ap.add_argument("--camera-model", default=None)
+    ap.add_argument("--camera-mode", default="auto", choices=("auto", "single", "per-folder", "per-image"))
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--keep", default=None, help="keep each processed capture under this folder")
     args = ap.parse_args(argv)
     data = Path(args.data)
     for name in args.scenes:
         posed, images = SCENES[name]
-        reference = centres_of_scene(load_scene(data / posed, check_images=False))
+        ref_scene = load_scene(data / posed, check_images=False)
+        reference = centres_of_scene(ref_scene)
+        axes = centres_of_scene(ref_scene, column=2)
         with tempfile.TemporaryDirectory(prefix=f"process_{name}_") as tmp:
             src = Path(tmp) / "photos"
             src.mkdir()
@@ -61,23 +64,27 @@ def main(argv=None) -> int:
             out = Path(args.keep) / name if args.keep else Path(tmp) / "capture"
             t = time.perf_counter()
             report = process(src, out, ProcessOptions(matcher=args.matcher, camera_model=args.camera_model,
+                                                      camera_mode=args.camera_mode,
                                                       max_size=args.max_size, max_features=args.max_features,
                                                       threads=args.threads, overwrite=True, progress=False))
             wall = time.perf_counter() - t
             recovered = centres_of_scene(load_scene(out, check_images=False))
             ref = {n: reference[n] for n in names if n in reference}
-            cmp = compare_centres(recovered, ref)
+            cmp = compare_centres(recovered, ref, axes)
             print(json.dumps({
                 "scene": name, "images": len(names), "registered": cmp["registered"],
                 "registered_fraction": round(cmp["registered_fraction"], 4),
                 "rms_percent_of_spread": round(cmp["rms_percent_of_spread"], 3),
                 "max_percent_of_spread": round(cmp["max_percent_of_spread"], 3),
+                "along_axis_percent": round(cmp["along_axis_percent"], 3),
+                "across_axis_percent": round(cmp["across_axis_percent"], 3),
                 "unregistered": cmp["unregistered"],
                 "points": report["points"], "reprojection_px": round(report["mean_reprojection_error_px"], 3),
                 "track_length": round(report["mean_track_length"], 2), "matcher": report["options"]["matcher"],
-                "camera_model": report["options"]["camera_model"], "max_size": args.max_size,
+                "camera_model": report["options"]["camera_model"],
+                "camera_mode": args.camera_mode, "cameras": len(report["cameras"]), "max_size": args.max_size,
                 "max_features": args.max_features, "threads": report["options"]["threads"],
-                "timings_s": report["timings_s"], "wall_s": round(wall, 1)}), flush=True)
+                "timings_s": report["timings_s"], "cpu_s": report["cpu_s"], "wall_s": round(wall, 1)}), flush=True)
     return 0
 
 

@@ -7,7 +7,7 @@ centres from their centroid).
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -32,10 +32,13 @@ def umeyama(src: np.ndarray, dst: np.ndarray):
     return s, R, t
 
 
-def compare_centres(recovered: Dict[str, np.ndarray], reference: Dict[str, np.ndarray]) -> dict:
+def compare_centres(recovered: Dict[str, np.ndarray], reference: Dict[str, np.ndarray],
+                    reference_axes: Optional[Dict[str, np.ndarray]] = None) -> dict:
     """Align ``recovered`` camera centres (name -> (3,)) to ``reference`` ones by a similarity and
     measure the residual. Names are matched as given; a reference image missing from ``recovered``
-    counts as unregistered."""
+    counts as unregistered. With ``reference_axes`` (name -> optical axis), the residual is also
+    split into its part along each camera's optical axis and across it (a focal length that differs
+    between two models moves a camera along its axis: the focal length / depth ambiguity)."""
     common = sorted(set(recovered) & set(reference))
     out = {"reference_images": len(reference), "registered": len(common),
            "registered_fraction": len(common) / max(1, len(reference)),
@@ -52,13 +55,22 @@ def compare_centres(recovered: Dict[str, np.ndarray], reference: Dict[str, np.nd
     rms = float(np.sqrt((err ** 2).mean()))
     out.update(rms_error=rms, spread=spread, rms_percent_of_spread=100.0 * rms / spread,
                max_percent_of_spread=100.0 * float(err.max()) / spread, scale=float(s))
+    if reference_axes is not None:
+        axes = np.stack([reference_axes[n] for n in common])
+        axes = axes / np.linalg.norm(axes, axis=1, keepdims=True)
+        residual = aligned - dst
+        along = (residual * axes).sum(1)
+        across = np.linalg.norm(residual - along[:, None] * axes, axis=1)
+        out.update(along_axis_percent=100.0 * float(np.sqrt((along ** 2).mean())) / spread,
+                   across_axis_percent=100.0 * float(np.sqrt((across ** 2).mean())) / spread)
     return out
 
 
-def centres_of_scene(scene, strip_prefix: Sequence[str] = ("images/",)) -> Dict[str, np.ndarray]:
-    """Camera centres in the capture's coordinates keyed by image name (``images/`` prefixes of
-    transforms.json file paths removed, so names compare with a processed folder's)."""
-    centres = scene.c2w_capture[:, :3, 3]
+def centres_of_scene(scene, strip_prefix: Sequence[str] = ("images/",), column: int = 3) -> Dict[str, np.ndarray]:
+    """Camera centres (``column=2``: optical axes) in the capture's coordinates keyed by image name
+    (``images/`` prefixes of transforms.json file paths removed, so names compare with a processed
+    folder's)."""
+    centres = scene.c2w_capture[:, :3, column]
     out = {}
     for name, c in zip(scene.names, centres):
         for p in strip_prefix:
