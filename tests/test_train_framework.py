@@ -37,16 +37,25 @@ class ToyTask(Task):
         w = self.config.model.width
         self.model = torch.nn.Sequential(torch.nn.Linear(1, w), torch.nn.Tanh(), torch.nn.Linear(w, 1))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.model.lr)
+        # a sampler-like generator the task owns (as the nerf ray sampler does): its state is task state
+        self.sampler = torch.Generator().manual_seed(1234)
 
     def train_step(self, step):
         if step == self.config.model.interrupt_at:
             raise KeyboardInterrupt
         x = torch.rand(64, 1) * 2 - 1 + float(np.random.randn()) * 1e-3 + random.random() * 1e-3
+        x = x + torch.rand(64, 1, generator=self.sampler) * 1e-3
         loss = ((self.model(x) - torch.sin(3 * x)) ** 2).mean()
         if step in self.config.model.nan_at:
             loss = loss * float("nan")
         loss.backward()
         return {"loss": loss, "x_mean": x.mean()}
+
+    def extra_state(self):
+        return {"sampler": self.sampler.get_state()}
+
+    def load_extra_state(self, state):
+        self.sampler.set_state(state["sampler"])
 
     def evaluate(self, run_dir, **opts):
         return {"ok": 1}
@@ -109,6 +118,16 @@ def test_run_folder_checkpoint_and_log(tmp_path):
     assert steps == [5, 10, 12] and all({"time", "wall", "loss", "x_mean"} <= set(r) for r in log if "loss" in r)
 
 
+def final_state_differences(run_a, run_b):
+    """Keys of the final checkpoints that differ: model, optimizer, step, every RNG state and the task's
+    state are compared bit for bit (only ``elapsed``, wall time, may differ)."""
+    from test_fuzz_kill import differences
+    a = load_checkpoint(RunDir(run_a).checkpoint_path("final"))
+    b = load_checkpoint(RunDir(run_b).checkpoint_path("final"))
+    assert {"model", "optimizer", "rng", "step", "task"} <= set(a) and a["task"] and a["optimizer"]["state"]
+    return differences(a, b)
+
+
 def test_resume_after_kill_is_bit_identical(tmp_path):
     full = Trainer(ToyTask, make_config(**{"train.max_steps": 20, "train.checkpoint_every": 5}), tmp_path / "a")
     full.fit()
@@ -124,6 +143,7 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
     assert result.steps == 20
     for p, q in zip(params(full.task), params(resumed.task)):
         assert torch.equal(p, q)
+    assert final_state_differences(tmp_path / "a", tmp_path / "b") == []
     # the log of the resumed run has each step once
     steps = [json.loads(l)["step"] for l in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert steps == [0, 5, 10, 15, 20]
@@ -179,3 +199,81 @@ def test_all_finite_guard_is_exact():
         t[77_777] = bad
         assert not _all_finite([torch.ones(5), t])
     assert _all_finite([])
+
+
+# ----------------------------------------------------------------------------------------------
+# real SIGKILLs of a training process: before the first checkpoint and in the middle of a checkpoint write
+
+_TRAIN_SCRIPT = """
+import sys, time
+sys.path.insert(0, {tests!r})
+import torch
+from nerf_app.train import run as run_module
+from nerf_app.train.trainer import Trainer
+from test_train_framework import ToyTask, make_config
+slow_write_at = int(sys.argv[2])
+if slow_write_at >= 0:   # the checkpoint of this step is written slowly: half the bytes, then a pause
+    real_save = run_module.torch.save
+    def slow_save(state, f, *a, **k):
+        real_save(state, f, *a, **k)
+        if state.get("step") == slow_write_at:
+            data = open(f, "rb").read()
+            open(f, "wb").write(data[: len(data) // 2])
+            print("WRITING", flush=True)
+            time.sleep(60)
+    run_module.torch.save = slow_save
+cfg = make_config(**{{"train.max_steps": 20, "train.checkpoint_every": 5, "train.log_every": 1}})
+Trainer(ToyTask, cfg, sys.argv[1]).fit(resume=sys.argv[3] == "resume")
+"""
+
+
+def _train_process(run, slow_write_at=-1, resume=False):
+    import subprocess
+    import sys
+    from pathlib import Path
+    tests = str(Path(__file__).resolve().parent)
+    script = _TRAIN_SCRIPT.format(tests=tests)
+    return subprocess.Popen([sys.executable, "-c", script, str(run), str(slow_write_at),
+                             "resume" if resume else "fresh"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=str(Path(tests).parent))
+
+
+def _kill(proc):
+    import os
+    import signal
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_sigkill_during_a_checkpoint_write_and_before_the_first_checkpoint(tmp_path):
+    import time
+    reference = tmp_path / "reference"
+    Trainer(ToyTask, make_config(**{"train.max_steps": 20, "train.checkpoint_every": 5, "train.log_every": 1}),
+            reference).fit()
+
+    run = tmp_path / "killed"
+    # 1. killed before its first checkpoint (here: while the step-5 checkpoint is being written, nothing
+    #    is complete yet): no checkpoint, and the same fresh command simply runs again
+    proc = _train_process(run, slow_write_at=5)
+    assert proc.stdout.readline().strip() == "WRITING"
+    temps = [p for p in (run / "checkpoints").iterdir() if ".tmp" in p.name]
+    _kill(proc)
+    assert temps and not (run / "checkpoints" / "last.pt").exists()   # half a file, under a temp name only
+    # 2. the same command again; killed in the middle of writing the step-15 checkpoint
+    proc = _train_process(run, slow_write_at=15)
+    assert proc.stdout.readline().strip() == "WRITING"
+    _kill(proc)
+    last = load_checkpoint(RunDir(run).checkpoint_path("last"))        # the step-10 one, whole
+    assert last["step"] == 10
+    assert any(".tmp" in p.name for p in (run / "checkpoints").iterdir())
+    # 3. resumed: the half-written temp file is removed, and the run ends bit-identical
+    proc = _train_process(run, resume=True)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["final.pt", "last.pt"]
+    assert final_state_differences(reference, run) == []
+    steps = [json.loads(l)["step"] for l in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(0, 21)), steps
