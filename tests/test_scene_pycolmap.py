@@ -2,14 +2,13 @@
 from pathlib import Path
 
 import numpy as np
+import pycolmap  # a declared test dependency (requirements-test.txt): a missing one is an error, not a skip
 import pytest
 
 from nerf_app.data.cameras import Camera
 from nerf_app.data.colmap import build_capture
 
 from test_scene_cameras import REALISTIC
-
-pycolmap = pytest.importorskip("pycolmap")
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # never skipped: CI has it
 MODELS = {  # every COLMAP model in the shared data: (model folder, scene folder, kind)
