@@ -34,6 +34,17 @@ def lego(shared_data):
     return str(shared_data / "lego")
 
 
+def mean_colour_psnr(scene_path, indices, downscale=8):
+    """PSNR of the best constant image (each view's own mean colour, over white) on those views."""
+    from nerf_app.data import load_scene
+    scene = load_scene(scene_path, downscale=downscale)
+    mse = []
+    for i in indices:
+        rgb = scene.images.rgb(int(i), "white")
+        mse.append(float(((rgb - rgb.reshape(-1, 3).mean(0)) ** 2).mean()))
+    return float(np.mean([-10.0 * np.log10(m) for m in mse]))
+
+
 @requires_cpp
 def test_train_and_eval_end_to_end(lego, tmp_path):
     run = tmp_path / "run"
@@ -48,7 +59,11 @@ def test_train_and_eval_end_to_end(lego, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("psnr", "ssim", "n_images", "seconds_per_image"):
         assert key in metrics
-    assert metrics["n_images"] == 3 and metrics["psnr"] > 12.0 and 0.0 < metrics["ssim"] <= 1.0
+    # measured: 14.5 dB for these 3 views after 60 steps (2026-11-29); the best constant image (each view's
+    # own mean colour over white) scores ~10.7 dB, so the model must beat it clearly, not just exist
+    assert metrics["n_images"] == 3 and 0.0 < metrics["ssim"] <= 1.0
+    baseline = mean_colour_psnr(lego, [r["index"] for r in metrics["per_image"]])
+    assert metrics["psnr"] > 13.5 and metrics["psnr"] > baseline + 2.5, (metrics["psnr"], baseline)
     assert (run / "contact_sheet_test.png").is_file() and (run / "training_curve.png").is_file()
     # orbit video: every frame decodes, with the requested count and size
     out = cli("render", str(run), "--path", "orbit", "--frames", "5", "--resolution", "34")
