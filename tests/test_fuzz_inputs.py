@@ -368,8 +368,6 @@ def test_fuzz_paths(tmp_path):
     assert TALLY.bad(family) == 0, TALLY.report(family)
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: validate.report_missing calls Path.is_file(), which raises "
-                   "OSError(ENAMETOOLONG) on Python 3.11 for a 300-character image name -> traceback")
 def test_overlong_image_name_is_one_error(tmp_path):
     scene = tmp_path / "scene"
     scene.mkdir()

@@ -98,6 +98,8 @@ def safe_relative(name, base: Path, source, field: str, root: Optional[Path] = N
     if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
         raise DatasetError(source, f"image path {name!r} is absolute; it must be relative to {root}", field)
     parts = PurePosixPath(name.replace("\\", "/")).parts
+    if any(len(p.encode("utf-8", "surrogateescape")) > 255 for p in parts):  # the OS would raise ENAMETOOLONG
+        raise DatasetError(source, f"image path {_short(name)} has a name longer than 255 bytes", field)
     if ".." in parts:
         raise DatasetError(source, f"image path {name!r} leaves the scene folder {root}", field)
     candidate = base.joinpath(*[p for p in parts if p not in ("", ".")])
@@ -106,7 +108,7 @@ def safe_relative(name, base: Path, source, field: str, root: Optional[Path] = N
 
 def report_missing(paths: Iterable[Path], source, what: str = "images") -> None:
     """One error listing every missing file, so a user fixes them all in one go."""
-    missing: List[str] = [str(p) for p in paths if not p.is_file()]
+    missing: List[str] = [str(p) for p in paths if not _is_file(p)]
     if missing:
         shown = missing[:50]
         more = f" (and {len(missing) - 50} more)" if len(missing) > 50 else ""
@@ -131,6 +133,13 @@ def read_text(path: Path, root: Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DatasetError(path, f"not UTF-8 text (byte {exc.start})") from None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name the OS refuses (too long, bad encoding) is not an existing file
+        return False
 
 
 def _short(value) -> str:

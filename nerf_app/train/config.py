@@ -221,6 +221,10 @@ def read_yaml(path) -> Dict[str, Any]:
             data = yaml.safe_load(f) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:  # the YAML parser recurses once per nesting level
+        raise ConfigError(f"{path}: not a config (nested too deeply)") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of config keys")
     return data
