@@ -304,7 +304,7 @@ ESCAPES = ["../secret.png", "../../secret.png", "/etc/passwd", "images/../../sec
            "images/evil_dir/a.png", "images/loop.png", "C:/secret.png", "C:\\secret.png", "//server/share/a.png",
            "~/secret.png", "file:///etc/passwd", "%2e%2e/secret.png", "images/./../../secret.png",
            "images/inner/../../../secret.png", "images", ".", "", "\x00", "images/a.png/",
-           "/proc/self/environ", "images/../images/../../outside/a.png"]
+           "/proc/self/environ", "images/../images/../../outside/a.png", "images/" + "a" * 300 + ".png"]
 BENIGN = ["images/a.png", "images/b", "./images/c.png", "images/inner_link.png", "images/../images/a.png"]
 
 
