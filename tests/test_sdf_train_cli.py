@@ -26,13 +26,15 @@ def write_mesh(tmp_path):
 def test_train_eval_export_render_sdf(tmp_path, capsys):
     mesh_path, gt = write_mesh(tmp_path)
     run = tmp_path / "run"
-    assert main(["train", str(mesh_path), "--max-time", "10", "--out", str(run)] + SMALL) == 0
+    # a step budget (CPU training is deterministic), not wall time, so the bounds below mean the same on any
+    # machine: measured at 60 steps chamfer_l1 1.28e-3, IoU 0.973, normal consistency 0.942
+    assert main(["train", str(mesh_path), "--max-steps", "60", "--out", str(run)] + SMALL) == 0
     state = load_checkpoint(run / "checkpoints" / "final.pt")
     assert state["config"]["mode"] == "sdf" and state["step"] > 0
     assert main(["eval", str(run)]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"chamfer_l1", "normal_consistency", "fscore", "iou", "train_seconds"} <= set(metrics)
-    assert metrics["chamfer_l1"] < 0.02 and metrics["iou"] > 0.8  # a coarse but right torus after 10 s
+    assert metrics["chamfer_l1"] < 2.5e-3 and metrics["iou"] > 0.95 and metrics["normal_consistency"] > 0.9
     assert main(["export", str(run), "--mesh", str(tmp_path / "out.obj"), "--resolution", "48"]) == 0
     out = trimesh.load(tmp_path / "out.obj", force="mesh")
     # in the input's original coordinates
@@ -49,9 +51,15 @@ def test_train_eval_export_render_sdf(tmp_path, capsys):
 def test_occupancy_mode_and_bad_input(tmp_path, capsys):
     mesh_path, _ = write_mesh(tmp_path)
     run = tmp_path / "occ"
-    assert main(["train", str(mesh_path), "--mode", "occupancy", "--max-steps", "15", "--out", str(run)] + SMALL) == 0
+    assert main(["train", str(mesh_path), "--mode", "occupancy", "--max-steps", "60", "--out", str(run)] + SMALL) == 0
+    assert main(["eval", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    # measured at 60 steps: chamfer_l1 1.40e-3, IoU 0.974, normal consistency 0.940
+    assert metrics["mode"] == "occupancy"
+    assert metrics["chamfer_l1"] < 2.5e-3 and metrics["iou"] > 0.95 and metrics["normal_consistency"] > 0.9
     assert main(["export", str(run), "--resolution", "32"]) == 0
-    assert (run / "mesh.ply").is_file()
+    mesh = trimesh.load(run / "mesh.ply", force="mesh")
+    assert len(mesh.faces) > 100 and mesh.is_watertight
     assert main(["train", str(tmp_path / "nope.obj"), "--max-steps", "1", "--out", str(tmp_path / "x")]) == 2
     assert "nope.obj" in capsys.readouterr().err
     assert main(["train", str(mesh_path), "--set", "optim.lr=fast", "--out", str(tmp_path / "y")]) == 2

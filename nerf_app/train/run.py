@@ -111,6 +111,13 @@ class RunLock:
         os.close(self.fd)
         self.fd = None
 
+    @classmethod
+    def release_all(cls) -> None:
+        """Drop every lock this process holds (the CLI calls it when a command ends, so a library user
+        running several commands in one process - tests, notebooks - is not locked out by an earlier one)."""
+        for lock in list(cls._held.values()):
+            lock.release()
+
     def __enter__(self):
         return self.acquire()
 
