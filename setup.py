@@ -86,6 +86,7 @@ setup(
         "scikit-image",
         "scipy",
         "matplotlib",
+        "viser>=1.0",  # the live web viewer (nerf-app view / train --viewer); its wheel ships the web client
         "pillow",  # contact sheets and PNG bytes (imported directly, not only through imageio)
         "libigl>=2.5",  # sdf/occupancy: exact point-mesh distance (AABB) and fast generalised winding numbers
         "pycolmap>=4.0",  # `nerf-app process`: structure from motion on the CPU (SIFT, matching, mapping)

@@ -22,6 +22,7 @@ VERBS = {
     "train": ("nerf_app.commands.train", "fit a field to an input (mesh -> sdf/occupancy, scene -> nerf) into a run folder"),
     "eval": ("nerf_app.commands.eval", "evaluate a trained run; writes RUN/metrics.json"),
     "render": ("nerf_app.commands.render", "render a trained run along a camera path (orbit mp4)"),
+    "view": ("nerf_app.commands.view", "live web viewer of a run (NeRF/SDF/occupancy) on a local port, for the browser or SSH"),
     "export": ("nerf_app.commands.export", "export a trained run (marching-cubes mesh)"),
     "fit-latent": ("nerf_app.commands.fit_latent", "fit a new mesh's code in a latent sdf run (decoder frozen); reports chamfer"),
     "make-scene": ("nerf_app.commands.make_scene", "generate the synthetic demo scene (known geometry) into a folder"),
@@ -58,11 +59,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"nerf-app {args.verb}: interrupted", file=sys.stderr)
         return 130
-    finally:
-        # run-folder locks last as long as the command (the OS drops them anyway when the process exits)
-        run_module = sys.modules.get("nerf_app.train.run")
-        if run_module is not None:
-            run_module.RunLock.release_all()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,15 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
 fi
 "$PY" -m pip install -q setuptools wheel ninja
 "$PY" -m pip install -q -r requirements-test.txt
+# The viewer's browser test drives Debian's Chromium (never a browser download at test time). Install it
+# when it is missing and we can (root + apt-get); otherwise - or if apt fails - that one test skips and says why.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "[setup] installing chromium (for the viewer's browser test)"
+  if ! (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+      >/dev/null 2>&1; then
+    echo "[setup] chromium could not be installed; tests/test_viewer.py's browser test will skip"
+  fi
+fi
 echo "[setup] building nerf_app and its extension (about a minute on 2 cores)"
 # --no-build-isolation: compile against the torch installed above, not a freshly downloaded one.
 # A failed build must stop here (never run the tests against a stale _C*.so): the log is shown and

@@ -1,0 +1,450 @@
+"""The viewer's web server (viser): one page, served by this process, that works offline and over SSH.
+
+Per connected browser tab there is one :class:`~nerf_app.viewer.worker.RenderWorker`: every camera message
+from the page queues a :class:`~nerf_app.viewer.worker.ViewRequest`; finished frames go back to that tab as
+its background image (JPEG). No tab connected -> no worker, no rendering.
+
+The panel: view mode, preview/full resolution, max samples, home view, frame stats; live training stats
+(``train --viewer``); camera-path keyframes (add from the current view, remove, clear, preview, save as a
+nerfstudio ``camera_path.json`` that ``nerf-app render --path FILE`` reads, render the mp4).
+"""
+from __future__ import annotations
+
+import math
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from .renderers import SceneContext, ViewRenderer, make_view_renderer
+from .worker import Frame, RenderWorker, ViewRequest
+
+DEFAULT_PORT = 7007
+DEFAULT_PREVIEW_HEIGHT = 64     # while the camera moves (CPU: see docs/viewer.md)
+DEFAULT_MAX_HEIGHT = 400        # refinement target
+
+
+def _so3():
+    import viser.transforms as tf
+    return tf.SO3
+
+
+def c2w_from_camera(camera) -> np.ndarray:
+    """A viser camera handle (OpenCV convention) -> c2w [4,4]."""
+    c2w = np.eye(4)
+    c2w[:3, :3] = _so3()(np.asarray(camera.wxyz)).as_matrix()
+    c2w[:3, 3] = np.asarray(camera.position)
+    return c2w
+
+
+def wxyz_from_c2w(c2w: np.ndarray) -> np.ndarray:
+    return _so3().from_matrix(np.asarray(c2w)[:3, :3]).wxyz
+
+
+def reachable_urls(port: int, host: str) -> List[str]:
+    urls = [f"http://localhost:{port}"]
+    if host in ("0.0.0.0", "::", ""):
+        try:
+            name = socket.gethostname()
+            urls.append(f"http://{name}:{port}")
+        except OSError:
+            pass
+    elif host not in ("localhost", "127.0.0.1"):
+        urls[0] = f"http://{host}:{port}"
+    return urls
+
+
+@dataclass
+class ClientState:
+    client: Any
+    worker: RenderWorker
+    frames: int = 0
+    last_frame: Optional[Frame] = None
+    frame_times: List[float] = field(default_factory=list)   # arrival times of preview frames (fps)
+    first_frame_time: Optional[float] = None
+    connect_time: float = field(default_factory=time.perf_counter)
+
+
+class Viewer:
+    """``Viewer(task, run_dir).start()``; for training, ``Viewer(live=True).start()`` then pass
+    :meth:`on_step` to the trainer (it attaches to the task on the first step)."""
+
+    def __init__(self, task=None, run_dir=None, host: str = "0.0.0.0", port: int = DEFAULT_PORT, live: bool = False,
+                 preview_height: int = DEFAULT_PREVIEW_HEIGHT, max_height: int = DEFAULT_MAX_HEIGHT,
+                 refresh_s: float = 3.0, log=None, thumbnails: bool = True):
+        self.task = task
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.host, self.port = host, int(port)
+        self.live = live
+        self.preview_height, self.max_height = int(preview_height), int(max_height)
+        self.refresh_s = float(refresh_s)
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.want_thumbnails = thumbnails
+        self.renderer: Optional[ViewRenderer] = None
+        self.context: Optional[SceneContext] = None
+        self.server = None
+        self.clients: Dict[int, ClientState] = {}
+        self._clients_lock = threading.Lock()
+        self.keyframes: List[tuple] = []      # (c2w, fov_deg)
+        self.stats: Dict[str, Any] = {}
+        self._last_stats_t = 0.0
+        self._last_refresh_t = 0.0
+        self._rate_ref = None                 # (step, time, rays) for rays/s
+        self.gui: Dict[str, Any] = {}
+        self._started = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> "Viewer":
+        import viser
+        self.server = viser.ViserServer(host=self.host, port=self.port, verbose=False)
+        self.port = int(self.server.get_port())
+        self.server.gui.configure_theme(control_width="medium", show_logo=False)
+        self.server.on_client_connect(self._on_connect)
+        self.server.on_client_disconnect(self._on_disconnect)
+        self._build_gui()
+        if self.task is not None:
+            self.attach(self.task)
+        urls = reachable_urls(self.port, self.host)
+        self.log(f"[viewer] open {urls[0]}  (this machine{', or ' + urls[1] if len(urls) > 1 else ''})")
+        self.log(f"[viewer] on a remote/headless machine: ssh -L {self.port}:localhost:{self.port} USER@HOST, "
+                 f"then open http://localhost:{self.port} here")
+        return self
+
+    def attach(self, task, step: Optional[int] = None) -> None:
+        """Show ``task`` (live: render from a copy of its weights, refreshed by :meth:`on_step`)."""
+        self.task = task
+        self.renderer = make_view_renderer(task, live=self.live)
+        self.context = self.renderer.context()
+        self._draw_context()
+        g = self.gui
+        g["mode"].options = list(self.renderer.modes)
+        g["mode"].value = self.renderer.default_mode
+        g["samples"].value = min(int(g["samples"].max), self.renderer.default_samples)
+        for state in list(self.clients.values()):
+            self._go_home(state.client)
+            self._request(state)
+        self._started.set()
+
+    def stop(self) -> None:
+        for state in list(self.clients.values()):
+            state.worker.stop(timeout=1.0)
+        if self.server is not None:
+            self.server.stop()
+
+    def serve_forever(self) -> None:
+        try:
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    @property
+    def n_clients(self) -> int:
+        return len(self.clients)
+
+    # -- training hook -----------------------------------------------------------------------------
+
+    def on_step(self, step: int, metrics: Dict[str, Any], trainer=None) -> None:
+        """Trainer callback after each step (``step`` = steps done). Returns at once when no browser is
+        connected: one dict-emptiness test."""
+        if not self.clients:
+            return
+        now = time.perf_counter()
+        if self.renderer is None and trainer is not None and trainer.task is not None:
+            self.attach(trainer.task, step)
+        if now - self._last_stats_t >= 0.5:
+            self._last_stats_t = now
+            self._update_stats(step, metrics, now)
+        if self.renderer is not None and now - self._last_refresh_t >= self.refresh_s and \
+                self.gui["live_refresh"].value:
+            if self.renderer.refresh_from(self.task, step):
+                self._last_refresh_t = now
+                for state in list(self.clients.values()):
+                    if not state.worker.busy:
+                        self._request(state, force=True)
+
+    def _update_stats(self, step, metrics, now) -> None:
+        def f(v):
+            try:
+                return float(v.item() if hasattr(v, "item") else v)
+            except (TypeError, ValueError):
+                return None
+        rays = f(metrics.get("rays", 0)) or 0.0
+        ref = self._rate_ref
+        line = f"**step** {step} &nbsp; **loss** {f(metrics.get('loss')):.4g}"
+        psnr = f(metrics.get("psnr")) if "psnr" in metrics else None
+        if psnr is not None:
+            line += f" &nbsp; **PSNR** {psnr:.2f} dB"
+        t = f(metrics.get("time")) or 0.0
+        if ref is not None and t > ref[1]:
+            sps = (step - ref[0]) / (t - ref[1])
+            line += f" &nbsp; **steps/s** {sps:.2f}"
+            if rays:
+                line += f" &nbsp; **rays/s** {sps * rays / 1e3:.0f}k"
+        self._rate_ref = (step, t)
+        self.stats = {"step": step, "loss": f(metrics.get("loss")), "psnr": psnr, "time": t}
+        self.gui["train_stats"].content = line
+
+    # -- clients -----------------------------------------------------------------------------------
+
+    def _on_connect(self, client) -> None:
+        state = ClientState(client, RenderWorker(lambda req, w, h, stop: self.renderer.render(req, w, h, stop),
+                                                 lambda frame, c=client: self._on_frame(c, frame)))
+        with self._clients_lock:
+            self.clients[client.client_id] = state
+        state.worker.start()
+        client.camera.on_update(lambda camera, s=state: self._request(s))
+        if self.renderer is not None:
+            self._go_home(client)
+            self._request(state)
+
+    def _on_disconnect(self, client) -> None:
+        with self._clients_lock:
+            state = self.clients.pop(client.client_id, None)
+        if state is not None:
+            state.worker.stop(timeout=0.0)
+
+    def _go_home(self, client) -> None:
+        ctx = self.context
+        c2w = ctx.home_c2w
+        with client.atomic():
+            client.camera.up_direction = tuple(ctx.up)
+            client.camera.fov = math.radians(ctx.home_fov_deg)
+            client.camera.position = tuple(c2w[:3, 3])
+            client.camera.look_at = tuple(c2w[:3, 3] + c2w[:3, 2] * 0.5)
+
+    def set_camera(self, client, c2w: np.ndarray, fov_deg: Optional[float] = None) -> None:
+        with client.atomic():
+            if fov_deg is not None:
+                client.camera.fov = math.radians(fov_deg)
+            client.camera.position = tuple(np.asarray(c2w)[:3, 3])
+            client.camera.wxyz = tuple(wxyz_from_c2w(c2w))
+
+    def view_request(self, client) -> ViewRequest:
+        cam = client.camera
+        g = self.gui
+        full = int(g["resolution"].value)
+        return ViewRequest(c2w=c2w_from_camera(cam), fov_y_deg=math.degrees(cam.fov), aspect=float(cam.aspect),
+                           mode=str(g["mode"].value), max_height=full,
+                           preview_height=min(int(g["preview"].value), full), max_samples=int(g["samples"].value))
+
+    def _request(self, state: ClientState, force: bool = False) -> None:
+        if self.renderer is None:
+            return
+        try:
+            req = self.view_request(state.client)
+        except AssertionError:  # camera state not received yet
+            return
+        state.worker.request(req, force=force)
+
+    def _request_all(self, *_):
+        for state in list(self.clients.values()):
+            self._request(state)
+
+    def _on_frame(self, client, frame: Frame) -> None:
+        state = self.clients.get(client.client_id)
+        if state is None:
+            return
+        client.scene.set_background_image(frame.image, format="jpeg", jpeg_quality=85)
+        now = time.perf_counter()
+        state.frames += 1
+        state.last_frame = frame
+        if state.first_frame_time is None:
+            state.first_frame_time = now
+        if frame.rung == 0:
+            state.frame_times = [t for t in state.frame_times if now - t < 2.0] + [now]
+        fps = (len(state.frame_times) - 1) / (state.frame_times[-1] - state.frame_times[0]) \
+            if len(state.frame_times) > 1 else 0.0
+        extra = "".join(f" &nbsp; {k} {v}" for k, v in frame.info.items() if k not in ("mode", "index"))
+        self.gui["frame_stats"].content = (f"{frame.width}x{frame.height} ({frame.rung + 1}/{frame.n_rungs}) "
+                                           f"{frame.seconds * 1000:.0f} ms &nbsp; preview {fps:.1f} fps{extra}")
+
+    # -- drawing -----------------------------------------------------------------------------------
+
+    def _draw_context(self) -> None:
+        ctx, scene = self.context, self.server.scene
+        scene.set_up_direction(tuple(ctx.up))
+        lo, hi = ctx.box
+        scene.add_box("/context/box", color=(230, 160, 40), dimensions=tuple(hi - lo), wireframe=True,
+                      position=tuple(0.5 * (lo + hi)), cast_shadow=False, receive_shadow=False)
+        if ctx.points is not None:
+            scene.add_point_cloud("/context/sparse_points", ctx.points, ctx.point_colors,
+                                  point_size=0.004, point_shape="rounded")
+        frusta = []
+        for cam in ctx.cameras:
+            color = (40, 110, 230) if cam.split == "train" else (230, 70, 40)
+            h = scene.add_camera_frustum(f"/context/cameras/{cam.split}/{cam.index:04d}", fov=math.radians(cam.fov_y_deg),
+                                         aspect=cam.aspect, scale=ctx.camera_scale, color=color,
+                                         thickness=1.5, thickness_units="screen", wxyz=tuple(wxyz_from_c2w(cam.c2w)),
+                                         position=tuple(cam.c2w[:3, 3]), cast_shadow=False, receive_shadow=False)
+            h.on_click(lambda event, c=cam: self.set_camera(event.client, c.c2w, c.fov_y_deg))
+            frusta.append((cam, h))
+        if frusta and self.want_thumbnails:
+            threading.Thread(target=self._load_thumbnails, args=(frusta,), daemon=True,
+                             name="nerf-app-viewer-thumbnails").start()
+
+    def _load_thumbnails(self, frusta) -> None:
+        # after the first frame: decoding a hundred photos must not delay it
+        self._started.wait()
+        deadline = time.perf_counter() + 20.0
+        while time.perf_counter() < deadline and not any(s.frames for s in self.clients.values()):
+            time.sleep(0.1)
+        for cam, handle in frusta:
+            try:
+                handle.image = self.renderer.thumbnail(cam.index)
+            except Exception as exc:  # a missing photo must not break the viewer
+                self.log(f"[viewer] no thumbnail for {cam.name}: {exc}")
+                return
+
+    def _build_gui(self) -> None:
+        gui, g = self.server.gui, self.gui
+        with gui.add_folder("View"):
+            g["mode"] = gui.add_dropdown("Show", options=["rgb"], initial_value="rgb")
+            g["resolution"] = gui.add_slider("Full height", min=32, max=1600, step=8, initial_value=self.max_height)
+            g["preview"] = gui.add_slider("Preview height", min=16, max=400, step=8, initial_value=self.preview_height)
+            g["samples"] = gui.add_slider("Max samples", min=8, max=2048, step=8, initial_value=1024)
+            g["home"] = gui.add_button("Home view")
+            g["frame_stats"] = gui.add_markdown("waiting for the first frame")
+        for key in ("mode", "resolution", "preview", "samples"):
+            g[key].on_update(self._request_all)
+        g["home"].on_click(lambda event: self._go_home(event.client))
+        with gui.add_folder("Training"):
+            g["train_stats"] = gui.add_markdown("live: waiting for the first step" if self.live else
+                                                "not training (nerf-app train ... --viewer shows it live)")
+            g["live_refresh"] = gui.add_checkbox("Refresh while training", initial_value=True, disabled=not self.live)
+        with gui.add_folder("Camera path"):
+            g["kf_add"] = gui.add_button("Add keyframe (current view)")
+            g["kf_remove"] = gui.add_button("Remove last keyframe")
+            g["kf_clear"] = gui.add_button("Clear keyframes")
+            g["kf_frames"] = gui.add_number("Frames", initial_value=120, min=2, max=10000, step=1)
+            g["kf_fps"] = gui.add_number("FPS", initial_value=24, min=1, max=120, step=1)
+            g["kf_preview"] = gui.add_button("Preview path")
+            g["kf_file"] = gui.add_text("File", initial_value=str((self.run_dir or Path(".")) / "camera_path.json"))
+            g["kf_save"] = gui.add_button("Save camera_path.json")
+            g["kf_render"] = gui.add_button("Render mp4")
+            g["kf_status"] = gui.add_markdown("no keyframes")
+        g["kf_add"].on_click(lambda e: self.add_keyframe(e.client))
+        g["kf_remove"].on_click(lambda e: self.remove_keyframe())
+        g["kf_clear"].on_click(lambda e: self.clear_keyframes())
+        g["kf_preview"].on_click(lambda e: threading.Thread(target=self.preview_path, args=(e.client,), daemon=True).start())
+        g["kf_save"].on_click(lambda e: self._guard(self.save_path))
+        g["kf_render"].on_click(lambda e: threading.Thread(target=self._guard, args=(self.render_path,), daemon=True).start())
+
+    def _guard(self, fn):
+        try:
+            return fn()
+        except Exception as exc:
+            self.gui["kf_status"].content = f"**error:** {exc}"
+            self.log(f"[viewer] {exc}")
+
+    # -- camera paths ------------------------------------------------------------------------------
+
+    def _draw_keyframes(self) -> None:
+        scene = self.server.scene
+        scene.remove_by_name("/keyframes") if hasattr(scene, "remove_by_name") else None
+        scale = self.context.camera_scale * 1.2
+        for k, (c2w, fov) in enumerate(self.keyframes):
+            scene.add_camera_frustum(f"/keyframes/{k:03d}", fov=math.radians(fov), aspect=1.0, scale=scale,
+                                     color=(40, 200, 90), thickness=2.0, thickness_units="screen", wxyz=tuple(wxyz_from_c2w(c2w)), position=tuple(c2w[:3, 3]),
+                                     cast_shadow=False, receive_shadow=False)
+        self.gui["kf_status"].content = f"{len(self.keyframes)} keyframe(s)"
+
+    def add_keyframe(self, client) -> None:
+        self.keyframes.append((c2w_from_camera(client.camera), math.degrees(client.camera.fov)))
+        self._draw_keyframes()
+
+    def remove_keyframe(self) -> None:
+        if self.keyframes:
+            self.keyframes.pop()
+            self.server.scene.remove_by_name(f"/keyframes/{len(self.keyframes):03d}")
+        self.gui["kf_status"].content = f"{len(self.keyframes)} keyframe(s)"
+
+    def clear_keyframes(self) -> None:
+        while self.keyframes:
+            self.remove_keyframe()
+
+    def path_poses(self, n_frames: Optional[int] = None):
+        from ..camera_paths.keyframes import interpolate_poses
+        if len(self.keyframes) < 2:
+            raise ValueError("add at least two keyframes")
+        n = int(n_frames or self.gui["kf_frames"].value)
+        poses = interpolate_poses(np.stack([k[0] for k in self.keyframes]), n)
+        fovs = np.interp(np.linspace(0, len(self.keyframes) - 1, n), np.arange(len(self.keyframes)),
+                         [k[1] for k in self.keyframes])
+        return poses, list(map(float, fovs))
+
+    def preview_path(self, client) -> None:
+        try:
+            poses, fovs = self.path_poses()
+        except ValueError as exc:
+            self.gui["kf_status"].content = f"**{exc}**"
+            return
+        dt = 1.0 / float(self.gui["kf_fps"].value)
+        for c2w, fov in zip(poses, fovs):
+            self.set_camera(client, c2w, fov)
+            time.sleep(dt)
+
+    def save_path(self, path: Optional[str] = None) -> Path:
+        """Write the keyframe path (interpolated to the panel's frame count) as a nerfstudio camera path in
+        the capture's coordinates (NeRF) or the mesh's (SDF/occupancy)."""
+        from ..camera_paths.keyframes import write_camera_path
+        poses, fovs = self.path_poses()
+        width = int(round(self.gui["resolution"].value * self._aspect())) // 2 * 2
+        height = int(self.gui["resolution"].value) // 2 * 2
+        out = Path(path or self.gui["kf_file"].value)
+        write_camera_path(out, self._to_capture(poses), fovs, width, height, int(self.gui["kf_fps"].value))
+        self.gui["kf_status"].content = f"saved {len(poses)} frames to `{out}`"
+        return out
+
+    def _aspect(self) -> float:
+        for state in self.clients.values():
+            try:
+                return float(state.client.camera.aspect)
+            except AssertionError:
+                pass
+        return 1.0
+
+    def _to_capture(self, poses: np.ndarray) -> np.ndarray:
+        task = self.renderer.task
+        if self.task.config.mode == "nerf":
+            return task.scene.normalization.c2w_to_capture(poses)
+        out = poses.copy()   # meshes: the unit-cube map back to the mesh's own coordinates (rotation-free)
+        M = np.asarray(task.to_original, float)
+        out[:, :3, 3] = poses[:, :3, 3] @ M[:3, :3].T + M[:3, 3]
+        return out
+
+    def render_path(self) -> Dict[str, Any]:
+        """Save the path, then render it to an mp4 (NeRF: ``task.render`` - the same as ``nerf-app render
+        --path FILE``; SDF/occupancy: the viewer's surface renderer)."""
+        path = self.save_path()
+        status = self.gui["kf_status"]
+        status.content = f"rendering `{path}` ..."
+        n, fps = int(self.gui["kf_frames"].value), int(self.gui["kf_fps"].value)
+        height = int(self.gui["resolution"].value) // 2 * 2
+        task = self.renderer.task
+        if self.task.config.mode == "nerf":
+            with self.renderer.lock:
+                result = task.render(self.run_dir or path.parent, path=str(path), frames=n, fps=fps,
+                                     out=str(path.with_suffix(".mp4")))
+        else:
+            from ..results import write_video
+            poses, fovs = self.path_poses(n)
+            width = int(round(height * self._aspect())) // 2 * 2
+            frames = []
+            for c2w, fov in zip(poses, fovs):
+                req = ViewRequest(c2w, fov, width / height, "shaded", height, height, int(self.gui["samples"].value))
+                frames.append(self.renderer.render(req, width, height, lambda: False)[0])
+            out = path.with_suffix(".mp4")
+            write_video(out, frames, fps)
+            result = {"video": str(out), "frames": len(frames)}
+        status.content = f"wrote `{result['video']}` ({result['frames']} frames)"
+        self.log(f"[viewer] wrote {result['video']}")
+        return result
