@@ -59,6 +59,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"nerf-app {args.verb}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        # run-folder locks last as long as the command (the OS drops them anyway when the process exits)
+        run_module = sys.modules.get("nerf_app.train.run")
+        if run_module is not None:
+            run_module.RunLock.release_all()
 
 
 if __name__ == "__main__":  # pragma: no cover
