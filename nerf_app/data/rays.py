@@ -89,6 +89,9 @@ class RaySampler:
 
     ``background``: "white", "black", an RGB triple, "random" (a new colour per ray, returned in the
     batch) or "keep" (``rgb`` keeps the alpha channel when the images have one).
+
+    Masks (``scene.images.mask(i)``, True = keep; a ``masks/`` folder or a transforms.json ``mask_path``):
+    masked-out pixels are never drawn — batches are drawn uniformly over the kept pixels only.
     """
 
     def __init__(self, scene: PosedImages, split: str = "train", background: Union[str, Sequence[float]] = "white",
@@ -112,6 +115,17 @@ class RaySampler:
             packed[self.offsets[k]:self.offsets[k + 1], :flat.shape[1]] = flat
             if flat.shape[1] < self.channels:
                 packed[self.offsets[k]:self.offsets[k + 1], 3] = 255
+        # kept pixels (flat indices into the packed buffer) when the scene has masks
+        self._kept = None
+        if getattr(scene.images, "mask_paths", None):
+            keep = np.empty(int(self.offsets[-1]), bool)
+            for k, i in enumerate(self.indices):
+                m = scene.images.mask(int(i))
+                keep[self.offsets[k]:self.offsets[k + 1]] = True if m is None else m.reshape(-1)
+            if not keep.any():
+                raise ValueError(f"every pixel of the {split!r} images is masked out")
+            if not keep.all():
+                self._kept = torch.from_numpy(np.flatnonzero(keep))
         dev = self.device
         self.pixels = torch.from_numpy(packed).to(dev)
         self._offsets_t = torch.from_numpy(self.offsets)
@@ -149,10 +163,14 @@ class RaySampler:
         self._lut = (torch.cat(tables) if tables else torch.zeros(0, 3)).to(self.device)
 
     def __len__(self) -> int:
-        return int(self.offsets[-1])
+        """The number of pixels batches are drawn from (the kept ones when there are masks)."""
+        return int(self.offsets[-1]) if self._kept is None else int(self._kept.numel())
 
     def sample(self, n: int) -> RayBatch:
-        flat = torch.randint(0, int(self.offsets[-1]), (n,), generator=self.generator)
+        if self._kept is None:
+            flat = torch.randint(0, int(self.offsets[-1]), (n,), generator=self.generator)
+        else:
+            flat = self._kept[torch.randint(0, int(self._kept.numel()), (n,), generator=self.generator)]
         local = torch.searchsorted(self._offsets_t, flat, right=True) - 1  # which image of the split
         within = flat - self._offsets_t[local]
         widths = self._widths[local]
