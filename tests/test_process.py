@@ -27,7 +27,9 @@ from nerf_app.process.sfm import make_pairs  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CUP = DATA / "cup"
+FOX = DATA / "fox"
 needs_cup = pytest.mark.skipif(not (CUP / "images").is_dir(), reason="shared cup capture not found")
+needs_fox = pytest.mark.skipif(not (FOX / "images").is_dir(), reason="shared fox capture not found")
 
 # consecutive cup views (the file numbers follow the capture order); 800x600 each
 CUP_SUBSET = [f"{i}.jpg" for i in range(3, 13)]
@@ -88,12 +90,33 @@ def test_cup_subset_poses_match_colmap(tmp_path):
     errors = scene.reprojection_errors()
     assert errors is not None and errors.mean() < 1.0
     assert abs(errors.mean() - report["mean_reprojection_error_px"]) < 0.1
-    # poses against the capture's own COLMAP model (per-image focal lengths there, one shared camera
-    # here): similarity-aligned camera centres
-    reference = centres_of_scene(load_scene(CUP, check_images=False))
-    cmp = compare_centres(centres_of_scene(scene), {n: reference[n] for n in CUP_SUBSET})
+    # poses against the capture's own COLMAP model: similarity-aligned camera centres. That model has
+    # one camera per image (focal lengths 529-632 px), this one a shared camera; a focal length that
+    # differs moves a camera along its optical axis, so the residual is almost all along the axes
+    # (measured: 3.6 % of the spread along, 0.6 % across).
+    ref_scene = load_scene(CUP, check_images=False)
+    reference = centres_of_scene(ref_scene)
+    cmp = compare_centres(centres_of_scene(scene), {n: reference[n] for n in CUP_SUBSET},
+                          centres_of_scene(ref_scene, column=2))
     assert cmp["registered_fraction"] == 1.0
-    assert cmp["rms_percent_of_spread"] < 6.0, cmp
+    assert cmp["rms_percent_of_spread"] < 5.0, cmp
+    assert cmp["across_axis_percent"] < 1.0, cmp
+
+
+@needs_fox
+def test_fox_subset_poses_within_one_percent(tmp_path):
+    """fox's poses come from COLMAP with one shared camera, like ours: 12 consecutive views at 640 px
+    agree to well under 1 % of the camera spread (measured 0.37 %)."""
+    names = sorted(p.name for p in (FOX / "images").iterdir())[10:22]
+    photos = _copy(names, tmp_path / "photos", FOX / "images")
+    report = process(photos, tmp_path / "capture", ProcessOptions(max_size=640, max_features=2048, progress=False))
+    assert report["images_registered"] == len(names)
+    scene = load_scene(tmp_path / "capture")
+    assert {(c.width, c.height) for c in scene.cameras} == {(1080, 1920)}  # full-size intrinsics
+    reference = centres_of_scene(load_scene(FOX, check_images=False))
+    cmp = compare_centres(centres_of_scene(scene), {n: reference[n] for n in names})
+    assert cmp["registered_fraction"] == 1.0
+    assert cmp["rms_percent_of_spread"] < 1.0, cmp
 
 
 def _blurred(img: np.ndarray) -> np.ndarray:
