@@ -250,3 +250,25 @@ def test_existing_output_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="would contain the input"):
         process(tmp_path / "photos", tmp_path, ProcessOptions(progress=False, overwrite=True))
     assert (out / "precious.txt").read_text() == "keep me"
+
+
+@needs_cup
+def test_masks_exclude_features_and_travel_with_the_capture(tmp_path):
+    names = CUP_SUBSET[:6]
+    photos = _copy(names, tmp_path / "photos")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    keep = np.full((600, 800), 255, np.uint8)
+    keep[:, :250] = 0  # no features in the left 250 columns
+    from nerf_app.results import write_png
+
+    for n in names:
+        write_png(masks / (Path(n).stem + ".png"), keep)
+    out = tmp_path / "capture"
+    report = process(photos, out, ProcessOptions(masks=masks, max_size=800, max_features=2048, progress=False))
+    assert report["images_registered"] >= 5
+    scene = load_scene(out)
+    assert scene.points3D is not None and scene.points3D.obs_xy[:, 0].min() >= 250 - 2
+    assert sorted(p.name for p in (out / "masks").iterdir()) == sorted(n + ".png" for n in names)
+    m = scene.images.mask(0)
+    assert m is not None and not m[:, :240].any() and m[:, 260:].all()
