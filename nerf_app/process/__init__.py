@@ -237,7 +237,7 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
                              "frames": opts.frames if kind == "video" else None, "seed": opts.seed,
                              "loop_detection": "none (needs a vocabulary tree download); sequential matching adds "
                                                "quadratic overlap and first-vs-last frames instead"}
-        pycolmap.logging.minloglevel = 0 if opts.verbose else 2
+        pycolmap.logging.minloglevel = 0 if opts.verbose else 3  # our own messages say what failed
         database = work / "database.db"
 
         # ---------------------------------------------------------------- features
@@ -276,9 +276,12 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
         unregistered = [nm for nm in all_names if nm not in registered]
         needed = max(MIN_IMAGES, math.ceil(opts.min_registered * n))
         if len(registered) < needed:
-            hint = ("try --matcher exhaustive, more frames (--frames) or a slower, steadier video" if kind == "video"
-                    else "try --matcher exhaustive (or sequential for ordered shots), or photos with more overlap "
-                         "(each part of the scene seen from several nearby viewpoints)")
+            tips = [] if matcher == "exhaustive" else ["--matcher exhaustive"]
+            if kind == "video":
+                tips += [f"more frames (--frames, now {opts.frames})", "a slower, steadier video with more overlap"]
+            else:
+                tips += ["more photos with more overlap (each part of the scene seen from several nearby viewpoints)"]
+            hint = "try " + ", or ".join(tips)
             raise DatasetError(inp, f"only {len(registered)} of {n} images registered (need {needed}); not registered: "
                                f"{_list_names(unregistered)}; {hint}")
 

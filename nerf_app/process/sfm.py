@@ -47,7 +47,7 @@ class SfmResult:
 def _quiet(verbose: bool) -> None:
     import pycolmap
 
-    pycolmap.logging.minloglevel = 0 if verbose else 2  # glog: 0 info, 1 warning, 2 error
+    pycolmap.logging.minloglevel = 0 if verbose else 3  # glog: 0 info, 1 warning, 2 error, 3 fatal
 
 
 def extract(database: Path, image_dir: Path, groups: Sequence[Sequence[str]], options: SfmOptions,
