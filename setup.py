@@ -4,6 +4,8 @@
 * CUDA kernels join when the installed torch has CUDA and nvcc is found (or NERF_APP_FORCE_CUDA=1).
   Architectures come from TORCH_CUDA_ARCH_LIST, else the local GPU, else 8.0;8.6;8.9;9.0.
 * NERF_APP_NO_EXTENSION=1 installs the pure-PyTorch package with no compiled code at all.
+* NERF_APP_REQUIRE_CUDA=1 makes a build without CUDA kernels an error instead of a CPU-only build (a GPU
+  machine must never pass its checks on a silently CPU-only extension; the tests honour it too).
 
 Install against the torch already present: ``pip install --no-build-isolation -e .``
 (an isolated build would download a different torch).
@@ -30,6 +32,11 @@ def extensions():
     with_cuda = _flag("NERF_APP_FORCE_CUDA") or (torch.version.cuda is not None and CUDA_HOME is not None)
     if _flag("NERF_APP_NO_CUDA"):
         with_cuda = False
+    if _flag("NERF_APP_REQUIRE_CUDA") and not with_cuda:
+        why = ("NERF_APP_NO_CUDA is set" if _flag("NERF_APP_NO_CUDA") else
+               f"torch {torch.__version__} has no CUDA" if torch.version.cuda is None else
+               "no CUDA toolkit (nvcc) was found: set CUDA_HOME")
+        raise SystemExit(f"nerf_app: NERF_APP_REQUIRE_CUDA=1 but the CUDA kernels cannot be built: {why}")
     rel = lambda pattern: sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
     sources = rel("csrc/*.cpp") + rel("csrc/cpu/*.cpp")
     include_dirs = [os.path.join(ROOT, "csrc", "include")]

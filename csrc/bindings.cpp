@@ -38,11 +38,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 
   m.def("mlp_forward", &nerf_app::mlp_forward, "fully fused MLP forward: [y, saved...]");
   m.def("mlp_backward", &nerf_app::mlp_backward, "fully fused MLP backward: [grad_x, grad_w...]");
+  m.def("mlp_fp16_loss_scale", &nerf_app::mlp_fp16_loss_scale, "the CUDA backward's fp16 loss scale (tests)");
 
   m.def("sh_encode_forward", &nerf_app::sh_encode_forward, "spherical-harmonics encoding of unit directions");
   m.def("sh_encode_backward", &nerf_app::sh_encode_backward, "spherical-harmonics gradient to the directions");
-  m.def("ray_aabb", &nerf_app::ray_aabb, "ray / cube intersection: [t_near, t_far]");
+  m.def("ray_aabb", &nerf_app::ray_aabb, "ray / axis-aligned cube intersection: [t_near, t_far]");
   m.def("march_rays", &nerf_app::march_rays, "occupancy-grid ray marching to packed samples");
-  m.def("render_forward", &nerf_app::render_forward, "volume rendering of packed samples");
-  m.def("render_backward", &nerf_app::render_backward, "volume rendering gradient to densities and colours");
+  m.def("volume_render_forward", &nerf_app::volume_render_forward, "volume rendering of packed samples");
+  m.def("volume_render_backward", &nerf_app::volume_render_backward,
+        "volume rendering gradient to densities and colours");
 }

@@ -3,12 +3,10 @@
 #include <c10/util/Exception.h>
 
 #include "cpu/hashgrid_cpu.h"
+#include "glue.h"
 #include "ops.h"
 
 #ifdef NERF_APP_WITH_CUDA
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-
 #include "cuda/hashgrid_cuda.h"
 #endif
 
@@ -43,11 +41,21 @@ HashGridLevels make_levels(int dim, const std::vector<int64_t>& offsets, const s
   return L;
 }
 
-void check_inputs(const at::Tensor& x, const at::Tensor& table) {
+// x and table (and grad_y when given) on one CPU/CUDA device, with the dtypes that device's kernels read.
+void check_inputs(const at::Tensor& x, const at::Tensor& table, const at::Tensor* grad_y = nullptr) {
+  if (grad_y)
+    check_same_device("hashgrid", {{"x", &x}, {"table", &table}, {"grad_y", grad_y}});
+  else
+    check_same_device("hashgrid", {{"x", &x}, {"table", &table}});
   TORCH_CHECK(x.dim() == 2 && x.size(1) >= 1 && x.size(1) <= 4, "hashgrid: x must be [N, D] with D in 1..4");
   TORCH_CHECK(table.dim() == 2, "hashgrid: table must be [rows, F]");
-  TORCH_CHECK(x.device() == table.device(), "hashgrid: x and table on different devices");
   TORCH_CHECK(x.is_contiguous() && table.is_contiguous(), "hashgrid: x and table must be contiguous");
+  if (grad_y) {
+    TORCH_CHECK(grad_y->is_contiguous() && grad_y->dim() == 2 && grad_y->size(0) == x.size(0),
+                "hashgrid: grad_y must be contiguous [N, n_levels*F]");
+    TORCH_CHECK(grad_y->scalar_type() == (x.is_cuda() ? at::kFloat : x.scalar_type()),
+                "hashgrid: grad_y must have x's dtype");
+  }
   if (x.is_cuda()) {
     TORCH_CHECK(x.scalar_type() == at::kFloat, "hashgrid (cuda): x must be float32");
     TORCH_CHECK(table.scalar_type() == at::kFloat || table.scalar_type() == at::kHalf,
@@ -59,13 +67,6 @@ void check_inputs(const at::Tensor& x, const at::Tensor& table) {
   }
 }
 
-#ifdef NERF_APP_WITH_CUDA
-void check_cuda(const char* what) {
-  const char* err = cuda::last_error();
-  TORCH_CHECK(err == nullptr, "hashgrid ", what, ": CUDA error: ", err);
-}
-void* current_stream() { return (void*)c10::cuda::getCurrentCUDAStream().stream(); }
-#endif
 
 }  // namespace
 
@@ -82,7 +83,7 @@ at::Tensor hashgrid_forward(const at::Tensor& x, const at::Tensor& table, const 
     at::Tensor y = at::empty({n, (int64_t)L.n_levels * features}, x.options());
     cuda::hashgrid_forward(x.data_ptr<float>(), table.data_ptr(), table.scalar_type() == at::kHalf,
                            y.data_ptr<float>(), n, dim, features, L, smoothstep, current_stream());
-    check_cuda("forward");
+    NA_CHECK_LAUNCH();
     return y;
 #else
     TORCH_CHECK(false, "hashgrid: nerf_app._C was built without CUDA kernels");
@@ -100,21 +101,21 @@ at::Tensor hashgrid_backward_table(const at::Tensor& x, const at::Tensor& table,
                                    const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes,
                                    const std::vector<int64_t>& resolutions, const std::vector<double>& scales,
                                    bool smoothstep) {
-  check_inputs(x, table);
+  check_inputs(x, table, &grad_y);
   const int dim = (int)x.size(1), features = (int)table.size(1);
   const int64_t n = x.size(0);
   const HashGridLevels L = make_levels(dim, offsets, sizes, resolutions, scales, table.size(0));
   TORCH_CHECK(grad_y.is_contiguous() && grad_y.size(0) == n && grad_y.size(1) == (int64_t)L.n_levels * features,
               "hashgrid: grad_y must be contiguous [N, n_levels*F]");
   if (x.is_cuda()) {
-    at::Tensor grad_table = at::zeros_like(table);  // the CUDA kernel accumulates with atomics
 #ifdef NERF_APP_WITH_CUDA
     const c10::cuda::CUDAGuard guard(x.device());
-    cuda::hashgrid_backward_table(x.data_ptr<float>(), grad_y.data_ptr<float>(), grad_table.data_ptr(),
-                                  table.scalar_type() == at::kHalf, n, dim, features, L, smoothstep,
-                                  current_stream());
-    check_cuda("backward (table)");
-    return grad_table;
+    // Accumulated with float atomics in float32 for every table type, then cast (see hashgrid_cuda.cu).
+    at::Tensor grad_table = at::zeros(table.sizes(), table.options().dtype(at::kFloat));
+    cuda::hashgrid_backward_table(x.data_ptr<float>(), grad_y.data_ptr<float>(), grad_table.data_ptr<float>(), n,
+                                  dim, features, L, smoothstep, current_stream());
+    NA_CHECK_LAUNCH();
+    return table.scalar_type() == at::kFloat ? grad_table : grad_table.to(table.scalar_type());
 #else
     TORCH_CHECK(false, "hashgrid: nerf_app._C was built without CUDA kernels");
 #endif
@@ -138,7 +139,7 @@ at::Tensor hashgrid_backward_input(const at::Tensor& x, const at::Tensor& table,
                                    const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes,
                                    const std::vector<int64_t>& resolutions, const std::vector<double>& scales,
                                    bool smoothstep) {
-  check_inputs(x, table);
+  check_inputs(x, table, &grad_y);
   const int dim = (int)x.size(1), features = (int)table.size(1);
   const int64_t n = x.size(0);
   const HashGridLevels L = make_levels(dim, offsets, sizes, resolutions, scales, table.size(0));
@@ -151,7 +152,7 @@ at::Tensor hashgrid_backward_input(const at::Tensor& x, const at::Tensor& table,
     cuda::hashgrid_backward_input(x.data_ptr<float>(), table.data_ptr(), table.scalar_type() == at::kHalf,
                                   grad_y.data_ptr<float>(), grad_x.data_ptr<float>(), n, dim, features, L,
                                   smoothstep, current_stream());
-    check_cuda("backward (input)");
+    NA_CHECK_LAUNCH();
     return grad_x;
 #else
     TORCH_CHECK(false, "hashgrid: nerf_app._C was built without CUDA kernels");

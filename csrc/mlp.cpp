@@ -18,12 +18,10 @@
 #endif
 
 #include "cpu/mlp_cpu.h"
+#include "glue.h"
 #include "ops.h"
 
 #ifdef NERF_APP_WITH_CUDA
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-
 #include "cuda/mlp_cuda.h"
 #endif
 
@@ -34,16 +32,17 @@ cpu::MlpDims check_network(const at::Tensor& x, const std::vector<at::Tensor>& w
                            int64_t out_act) {
   const int L = (int)weights.size();
   TORCH_CHECK(L >= 1 && L <= kMlpMaxLayers, "mlp: 1 to ", kMlpMaxLayers, " weight matrices supported, got ", L);
-  TORCH_CHECK(x.dim() == 2 && x.size(1) >= 1, "mlp: x must be [N, n_in]");
-  TORCH_CHECK(x.is_contiguous() && x.scalar_type() == at::kFloat, "mlp: x must be contiguous float32");
+  check_same_device("mlp", {{"x", &x}});
+  check_tensor("mlp", "x", x, at::kFloat, 2);
+  TORCH_CHECK(x.size(1) >= 1, "mlp: x must be [N, n_in] with n_in >= 1");
   TORCH_CHECK(act == kActNone || act == kActRelu, "mlp: hidden activation must be none or relu");
   TORCH_CHECK(out_act >= kActNone && out_act <= kActExp, "mlp: bad output activation code ", out_act);
   int64_t prev = x.size(1);
   for (int i = 0; i < L; ++i) {
     const at::Tensor& w = weights[i];
     TORCH_CHECK(w.dim() == 2 && w.size(1) == prev, "mlp: weights[", i, "] must be [out, ", prev, "]");
-    TORCH_CHECK(w.is_contiguous() && w.scalar_type() == at::kFloat && w.device() == x.device(),
-                "mlp: weights must be contiguous float32 on x's device");
+    check_same_device("mlp", {{"x", &x}, {"a weight matrix", &w}});
+    check_tensor("mlp", "weights", w, at::kFloat, 2);
     TORCH_CHECK(i == L - 1 || i == 0 || w.size(0) == weights[0].size(0), "mlp: hidden layers must share one width");
     prev = w.size(0);
   }
@@ -141,11 +140,6 @@ std::vector<const float*> pointers(const std::vector<at::Tensor>& ts) {
 cuda::MlpCudaDims cuda_dims(const cpu::MlpDims& s) {
   return cuda::MlpCudaDims{s.n_in, s.width, s.n_out, s.n_layers, s.act, s.out_act};
 }
-void check_cuda(const char* what) {
-  const char* err = cuda::mlp_last_error();
-  TORCH_CHECK(err == nullptr, "mlp ", what, ": CUDA error: ", err);
-}
-void* current_stream() { return (void*)c10::cuda::getCurrentCUDAStream().stream(); }
 
 std::vector<at::Tensor> forward_cuda(const at::Tensor& x, const std::vector<at::Tensor>& weights,
                                      const cpu::MlpDims& s, bool training) {
@@ -177,7 +171,7 @@ std::vector<at::Tensor> forward_cuda(const at::Tensor& x, const std::vector<at::
   cuda::mlp_forward(x.data_ptr<float>(), w_half.data_ptr<at::Half>(), y.data_ptr<float>(),
                     training ? x_half.data_ptr<at::Half>() : nullptr, training ? hidden.data_ptr<at::Half>() : nullptr,
                     n, cd, current_stream());
-  check_cuda("forward");
+  NA_CHECK_LAUNCH();
   if (!training) return {y};
   return {y, x_half, hidden, w_half};
 }
@@ -187,14 +181,20 @@ std::vector<at::Tensor> backward_cuda(const at::Tensor& x, const std::vector<at:
                                       const at::Tensor& grad_y, const cpu::MlpDims& s, bool need_grad_x) {
   const c10::cuda::CUDAGuard guard(x.device());
   TORCH_CHECK(saved.size() == 3, "mlp (cuda) backward: expected the 3 tensors saved by a training forward");
+  for (const auto& t : saved) {
+    check_same_device("mlp backward", {{"x", &x}, {"a saved tensor", &t}});
+    TORCH_CHECK(t.scalar_type() == at::kHalf && t.is_contiguous(), "mlp (cuda) backward: saved tensors must be "
+                "the contiguous half tensors of a training forward");
+  }
   const cuda::MlpCudaDims cd = cuda_dims(s);
   const int64_t n = x.size(0);
-  // fp16 gradients: scale grad_y so its largest entry is about 2^10 (a power of two, so exact),
-  // keeping small loss gradients out of the fp16 subnormal range; undone in fp32 at the end.
-  const float amax = grad_y.numel() ? grad_y.abs().max().item<float>() : 0.f;
-  float scale = 1.f;
-  if (amax > 0.f && std::isfinite(amax)) scale = std::ldexp(1.f, 10 - std::ilogb(amax));
   const int64_t n_pad = cuda::mlp_cuda_padded_rows(n);
+  TORCH_CHECK(saved[0].numel() == n_pad * cuda::mlp_cuda_padded_dim(s.n_in) &&
+                  saved[1].numel() == std::max(s.n_layers - 1, 0) * n_pad * (int64_t)s.width &&
+                  saved[2].numel() == cuda::mlp_cuda_weight_elements(cd),
+              "mlp (cuda) backward: saved tensors do not match the network");
+  // fp16 loss scale: sized on the device from max |grad_y * a'(y)| (no host sync; mlp_common.h).
+  at::Tensor amax = at::zeros({1}, x.options());
   at::Tensor g = at::empty({cuda::mlp_cuda_grad_elements(cd, n_pad)}, x.options().dtype(at::kHalf));
   at::Tensor grad_x = need_grad_x ? at::empty_like(x) : at::Tensor();
   const int64_t n_chunks = cuda::mlp_cuda_weight_grad_chunks(n_pad);
@@ -206,10 +206,10 @@ std::vector<at::Tensor> backward_cuda(const at::Tensor& x, const std::vector<at:
     grad_w_ptr.push_back(grad_w.back().data_ptr<float>());
   }
   cuda::mlp_backward(saved[0].data_ptr<at::Half>(), saved[2].data_ptr<at::Half>(), saved[1].data_ptr<at::Half>(),
-                     y.data_ptr<float>(), grad_y.data_ptr<float>(), scale, g.data_ptr<at::Half>(),
+                     y.data_ptr<float>(), grad_y.data_ptr<float>(), amax.data_ptr<float>(), g.data_ptr<at::Half>(),
                      partial.data_ptr<float>(), need_grad_x ? grad_x.data_ptr<float>() : nullptr, grad_w_ptr.data(), n,
                      cd, current_stream());
-  check_cuda("backward");
+  NA_CHECK_LAUNCH();
   std::vector<at::Tensor> result{grad_x};
   for (auto& t : grad_w) result.push_back(t);
   return result;
@@ -243,10 +243,11 @@ std::vector<at::Tensor> mlp_backward(const at::Tensor& x, const std::vector<at::
                                      const at::Tensor& grad_y, int64_t act, int64_t out_act, bool need_grad_x) {
   const cpu::MlpDims s = check_network(x, weights, act, out_act);
   const int64_t n = x.size(0);
-  TORCH_CHECK(y.is_contiguous() && grad_y.is_contiguous() && y.sizes() == grad_y.sizes() && y.size(0) == n &&
-                  y.size(1) == s.n_out && grad_y.scalar_type() == at::kFloat && y.device() == x.device() &&
-                  grad_y.device() == x.device(),
-              "mlp backward: y and grad_y must be contiguous float32 [N, n_out] on x's device");
+  check_same_device("mlp backward", {{"x", &x}, {"y", &y}, {"grad_y", &grad_y}});
+  check_tensor("mlp backward", "y", y, at::kFloat, 2, s.n_out);
+  check_tensor("mlp backward", "grad_y", grad_y, at::kFloat, 2, s.n_out);
+  check_rows("mlp backward", "y", y, n);
+  check_rows("mlp backward", "grad_y", grad_y, n);
   if (x.is_cuda()) {
 #ifdef NERF_APP_WITH_CUDA
     return backward_cuda(x, weights, saved, y, grad_y, s, need_grad_x);
@@ -256,6 +257,8 @@ std::vector<at::Tensor> mlp_backward(const at::Tensor& x, const std::vector<at::
   }
   TORCH_CHECK(saved.size() == 1, "mlp (cpu) backward: expected the hidden activations of a training forward");
   const at::Tensor& hidden = saved[0];
+  check_same_device("mlp backward", {{"x", &x}, {"the saved hidden activations", &hidden}});
+  TORCH_CHECK(hidden.scalar_type() == at::kFloat, "mlp (cpu) backward: saved hidden activations must be float32");
   TORCH_CHECK(hidden.is_contiguous() && hidden.dim() == 3 && hidden.size(0) == s.n_layers - 1 &&
                   (s.n_layers == 1 || (hidden.size(1) == n && hidden.size(2) == cpu::mlp_cpu_hidden_width(s.width))),
               "mlp (cpu) backward: saved hidden activations do not match the network");
@@ -271,6 +274,18 @@ std::vector<at::Tensor> mlp_backward(const at::Tensor& x, const std::vector<at::
                     y.data_ptr<float>(), grad_y.data_ptr<float>(), need_grad_x ? grad_x.data_ptr<float>() : nullptr,
                     gw.data(), n, s);
   return result;
+}
+
+double mlp_fp16_loss_scale(const at::Tensor& y, const at::Tensor& grad_y, int64_t out_act) {
+  check_tensor("mlp_fp16_loss_scale", "y", y, at::kFloat, 2);
+  check_tensor("mlp_fp16_loss_scale", "grad_y", grad_y, at::kFloat, 2);
+  TORCH_CHECK(y.device().is_cpu() && grad_y.device().is_cpu() && y.sizes() == grad_y.sizes(),
+              "mlp_fp16_loss_scale: y and grad_y must be CPU tensors of one shape");
+  const float* py = y.data_ptr<float>();
+  const float* pg = grad_y.data_ptr<float>();
+  float amax = 0.f;
+  for (int64_t k = 0; k < y.numel(); ++k) amax = std::max(amax, std::fabs(mlp_stored_grad((int)out_act, pg[k], py[k])));
+  return mlp_fp16_loss_scale(amax);
 }
 
 }  // namespace nerf_app

@@ -31,25 +31,33 @@ std::vector<at::Tensor> mlp_forward(const at::Tensor& x, const std::vector<at::T
 std::vector<at::Tensor> mlp_backward(const at::Tensor& x, const std::vector<at::Tensor>& weights,
                                      const std::vector<at::Tensor>& saved, const at::Tensor& y,
                                      const at::Tensor& grad_y, int64_t act, int64_t out_act, bool need_grad_x);
+// The fp16 loss scale the CUDA backward would choose for this grad_y / y (computed here on the CPU
+// with the same per-element code; exposed for tests): a power of two putting max |grad_y * a'(y)| near 2^10.
+double mlp_fp16_loss_scale(const at::Tensor& y, const at::Tensor& grad_y, int64_t out_act);
 
 }  // namespace nerf_app
 
-// ---- NeRF rendering ops (csrc/render.cpp) ----
+// ---- NeRF rendering ops: csrc/sh.cpp, ray_aabb.cpp, march.cpp, volume_render.cpp ----
 namespace nerf_app {
 at::Tensor sh_encode_forward(const at::Tensor& dirs, int64_t degree);
 at::Tensor sh_encode_backward(const at::Tensor& dirs, const at::Tensor& grad_out, int64_t degree);
-std::vector<at::Tensor> ray_aabb(const at::Tensor& origins, const at::Tensor& dirs, double lo, double hi);
+// -> [t_near [R], t_far [R]]
+// lo, hi: the box's 3 lower and 3 upper bounds
+std::vector<at::Tensor> ray_aabb(const at::Tensor& origins, const at::Tensor& dirs, const std::vector<double>& lo,
+                                 const std::vector<double>& hi);
 // -> [packed_info [R,2] int64, ray_indices [S] int64, t_starts [S], t_ends [S]]
 std::vector<at::Tensor> march_rays(const at::Tensor& origins, const at::Tensor& dirs, const at::Tensor& t_min,
                                    const at::Tensor& t_max, const at::Tensor& bitfield, int64_t n_cascades,
                                    int64_t resolution, double dt_min, double dt_max, double cone_angle,
                                    int64_t max_samples);
 // -> [weights [S], color [R,3], opacity [R], depth [R]]
-std::vector<at::Tensor> render_forward(const at::Tensor& sigmas, const at::Tensor& rgbs, const at::Tensor& t_starts,
-                                       const at::Tensor& t_ends, const at::Tensor& packed_info, double t_threshold);
+std::vector<at::Tensor> volume_render_forward(const at::Tensor& sigmas, const at::Tensor& rgbs,
+                                              const at::Tensor& t_starts, const at::Tensor& t_ends,
+                                              const at::Tensor& packed_info, double t_threshold);
 // -> [grad_sigmas [S], grad_rgbs [S,3]]
-std::vector<at::Tensor> render_backward(const at::Tensor& sigmas, const at::Tensor& rgbs, const at::Tensor& t_starts,
-                                        const at::Tensor& t_ends, const at::Tensor& packed_info, double t_threshold,
-                                        const at::Tensor& weights, const at::Tensor& grad_color,
-                                        const at::Tensor& grad_opacity, const at::Tensor& grad_depth);
+std::vector<at::Tensor> volume_render_backward(const at::Tensor& sigmas, const at::Tensor& rgbs,
+                                               const at::Tensor& t_starts, const at::Tensor& t_ends,
+                                               const at::Tensor& packed_info, double t_threshold,
+                                               const at::Tensor& weights, const at::Tensor& grad_color,
+                                               const at::Tensor& grad_opacity, const at::Tensor& grad_depth);
 }  // namespace nerf_app

@@ -121,6 +121,21 @@ def resolve(op: str, backend: Optional[str], device: torch.device,
     return "torch"
 
 
+def same_device(op: str, **tensors: torch.Tensor) -> torch.device:
+    """The one device all ``tensors`` share; raises :class:`BackendError` naming the odd one out.
+
+    Checked before a backend is chosen, since the choice follows the first tensor's device: rays built
+    on the CPU with a GPU occupancy grid must fail here with a clear message (the compiled kernels check
+    again, so a direct ``nerf_app._C`` call fails the same way instead of reading a foreign pointer).
+    """
+    (first, t0), *rest = tensors.items()
+    for name, t in rest:
+        if t.device != t0.device:
+            raise BackendError(f"{op}: {name} is on {t.device} but {first} is on {t0.device} "
+                               f"(move all inputs to one device)")
+    return t0.device
+
+
 def build_report() -> dict:
     """What was built and what ``auto`` picks, for ``nerf-app info`` and benchmark records."""
     ext = extension()

@@ -1,6 +1,12 @@
-"""Shared test fixtures: where the real data lives, and which backends can run here."""
+"""Shared test fixtures: where the real data lives, and which backends can run here.
+
+CUDA tests carry the ``cuda`` marker (``requires_cuda``). Without a GPU or without the extension's CUDA
+kernels they skip, unless ``NERF_APP_REQUIRE_CUDA=1`` is set (as scripts/gpu_check.sh does): then they
+fail, so a GPU run cannot pass without executing a single kernel.
+"""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,9 +20,30 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 HAS_CPP = backend.has_cpp()
 HAS_CUDA = torch.cuda.is_available() and backend.has_cuda_kernels()
+REQUIRE_CUDA = os.environ.get("NERF_APP_REQUIRE_CUDA", "0").strip().lower() in ("1", "true", "yes", "on")
 
 requires_cpp = pytest.mark.skipif(not HAS_CPP, reason=f"C++ extension not built: {backend.extension_error()}")
-requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU and the extension's CUDA kernels")
+requires_cuda = pytest.mark.cuda
+
+
+def _why_no_cuda():
+    if not torch.cuda.is_available():
+        return f"no CUDA GPU visible to torch {torch.__version__} (torch.version.cuda={torch.version.cuda})"
+    if not backend.has_cpp():
+        return f"C++ extension not built: {backend.extension_error()}"
+    return "the extension was built without CUDA kernels"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU and the extension's CUDA kernels "
+                                       "(skips without them; fails instead under NERF_APP_REQUIRE_CUDA=1)")
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("cuda") is not None and not HAS_CUDA:
+        if REQUIRE_CUDA:
+            pytest.fail(f"NERF_APP_REQUIRE_CUDA=1 but {_why_no_cuda()}", pytrace=False)
+        pytest.skip(f"needs a CUDA GPU and the extension's CUDA kernels: {_why_no_cuda()}")
 
 
 @pytest.fixture(scope="session")

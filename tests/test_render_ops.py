@@ -1,16 +1,26 @@
-"""NeRF rendering ops: compiled backends against the torch reference (values and gradients) on random
-inputs at awkward sizes, plus checks of the math against closed forms."""
+"""NeRF rendering ops (sh_encode, ray_aabb, march_rays, volume_render): compiled backends against the
+torch reference (values and gradients) on random inputs at awkward sizes, checks of the math against
+closed forms, and the glue's refusal of mixed devices / wrong dtypes."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from nerf_app import backend
+from nerf_app.errors import BackendError
 from nerf_app.ops import _reference
-from nerf_app.ops import render as R
+from nerf_app.ops.march import PackedSamples, march_rays
+from nerf_app.ops.ray_aabb import ray_aabb
+from nerf_app.ops.sh import sh_encode
+from nerf_app.ops.volume_render import volume_render
 
 from conftest import requires_cpp, requires_cuda
+
+R = SimpleNamespace(sh_encode=sh_encode, ray_aabb=ray_aabb, march_rays=march_rays, volume_render=volume_render,
+                    PackedSamples=PackedSamples)
 
 DEVICES = [pytest.param("cpu", marks=requires_cpp), pytest.param("cuda", marks=requires_cuda)]
 NATIVE = {"cpu": "cpp", "cuda": "cuda"}
@@ -171,6 +181,159 @@ def test_volume_render_reference_closed_form():
                                                         samples.t_ends, samples.ray_indices, 1, 0.0)
     assert opacity.item() == pytest.approx(1 - math.exp(-sigma * L), rel=1e-5)
     assert torch.allclose(color[0], opacity * torch.tensor([0.2, 0.4, 0.6]), rtol=1e-5)
+    # sigma * dt = 1 per sample: T = 1 before the first sample (kept), e^-1 < 0.5 before the second (cut),
+    # so exactly one sample contributes
     _, _, op_cut, _ = _reference.volume_render(torch.full((n,), 50.0), rgb, samples.t_starts, samples.t_ends,
                                                samples.ray_indices, 1, 0.5)
-    assert op_cut.item() < 1 - 0.5 + 1e-6 + (1 - math.exp(-50 * L / n))  # stops once T < 0.5
+    assert op_cut.item() == pytest.approx(1 - math.exp(-1.0), rel=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opacity_never_exceeds_one(device):
+    """Weights are T_i (1 - exp(-tau_i)) with T_{i+1} = T_i exp(-tau_i): they telescope to 1 - T_end <= 1."""
+    gen = torch.Generator().manual_seed(9)
+    samples, sigmas, rgbs = render_inputs(2000, gen, device, max_per_ray=200)
+    sigmas = sigmas * 1000.0  # saturating rays
+    for name in (NATIVE[device], "torch"):
+        w, color, opacity, _ = R.volume_render(sigmas, rgbs, samples, 0.0, backend=name)
+        assert (opacity <= 1.0 + 1e-6).all() and (opacity >= 0).all(), name
+        assert (color <= opacity[:, None] + 1e-6).all(), name  # colours in [0, 1]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_ray_aabb_per_axis_box(device):
+    """A box with different bounds per axis (as the SDF renders use), against the reference and against
+    the distances to its faces."""
+    gen = torch.Generator().manual_seed(4)
+    lo, hi = [-0.2, 0.1, 0.3], [0.9, 0.4, 1.7]
+    o = (torch.rand(997, 3, generator=gen) * 4 - 1.5).to(device)
+    d = random_dirs(997, gen, device)
+    tn, tf = R.ray_aabb(o, d, lo, hi, backend=NATIVE[device])
+    tn_ref, tf_ref = _reference.ray_aabb(o, d, lo, hi)
+    assert torch.equal(tn, tn_ref) and torch.equal(tf, tf_ref)
+    hit = tn <= tf
+    assert hit.any() and (~hit).any()
+    centre, half = torch.tensor([0.35, 0.25, 1.0], device=device), torch.tensor([0.55, 0.15, 0.7], device=device)
+    for t in (tn[hit], tf[hit]):
+        p = o[hit] + t[:, None] * d[hit]
+        assert (((p - centre).abs() / half).amax(-1) - 1.0).abs().max() < 1e-4
+
+
+@requires_cpp
+def test_march_count_and_fill_agree():
+    """The fill pass writes exactly the samples the count pass reserved: per-ray blocks are contiguous,
+    labelled with their ray, strictly increasing in t, and of positive length (a padded slot would have
+    zero length), for step rules with contraction-prone arithmetic (cone steps, several cascades)."""
+    gen = torch.Generator().manual_seed(13)
+    for n_cascades, res, cone in ((1, 8, 0.0), (3, 16, 1 / 256), (4, 24, 1 / 64)):
+        bitfield = random_bitfield(n_cascades, res, 0.4, gen)
+        o, d, tn, tf = march_inputs(3001, gen, n_cascades, "cpu")
+        s = R.march_rays(o, d, tn, tf, bitfield, n_cascades, res, 0.003, 0.05, cone, 4096, backend="cpp")
+        starts, counts = s.packed_info[:, 0], s.packed_info[:, 1]
+        assert int(counts.sum()) == s.n_samples > 0
+        assert torch.equal(starts, torch.cumsum(counts, 0) - counts)
+        assert torch.equal(s.ray_indices, torch.repeat_interleave(torch.arange(3001), counts))
+        assert (s.t_ends > s.t_starts).all()
+        same_ray = s.ray_indices[1:] == s.ray_indices[:-1]
+        assert (s.t_starts[1:][same_ray] >= s.t_ends[:-1][same_ray]).all()
+
+
+def _valid_args(name):
+    """Valid CPU arguments of every compiled entry point, tensors first-class so the tests can swap them."""
+    gen = torch.Generator().manual_seed(0)
+    o = torch.rand(5, 3, generator=gen)
+    d = random_dirs(5, gen)
+    if name == "sh_encode_forward":
+        return [d, 2]
+    if name == "sh_encode_backward":
+        return [d, torch.randn(5, 4, generator=gen), 2]
+    if name == "ray_aabb":
+        return [o, d, [0.0] * 3, [1.0] * 3]
+    if name == "march_rays":
+        return [o, d, torch.zeros(5), torch.ones(5), torch.full((64,), 255, dtype=torch.uint8), 1, 8, 0.01, 0.1, 0.0,
+                16]
+    packed = torch.tensor([[0, 2], [2, 0], [2, 1], [3, 1], [4, 0]])
+    common = [torch.rand(4, generator=gen), torch.rand(4, 3, generator=gen), torch.arange(4.0) * 0.1,
+              torch.arange(4.0) * 0.1 + 0.05, packed, 1e-4]
+    if name == "volume_render_forward":
+        return common
+    if name == "volume_render_backward":
+        return common + [torch.rand(4), torch.randn(5, 3), torch.randn(5), torch.randn(5)]
+    if name == "hashgrid_forward":
+        return [torch.rand(5, 3), torch.rand(16, 2), [0], [16], [2], [1.0], False]
+    if name in ("hashgrid_backward_table", "hashgrid_backward_input"):
+        return [torch.rand(5, 3), torch.rand(16, 2), torch.randn(5, 2), [0], [16], [2], [1.0], False]
+    if name == "mlp_forward":
+        return [torch.rand(5, 4), [torch.randn(16, 4), torch.randn(2, 16)], 1, 0, True]
+    raise KeyError(name)
+
+
+ENTRY_POINTS = ("sh_encode_forward", "sh_encode_backward", "ray_aabb", "march_rays", "volume_render_forward",
+                "volume_render_backward", "hashgrid_forward", "hashgrid_backward_table", "hashgrid_backward_input",
+                "mlp_forward")
+
+
+def _tensor_slots(args):
+    """(position, index in a list or None) of every tensor argument."""
+    for i, a in enumerate(args):
+        if torch.is_tensor(a):
+            yield i, None
+        elif isinstance(a, list) and a and torch.is_tensor(a[0]):
+            for j in range(len(a)):
+                yield i, j
+
+
+def _replace(args, slot, fn):
+    args = [list(a) if isinstance(a, list) else a for a in args]
+    i, j = slot
+    if j is None:
+        args[i] = fn(args[i])
+    else:
+        args[i][j] = fn(args[i][j])
+    return args
+
+
+@requires_cpp
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_glue_rejects_mixed_devices(name):
+    """Every compiled entry point refuses a tensor on another device (a meta tensor stands in for a GPU
+    one here) with an error naming it, instead of running the CPU loop on a foreign pointer."""
+    ext = backend.extension()
+    fn = getattr(ext, name)
+    fn(*_valid_args(name))  # the valid arguments run
+    for slot in _tensor_slots(_valid_args(name)):
+        args = _replace(_valid_args(name), slot, lambda t: t.to("meta"))
+        with pytest.raises(RuntimeError, match="meta"):
+            fn(*args)
+
+
+@requires_cpp
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_glue_rejects_wrong_dtype_and_layout(name):
+    ext = backend.extension()
+    fn = getattr(ext, name)
+    for slot in _tensor_slots(_valid_args(name)):
+        args = _valid_args(name)
+        t = args[slot[0]] if slot[1] is None else args[slot[0]][slot[1]]
+        wrong = torch.int32 if t.is_floating_point() else torch.float32
+        with pytest.raises((RuntimeError, ValueError)):
+            fn(*_replace(args, slot, lambda t: t.to(wrong)))
+        if t.dim() == 2 and t.shape[0] > 1 and t.shape[1] > 1:
+            with pytest.raises((RuntimeError, ValueError)):
+                fn(*_replace(args, slot, lambda t: t.t().contiguous().t()))  # same shape, not contiguous
+
+
+def test_ops_refuse_mixed_devices_before_choosing_a_backend():
+    """The Python ops name the odd tensor out whatever the backend (even the torch reference)."""
+    gen = torch.Generator().manual_seed(0)
+    o, d = torch.rand(4, 3, generator=gen), random_dirs(4, gen)
+    bitfield = torch.full((64,), 255, dtype=torch.uint8)
+    for which in ("auto", "torch"):
+        with pytest.raises(BackendError, match="bitfield is on meta"):
+            R.march_rays(o, d, torch.zeros(4), torch.ones(4), bitfield.to("meta"), 1, 8, 0.01, 0.1, backend=which)
+        with pytest.raises(BackendError, match="dirs is on meta"):
+            R.ray_aabb(o, d.to("meta"), backend=which)
+    samples = R.PackedSamples(torch.zeros(2, dtype=torch.long), torch.zeros(2), torch.ones(2),
+                              torch.tensor([[0, 2]]).to("meta"))
+    with pytest.raises(BackendError, match="packed_info is on meta"):
+        R.volume_render(torch.ones(2), torch.ones(2, 3), samples)

@@ -10,7 +10,7 @@ from nerf_app.errors import DatasetError
 from nerf_app.geometry.mesh import TriMesh, load_mesh, unit_cube_transform
 from nerf_app.geometry.metrics import mesh_metrics
 from nerf_app.geometry.queries import MeshQuery
-from nerf_app.sdf.surface_trace import gradient_normals, march_bisect, ray_box, sphere_trace
+from nerf_app.sdf.surface_trace import gradient_normals, march_bisect, ray_interval, sphere_trace
 
 
 def icosphere(r=0.5, sub=4):
@@ -110,7 +110,7 @@ def test_sphere_tracing_hits_analytic_sphere():
     target[:, 2] = 0.5
     d = target - o
     d = d / d.norm(dim=-1, keepdim=True)
-    tn, tf = ray_box(o, d, [0, 0, 0], [1, 1, 1])
+    tn, tf = ray_interval(o, d, [0, 0, 0], [1, 1, 1])
     t, hit = sphere_trace(f, o, d, tn, tf, max_steps=200, eps=1e-6)
     # analytic ray-sphere intersection
     oc = o - torch.tensor([0.5, 0.5, 0.5])

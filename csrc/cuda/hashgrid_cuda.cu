@@ -1,6 +1,10 @@
 // CUDA hash-grid kernels. One thread per (point, level) for the forward pass and the table gradient
-// (float atomics, or half2 atomics for fp16 tables: order-dependent rounding, so unlike the CPU kernel
-// the CUDA table gradient is not bit-reproducible); one thread per point for the input gradient.
+// (level-minor, so outputs coalesce);
+// one thread per point for the input gradient. The table gradient is accumulated with float atomics
+// into a float32 buffer for every table type (the glue casts it to fp16 for fp16 tables, as
+// tiny-cuda-nn does): a coarse vertex receives thousands of adds, and fp16 accumulation of them lost
+// 5-7 %. Atomics add in an order-dependent way, so unlike the CPU kernel the CUDA table gradient is not
+// bit-reproducible.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -18,12 +22,33 @@ constexpr int kThreads = 256;
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 
+// Thread t handles point t / n_levels at level t % n_levels: consecutive threads write consecutive F-wide
+// pieces of y's [N, n_levels * F] rows, so the stores (and the table gradient's grad_y reads) coalesce.
+// A warp then spans several levels, so the layout is staged in shared memory (a warp reading different
+// entries of a kernel parameter would serialise on the constant cache).
+struct PointLevel {
+  int64_t i;
+  int l;
+};
+
+__device__ __forceinline__ bool point_level(int64_t n, const HashGridLevels& L, HashGridLevels& staged,
+                                            PointLevel& pl) {
+  if (threadIdx.x == 0) staged = L;
+  __syncthreads();
+  const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  pl.i = t / L.n_levels;
+  pl.l = (int)(t - pl.i * L.n_levels);
+  return pl.i < n;
+}
+
 template <typename TT, int D, int F>
 __global__ void forward_kernel(const float* __restrict__ x, const TT* __restrict__ table, float* __restrict__ y,
-                               int64_t n, HashGridLevels L, bool smooth) {
-  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  const int l = blockIdx.y;
-  if (i >= n) return;
+                               int64_t n, HashGridLevels levels, bool smooth) {
+  __shared__ HashGridLevels L;
+  PointLevel pl;
+  if (!point_level(n, levels, L, pl)) return;
+  const int64_t i = pl.i;
+  const int l = pl.l;
   uint32_t g[D];
   float w[D], dw[D];
   grid_cell<float, D>(x + i * D, L.scale[l], smooth, g, w, dw);
@@ -49,25 +74,14 @@ __device__ __forceinline__ void add_row(float* row, const float* v, float weight
   for (int f = 0; f < F; ++f) atomicAdd(row + f, weight * v[f]);
 }
 
-template <int F>
-__device__ __forceinline__ void add_row(__half* row, const float* v, float weight) {
-  if constexpr (F % 2 == 0) {
-    // Rows start at even offsets (row * F), so pairs are 4-byte aligned for half2 atomics.
-#pragma unroll
-    for (int f = 0; f < F; f += 2)
-      atomicAdd(reinterpret_cast<__half2*>(row + f), __floats2half2_rn(weight * v[f], weight * v[f + 1]));
-  } else {
-#pragma unroll
-    for (int f = 0; f < F; ++f) atomicAdd(row + f, __float2half(weight * v[f]));
-  }
-}
-
-template <typename TT, int D, int F>
+template <int D, int F>
 __global__ void backward_table_kernel(const float* __restrict__ x, const float* __restrict__ grad_y,
-                                      TT* __restrict__ grad_table, int64_t n, HashGridLevels L, bool smooth) {
-  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  const int l = blockIdx.y;
-  if (i >= n) return;
+                                      float* __restrict__ grad_table, int64_t n, HashGridLevels levels, bool smooth) {
+  __shared__ HashGridLevels L;
+  PointLevel pl;
+  if (!point_level(n, levels, L, pl)) return;
+  const int64_t i = pl.i;
+  const int l = pl.l;
   const float* gy = grad_y + i * (int64_t)L.n_levels * F + (int64_t)l * F;
   float v[F];
   bool any = false;
@@ -77,7 +91,7 @@ __global__ void backward_table_kernel(const float* __restrict__ x, const float* 
   uint32_t g[D];
   float w[D], dw[D];
   grid_cell<float, D>(x + i * D, L.scale[l], smooth, g, w, dw);
-  TT* tab = grad_table + (int64_t)L.offset[l] * F;
+  float* tab = grad_table + (int64_t)L.offset[l] * F;
 #pragma unroll
   for (uint32_t c = 0; c < (1u << D); ++c) {
     const float weight = corner_weight<float, D>(w, c);
@@ -144,15 +158,14 @@ inline unsigned blocks_for(int64_t n) { return (unsigned)((n + kThreads - 1) / k
 template <typename TT, int D, int F>
 void launch_forward(const float* x, const void* table, float* y, int64_t n, const HashGridLevels& L, bool smooth,
                     cudaStream_t s) {
-  forward_kernel<TT, D, F><<<dim3(blocks_for(n), L.n_levels), kThreads, 0, s>>>(
+  forward_kernel<TT, D, F><<<blocks_for(n * L.n_levels), kThreads, 0, s>>>(
       x, static_cast<const TT*>(table), y, n, L, smooth);
 }
 
-template <typename TT, int D, int F>
-void launch_backward_table(const float* x, const float* grad_y, void* grad_table, int64_t n,
+template <int D, int F>
+void launch_backward_table(const float* x, const float* grad_y, float* grad_table, int64_t n,
                            const HashGridLevels& L, bool smooth, cudaStream_t s) {
-  backward_table_kernel<TT, D, F><<<dim3(blocks_for(n), L.n_levels), kThreads, 0, s>>>(
-      x, grad_y, static_cast<TT*>(grad_table), n, L, smooth);
+  backward_table_kernel<D, F><<<blocks_for(n * L.n_levels), kThreads, 0, s>>>(x, grad_y, grad_table, n, L, smooth);
 }
 
 template <typename TT, int D, int F>
@@ -173,13 +186,11 @@ void hashgrid_forward(const float* x, const void* table, bool half_table, float*
                             : launch_forward<float, D, F>(x, table, y, n, levels, smoothstep, s));
 }
 
-void hashgrid_backward_table(const float* x, const float* grad_y, void* grad_table, bool half_table, int64_t n,
-                             int dim, int features, const HashGridLevels& levels, bool smoothstep, void* stream) {
+void hashgrid_backward_table(const float* x, const float* grad_y, float* grad_table, int64_t n, int dim,
+                             int features, const HashGridLevels& levels, bool smoothstep, void* stream) {
   if (n == 0) return;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  NA_DISPATCH_DF(dim, features,
-                 half_table ? launch_backward_table<__half, D, F>(x, grad_y, grad_table, n, levels, smoothstep, s)
-                            : launch_backward_table<float, D, F>(x, grad_y, grad_table, n, levels, smoothstep, s));
+  NA_DISPATCH_DF(dim, features, launch_backward_table<D, F>(x, grad_y, grad_table, n, levels, smoothstep, s));
 }
 
 void hashgrid_backward_input(const float* x, const void* table, bool half_table, const float* grad_y,
@@ -190,11 +201,6 @@ void hashgrid_backward_input(const float* x, const void* table, bool half_table,
   NA_DISPATCH_DF(dim, features,
                  half_table ? launch_backward_input<__half, D, F>(x, table, grad_y, grad_x, n, levels, smoothstep, s)
                             : launch_backward_input<float, D, F>(x, table, grad_y, grad_x, n, levels, smoothstep, s));
-}
-
-const char* last_error() {
-  cudaError_t err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
 }  // namespace cuda

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 
+#include "common.h"
 #include "mlp_common.h"
 #include "mlp_cuda.h"
 
@@ -144,8 +145,20 @@ __global__ void forward_kernel(const float* __restrict__ x, const __half* __rest
 #endif
 }
 
+// amax_bits = max over every output element of |grad_y * a'(y)|, as the bits of a float: for
+// non-negative floats the unsigned order of the bits is the numeric order, so atomicMax works on them.
+__global__ void amax_kernel(const float* __restrict__ y, const float* __restrict__ grad_y, int64_t count,
+                            int out_act, unsigned int* __restrict__ amax_bits) {
+  float m = 0.f;
+  for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < count; k += (int64_t)gridDim.x * blockDim.x)
+    m = fmaxf(m, fabsf(mlp_stored_grad(out_act, grad_y[k], y[k])));
+  for (int off = 16; off > 0; off /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+  if (threadIdx.x % 32 == 0) atomicMax(amax_bits, __float_as_uint(m));
+}
+
 __global__ void backward_kernel(const __half* __restrict__ w, const __half* __restrict__ hidden,
-                                const float* __restrict__ y, const float* __restrict__ grad_y, float scale,
+                                const float* __restrict__ y, const float* __restrict__ grad_y,
+                                const float* __restrict__ amax,
                                 __half* __restrict__ g, float* __restrict__ grad_x, int64_t n, int64_t n_pad,
                                 MlpCudaDims d, Geometry geo) {
 #ifdef NA_MLP_HAS_WMMA
@@ -154,6 +167,7 @@ __global__ void backward_kernel(const __half* __restrict__ w, const __half* __re
   float* stage = reinterpret_cast<float*>(buf[1] + kRows * geo.ld) + (threadIdx.x / 32) * 256;
   const int64_t row0 = (int64_t)blockIdx.x * kRows;
   const int L = geo.n_layers, ld = geo.ld, out_p = geo.dp[L];
+  const float scale = mlp_fp16_loss_scale(*amax);
   // G_{L-1} = scale * grad_y * a'(y); padded rows and columns are zero, so they add nothing below
   __half* g_last = g + geo.g_off[L - 1] + row0 * out_p;
   for (int e = threadIdx.x; e < kRows * out_p; e += kThreads) {
@@ -162,7 +176,7 @@ __global__ void backward_kernel(const __half* __restrict__ w, const __half* __re
     float v = 0.f;
     if (row < n && c < d.n_out) {
       const int64_t k = row * d.n_out + c;
-      v = scale * grad_y[k] * activation_grad_from_output(d.out_act, y[k]);
+      v = scale * mlp_stored_grad(d.out_act, grad_y[k], y[k]);
     }
     const __half h = __float2half(v);
     buf[0][r * ld + c] = h;
@@ -222,9 +236,10 @@ __global__ void weight_grad_kernel(const __half* __restrict__ G, const __half* _
 
 // grad_w[o, k] = inv_scale * sum over chunks, in chunk order, of partial[chunk][o, k] (padded [., K2]).
 __global__ void reduce_kernel(const float* __restrict__ partial, int64_t chunk_stride, int n_chunks, int out, int in,
-                              int K2, float inv_scale, float* __restrict__ grad_w) {
+                              int K2, const float* __restrict__ amax, float* __restrict__ grad_w) {
   const int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (int64_t)out * in) return;
+  const float inv_scale = 1.f / mlp_fp16_loss_scale(*amax);  // a power of two: exact
   const int o = (int)(e / in), k = (int)(e % in);
   float sum = 0.f;
   for (int c = 0; c < n_chunks; ++c) sum += partial[c * chunk_stride + (int64_t)o * K2 + k];
@@ -272,16 +287,20 @@ void mlp_forward(const float* x, const void* w_half, float* y, void* x_half, voi
 }
 
 void mlp_backward(const void* x_half, const void* w_half, const void* hidden, const float* y, const float* grad_y,
-                  float scale, void* g, float* partial, float* grad_x, float* const* grad_w, int64_t n,
+                  float* amax, void* g, float* partial, float* grad_x, float* const* grad_w, int64_t n,
                   const MlpCudaDims& d, void* stream) {
   const int64_t n_pad = mlp_cuda_padded_rows(n);
   const Geometry geo = geometry(d, n_pad);
   cudaStream_t s = (cudaStream_t)stream;
   const __half* w = static_cast<const __half*>(w_half);
   __half* gh = static_cast<__half*>(g);
-  if (n > 0)
+  if (n > 0) {
+    const int64_t count = n * d.n_out;
+    const unsigned blocks = (unsigned)std::min<int64_t>(div_up(count, 256), 1024);
+    amax_kernel<<<blocks, 256, 0, s>>>(y, grad_y, count, d.out_act, reinterpret_cast<unsigned int*>(amax));
     backward_kernel<<<(unsigned)(n_pad / kRows), kThreads, shared_bytes(geo), s>>>(
-        w, static_cast<const __half*>(hidden), y, grad_y, scale, gh, grad_x, n, n_pad, d, geo);
+        w, static_cast<const __half*>(hidden), y, grad_y, amax, gh, grad_x, n, n_pad, d, geo);
+  }
   const int64_t n_chunks = mlp_cuda_weight_grad_chunks(n_pad);
   const int64_t chunk_stride = mlp_cuda_weight_elements(d);
   for (int i = 0; i < d.n_layers; ++i) {
@@ -298,13 +317,8 @@ void mlp_backward(const void* x_half, const void* w_half, const void* hidden, co
     const int out = i == d.n_layers - 1 ? d.n_out : d.width, in = i == 0 ? d.n_in : d.width;
     const int64_t total = (int64_t)out * in;
     reduce_kernel<<<(unsigned)((total + 255) / 256), 256, 0, s>>>(part, chunk_stride, n > 0 ? (int)n_chunks : 1, out,
-                                                                   in, K2, 1.f / scale, grad_w[i]);
+                                                                   in, K2, amax, grad_w[i]);
   }
-}
-
-const char* mlp_last_error() {
-  const cudaError_t err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
 }  // namespace cuda

@@ -8,6 +8,7 @@
 //   x_half [N_pad, in_p], hidden [L-1, N_pad, width] half: saved by a training forward (else null)
 //   g: scratch for every layer's pre-activation gradient (mlp_cuda_grad_elements half)
 //   partial: scratch for per-chunk weight-gradient partials (chunks * mlp_cuda_weight_elements float32)
+//   amax: one float32 scratch on the device, zeroed by the caller
 #pragma once
 
 #include <cstdint>
@@ -33,14 +34,13 @@ int64_t mlp_cuda_weight_grad_chunks(int64_t n_pad);
 void mlp_forward(const float* x, const void* w_half, float* y, void* x_half, void* hidden, int64_t n,
                  const MlpCudaDims& d, void* stream);
 
-// grad_y is multiplied by `scale` (a power of two) before it is rounded to half and every gradient
-// divided by it again in float32, keeping small loss gradients out of the fp16 subnormal range.
+// The output gradient grad_y * a'(y) is multiplied by a power-of-two loss scale before it is rounded to
+// half, and every gradient divided by it again in float32 (mlp_common.h, mlp_fp16_loss_scale). The scale
+// is computed on the device from max |grad_y * a'(y)| (a reduction into `amax`), so the backward never
+// waits for the host.
 void mlp_backward(const void* x_half, const void* w_half, const void* hidden, const float* y, const float* grad_y,
-                  float scale, void* g, float* partial, float* grad_x, float* const* grad_w, int64_t n,
+                  float* amax, void* g, float* partial, float* grad_x, float* const* grad_w, int64_t n,
                   const MlpCudaDims& d, void* stream);
-
-// The last CUDA error as text, or nullptr if none (lets the torch glue raise a clear error).
-const char* mlp_last_error();
 
 }  // namespace cuda
 }  // namespace nerf_app

@@ -13,7 +13,7 @@ from torch import nn
 from ..encodings import HashGrid
 from ..encodings.hashgrid import HashGridSettings
 from ..networks import FusedMLP
-from ..ops.render import sh_encode
+from ..ops.sh import sh_encode
 
 
 class _TruncExp(torch.autograd.Function):

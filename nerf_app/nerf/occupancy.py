@@ -6,7 +6,7 @@ all estimates by ``decay`` and raises the chosen cells to the field's density at
 them — every cell during warm-up, afterwards a random subset plus a sample of occupied cells. A cell
 is occupied when its estimate exceeds ``min(mean density, min_optical_thickness / dt_min)``; cells
 that no training camera sees are never occupied. The occupancy is packed into the bitfield that
-:func:`nerf_app.ops.render.march_rays` reads.
+:func:`nerf_app.ops.march.march_rays` reads.
 """
 from __future__ import annotations
 

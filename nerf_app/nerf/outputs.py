@@ -160,6 +160,7 @@ def export_mesh(task, run_dir: Path, mesh: Optional[str] = None, resolution: int
     level = 2.5 if threshold in (None, "auto") else float(threshold)
     R = grid.resolution
     visible = grid.visible[0]
+    device = grid.bitfield.device  # the model's: query points travel there (a CUDA-trained run exports too)
 
     def density(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -168,14 +169,16 @@ def export_mesh(task, run_dir: Path, mesh: Optional[str] = None, resolution: int
             seen = visible[cell[:, 0] + R * (cell[:, 1] + R * cell[:, 2])]
             return torch.where(seen, sigma, torch.zeros_like(sigma))
 
-    dirs = torch.tensor([[1.0, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])
+    dirs = torch.tensor([[1.0, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], device=device)
 
+    @torch.no_grad()
     def colour(x: torch.Tensor) -> torch.Tensor:
         chunk = 1 << 16
-        out = torch.zeros(x.shape[0], 3)
+        x = x.to(device)
+        out = torch.zeros(x.shape[0], 3, device=device)
         for s in range(0, x.shape[0], chunk):
             p = x[s:s + chunk]
-            acc = torch.zeros(p.shape[0], 3)
+            acc = torch.zeros(p.shape[0], 3, device=device)
             for d in dirs:
                 _, rgb = field(p, d.expand(p.shape[0], 3).contiguous())
                 acc += rgb
@@ -187,7 +190,7 @@ def export_mesh(task, run_dir: Path, mesh: Optional[str] = None, resolution: int
     path = Path(mesh) if mesh else run_dir / "mesh.ply"
     v, f = export_field_mesh(path, density, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), int(resolution), level, inside="above",
                              chunks=chunks, to_original=task.scene.normalization.inverse_matrix,
-                             min_component=float(min_component), color_fn=colour)
+                             min_component=float(min_component), color_fn=colour, device=device)
     result = {"mesh": str(path), "vertices": int(len(v)), "faces": int(len(f)), "level": level,
               "resolution": int(resolution), "coordinates": "capture"}
     if points:

@@ -7,7 +7,9 @@ from typing import Optional
 
 import torch
 
-from ..ops.render import march_rays, ray_aabb, volume_render
+from ..ops.march import march_rays
+from ..ops.ray_aabb import ray_aabb
+from ..ops.volume_render import volume_render
 from .field import NerfField
 from .occupancy import OccupancyGrid
 
@@ -65,11 +67,16 @@ def render_image(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, d
                  backend: Optional[str] = "auto"):
     """Render ``[H, W, 3]`` rays in chunks -> ``color [H, W, 3]``, ``depth [H, W]``, ``opacity [H, W]``."""
     H, W = origins.shape[:2]
-    o, d = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+    # Camera paths and exports build rays on the CPU while a trained model may live on the GPU: render
+    # on the model's device (the ops refuse mixed devices) and hand the images back on the rays' device.
+    out_device, device = origins.device, grid.bitfield.device
+    o, d = origins.reshape(-1, 3).to(device), dirs.reshape(-1, 3).to(device)
+    background = background.to(device)
     colors, depths, opac = [], [], []
     for s in range(0, o.shape[0], chunk):
         out = render_rays(field, grid, o[s:s + chunk], d[s:s + chunk], background, march, backend)
         colors.append(out.color)
         depths.append(out.depth)
         opac.append(out.opacity)
-    return (torch.cat(colors).reshape(H, W, 3), torch.cat(depths).reshape(H, W), torch.cat(opac).reshape(H, W))
+    return (torch.cat(colors).reshape(H, W, 3).to(out_device), torch.cat(depths).reshape(H, W).to(out_device),
+            torch.cat(opac).reshape(H, W).to(out_device))

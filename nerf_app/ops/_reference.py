@@ -110,7 +110,7 @@ def mlp_forward(x: torch.Tensor, weights, activation: str = "relu", output_activ
 
 
 # --------------------------------------------------------------------------------------------------
-# NeRF rendering ops (twins of csrc/include/render_math.h and render_loops.h)
+# NeRF rendering ops (twins of csrc/include/sh_math.h, ray_aabb_math.h, march_math.h, volume_render_math.h)
 
 SH_C = (0.28209479177387814, 0.48860251190291987, 1.0925484305920792, 0.94617469575755997,
         0.31539156525251999, 0.54627421529603959, 0.59004358992664352, 2.8906114426405538,
@@ -142,9 +142,13 @@ def sh_encode(dirs: torch.Tensor, degree: int) -> torch.Tensor:
     return torch.stack(out, dim=-1)
 
 
-def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, lo: float, hi: float):
-    """Slab test of rays ``[R,3]`` against the cube ``[lo, hi]^3``: ``(t_near [R], t_far [R])``; no hit
-    when ``t_near > t_far``. fmin/fmax drop the NaN of ``0 * inf`` (a ray lying in a slab plane)."""
+def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, lo, hi):
+    """Slab test of rays ``[R,3]`` against the box ``[lo, hi]`` (``lo``, ``hi``: numbers, the same bound on
+    every axis, or 3 per-axis bounds): ``(t_near [R], t_far [R])`` along the whole line (``t_near < 0``
+    when the origin is inside or past the box); no hit when ``t_near > t_far``. fmin/fmax drop the NaN of
+    ``0 * inf`` (a ray lying in a slab plane)."""
+    lo = torch.as_tensor(lo, dtype=origins.dtype, device=origins.device)
+    hi = torch.as_tensor(hi, dtype=origins.dtype, device=origins.device)
     inv = 1.0 / dirs
     t0 = (lo - origins) * inv
     t1 = (hi - origins) * inv

@@ -1,6 +1,6 @@
 """Differentiable per-sample weights and the mip-NeRF 360 distortion loss on packed samples.
 
-Packed samples (see :mod:`nerf_app.ops.render`): ``ray_indices [S]``, ``t_starts [S]``, ``t_ends [S]``,
+Packed samples (see :mod:`nerf_app.ops.march`): ``ray_indices [S]``, ``t_starts [S]``, ``t_ends [S]``,
 grouped by ray in increasing t.
 
 The distortion loss of one ray (mip-NeRF 360, eq. 15) with weights ``w_i`` on intervals ``[s_i, s_i']``

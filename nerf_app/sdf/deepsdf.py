@@ -30,7 +30,7 @@ from ..geometry.marching_cubes import export_field_mesh
 from ..geometry.mesh import TriMesh
 from ..geometry.metrics import mesh_metrics
 from ..results import contact_sheet, grid
-from .surface_trace import gradient_normals, ray_box, shade, sphere_trace
+from .surface_trace import gradient_normals, ray_interval, shade, sphere_trace
 from ..train.task import Task
 from .dataset import MeshSamplePool
 from .latent_config import DeepSDFConfig
@@ -259,7 +259,7 @@ class DeepSDFTask(Task):
         o, d = pinhole_rays(c2w, res, res, r.fov_deg)
         o, d = torch.from_numpy(o).float(), torch.from_numpy(d).float()
         fn = self.model.field(z)
-        t_near, t_far = ray_box(o, d, lo - 0.02, hi + 0.02)
+        t_near, t_far = ray_interval(o, d, lo - 0.02, hi + 0.02)
         t, hit = sphere_trace(fn, o, d, t_near, t_far, r.max_steps, eps=2e-4, step_scale=0.9)
         rgb = torch.ones(res * res, 3)
         if hit.any():

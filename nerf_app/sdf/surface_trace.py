@@ -9,18 +9,17 @@ from typing import Callable, Optional
 
 import torch
 
+from ..ops.ray_aabb import ray_aabb
+
 Field = Callable[[torch.Tensor], torch.Tensor]
 
 
-def ray_box(origins: torch.Tensor, dirs: torch.Tensor, lo, hi):
-    """Slab test: ``(t_near [R], t_far [R])`` with ``t_near >= 0``; a miss has ``t_near > t_far``."""
-    lo = torch.as_tensor(lo, dtype=origins.dtype)
-    hi = torch.as_tensor(hi, dtype=origins.dtype)
-    inv = 1.0 / torch.where(dirs.abs() < 1e-12, torch.full_like(dirs, 1e-12), dirs)
-    t0, t1 = (lo - origins) * inv, (hi - origins) * inv
-    t_near = torch.minimum(t0, t1).amax(-1).clamp_min(0.0)
-    t_far = torch.maximum(t0, t1).amin(-1)
-    return t_near, t_far
+def ray_interval(origins: torch.Tensor, dirs: torch.Tensor, lo, hi):
+    """Where rays run inside the box ``[lo, hi]`` (per-axis bounds): ``(t_near [R], t_far [R])`` with
+    ``t_near >= 0`` (a camera inside the box starts at its origin); a miss has ``t_near > t_far``.
+    The intersection itself is the one op :func:`nerf_app.ops.ray_aabb.ray_aabb`."""
+    t_near, t_far = ray_aabb(origins, dirs, lo, hi)
+    return t_near.clamp_min(0.0), t_far
 
 
 @torch.no_grad()

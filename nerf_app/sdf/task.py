@@ -28,7 +28,7 @@ from ..geometry.mesh import TriMesh, load_mesh, unit_cube_transform
 from ..geometry.metrics import mesh_metrics
 from ..geometry.queries import MeshQuery
 from ..results import write_video
-from .surface_trace import gradient_normals, march_bisect, ray_box, shade, sphere_trace
+from .surface_trace import gradient_normals, march_bisect, ray_interval, shade, sphere_trace
 from ..train.task import Task
 from .config import MeshFieldConfig
 from .dataset import MeshSamplePool
@@ -198,7 +198,7 @@ class SDFTask(MeshFieldTask):
         return loss
 
     def _trace(self, o, d, lo, hi):
-        t_near, t_far = ray_box(o, d, lo, hi)
+        t_near, t_far = ray_interval(o, d, lo, hi)
         # a fitted SDF is only approximately 1-Lipschitz: shorter steps, looser tolerance
         return sphere_trace(self.model, o, d, t_near, t_far, self.config.render.max_steps, eps=2e-4,
                             step_scale=0.9)
@@ -235,7 +235,7 @@ class OccupancyTask(MeshFieldTask):
         return candidate
 
     def _trace(self, o, d, lo, hi):
-        t_near, t_far = ray_box(o, d, lo, hi)
+        t_near, t_far = ray_interval(o, d, lo, hi)
         r = self.config.render
         return march_bisect(self.model, o, d, t_near, t_far, r.max_steps, r.bisection_steps,
                             candidate=self._coarse_candidates(lo, hi))
