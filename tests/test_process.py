@@ -272,3 +272,29 @@ def test_masks_exclude_features_and_travel_with_the_capture(tmp_path):
     assert sorted(p.name for p in (out / "masks").iterdir()) == sorted(n + ".png" for n in names)
     m = scene.images.mask(0)
     assert m is not None and not m[:, :240].any() and m[:, 260:].all()
+
+
+@needs_cup
+def test_exif_orientation_is_applied_when_copying(tmp_path):
+    """The loaders never apply EXIF orientation, so a photo tagged "rotate 90" is stored upright."""
+    from PIL import Image
+
+    from nerf_app.process.frames import copy_images, list_images
+
+    src = tmp_path / "photos"
+    (src / "sub").mkdir(parents=True)
+    im = Image.open(CUP / "images" / "3.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored pixels must be turned 90 degrees clockwise to display
+    im.save(src / "sub" / "tagged.jpg", exif=exif, quality=95)
+    shutil.copyfile(CUP / "images" / "4.jpg", src / "plain.jpg")
+    names = list_images(src)
+    assert names == ["plain.jpg", "sub/tagged.jpg"]
+    infos, unreadable = copy_images(src, names, tmp_path / "images")
+    assert unreadable == {}
+    by_name = {i.name: i for i in infos}
+    assert by_name["sub/tagged.jpg"].rotated and (by_name["sub/tagged.jpg"].width, by_name["sub/tagged.jpg"].height) == (600, 800)
+    assert by_name["plain.jpg"].camera_key[0] != by_name["sub/tagged.jpg"].camera_key[0]  # per folder
+    out = Image.open(tmp_path / "images" / "sub" / "tagged.jpg")
+    assert out.size == (600, 800) and out.getexif().get(0x0112, 1) == 1
+    assert (tmp_path / "images" / "plain.jpg").read_bytes() == (CUP / "images" / "4.jpg").read_bytes()
