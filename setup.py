@@ -97,6 +97,9 @@ setup(
         "pillow",  # contact sheets and PNG bytes (imported directly, not only through imageio)
         "libigl>=2.5",  # sdf/occupancy: exact point-mesh distance (AABB) and fast generalised winding numbers
         "pycolmap>=4.0",  # `nerf-app process`: structure from motion on the CPU (SIFT, matching, mapping)
+        "xatlas>=0.0.9",  # `export --texture`: UV unwrapping and chart packing
+        "fast-simplification>=0.1.7",  # `export --texture`: quadric decimation to a face budget
+        "embreex",  # `eval --mesh`: Embree ray casting of the exported mesh (trimesh falls back without it)
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": ["nerf-app=nerf_app.cli:main"]},

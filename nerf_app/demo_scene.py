@@ -174,7 +174,7 @@ def ground_truth_mesh(resolution: int = 256, margin: float = 0.05):
     Vertices lie on the exact surface to the tolerance of linear interpolation (~1e-3 at 256)."""
     import trimesh
 
-    from ..geometry.marching_cubes import extract_mesh
+    from .geometry.marching_cubes import extract_mesh
 
     box = bbox()
     lo, hi = box[0] - margin, box[1] + margin

@@ -1,7 +1,9 @@
-"""`nerf-app export RUN --mesh OUT.{ply,obj,glb}`: marching-cubes mesh of a trained field."""
+"""`nerf-app export RUN --mesh OUT.{ply,obj,glb}`: marching-cubes mesh of a trained field;
+`--texture`: a UV-mapped mesh with a baked texture (nerf_app.mesh_outputs)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from .arguments import MAX_MESH_RESOLUTION, float_in, int_in, number_or_auto
 
@@ -16,6 +18,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--chunks", type=int_in(1, 4096), default=None, help="evaluate the grid in this many slabs")
     parser.add_argument("--min-component", type=float_in(0, 1), default=None,
                         help="drop connected pieces with fewer faces than this fraction of the largest")
+    parser.add_argument("--texture", action="store_true",
+                        help="textured mesh (.glb, or .obj + .mtl + .png): cleaned, decimated to --faces, "
+                             "UV-unwrapped (xatlas) and its texture baked from the field (docs/export.md)")
+    parser.add_argument("--texture-size", type=int, default=2048, help="(--texture) texture side in pixels (default 2048)")
+    parser.add_argument("--faces", type=int, default=200_000, help="(--texture) face budget (default 200000)")
+    parser.add_argument("--fill-holes", action="store_true", help="(--texture) close small boundary loops")
+    parser.add_argument("--blender", action="store_true",
+                        help="(--texture) z-up capture turned y-up, so Blender's glTF/OBJ importers restore it")
     parser.add_argument("--points", default=None, help="(nerf) also write a coloured point cloud from rendered depth (.ply)")
     parser.add_argument("--shape", default=None, help="(latent sdf) export this shape only (default: every shape)")
     parser.add_argument("--interpolate", nargs=2, default=None, metavar=("SHAPE_A", "SHAPE_B"),
@@ -28,7 +38,24 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..train.modes import open_run
 
+    if args.texture:
+        from ..mesh_outputs import check_options
+        check_options(args.texture_size, args.faces, args.mesh)  # before the (slow) run is opened
+    elif args.blender or args.fill_holes:
+        from ..errors import ConfigError
+        raise ConfigError("--blender and --fill-holes go with --texture")
     task, run_dir, _ = open_run(args.run, args.checkpoint, args.overrides)
+    if args.texture:
+        from ..mesh_outputs import export_textured
+        result = export_textured(task, run_dir.path, mesh=args.mesh, texture_size=args.texture_size,
+                                 faces=args.faces, resolution=args.resolution, threshold=args.threshold,
+                                 chunks=args.chunks, min_component=args.min_component,
+                                 fill_holes=args.fill_holes, blender=args.blender)
+        if args.points:
+            from ..nerf.outputs import export_points
+            result.update(export_points(task, Path(args.points)))
+        print(json.dumps(result))
+        return 0
     opts = {k: v for k, v in {"mesh": args.mesh, "resolution": args.resolution, "threshold": args.threshold,
                               "chunks": args.chunks, "min_component": args.min_component, "points": args.points,
                               "shape": args.shape, "interpolate": args.interpolate, "steps": args.steps}.items()

@@ -1,0 +1,271 @@
+"""Textured meshes: UV unwrapping (xatlas), texture baking from a colour field, dilation, GLB/OBJ writing.
+
+Conventions (trimesh's, which are OBJ's): ``uv`` in [0, 1]^2 with v pointing **up**, so texel row ``r`` of
+an ``S x S`` image holds ``v = 1 - (r + 0.5) / S``; glTF stores v downwards and trimesh flips it on write
+and read, so the same arrays round-trip through both formats.
+
+Baking: every texel whose centre falls inside a triangle of the atlas gets the 3D point and the
+(interpolated, normalised) normal at that centre, and ``colour_fn(points, normals)`` colours it. Texels
+outside every chart are then filled with the colour of the nearest baked texel (a Euclidean distance
+transform: "dilation past the chart borders"), so bilinear filtering and mip-mapping at a chart's edge
+never blend in the empty background.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..results import atomic_write
+
+TEXTURE_FORMATS = (".glb", ".obj")
+
+
+def _spatial_pieces(vertices: np.ndarray, faces: np.ndarray, n_pieces: int) -> np.ndarray:
+    """Piece label per face: face centroids sorted along their longest extent, recursively halved
+    (a k-d split), so pieces are compact blocks of about equal face counts."""
+    cent = vertices[faces].mean(1)
+    labels = np.zeros(len(faces), np.int64)
+    groups = [np.arange(len(faces))]
+    while len(groups) < n_pieces:
+        groups.sort(key=len)
+        g = groups.pop()
+        c = cent[g]
+        axis = int(np.argmax(c.max(0) - c.min(0)))
+        order = g[np.argsort(c[:, axis], kind="stable")]
+        half = len(order) // 2
+        groups += [order[:half], order[half:]]
+    for k, g in enumerate(groups):
+        labels[g] = k
+    return labels
+
+
+def unwrap(vertices: np.ndarray, faces: np.ndarray, texture_size: int = 2048, padding: int = 2,
+           faces_per_piece: int = 20_000):
+    """xatlas charts + packing -> ``(vertices [V',3], faces [F,3], uv [V',2], vmapping [V'])``; seams split
+    vertices (``vmapping`` gives each new vertex's index in the input).
+
+    Large meshes are cut into compact spatial pieces of about ``faces_per_piece`` faces, charted as
+    separate xatlas meshes (in parallel, and xatlas' chart merging grows faster than linearly with the
+    number of charts in one mesh) and packed together into one atlas; the cuts are extra seams."""
+    import xatlas
+
+    vertices = np.asarray(vertices, np.float64)
+    faces = np.asarray(faces, np.int64)
+    n_pieces = max(1, int(round(len(faces) / max(1, faces_per_piece))))
+    labels = _spatial_pieces(vertices, faces, n_pieces) if n_pieces > 1 else np.zeros(len(faces), np.int64)
+    atlas = xatlas.Atlas()
+    pieces = []
+    for k in range(n_pieces):
+        fk = faces[labels == k]
+        used, local = np.unique(fk, return_inverse=True)
+        pieces.append(used)
+        atlas.add_mesh(np.ascontiguousarray(vertices[used], np.float32),
+                       np.ascontiguousarray(local.reshape(-1, 3), np.uint32))
+    chart = xatlas.ChartOptions()
+    pack = xatlas.PackOptions()
+    pack.resolution = int(texture_size)
+    pack.padding = int(padding)
+    pack.bilinear = True
+    atlas.generate(chart, pack)
+    out_v, out_f, out_uv, offset = [], [], [], 0
+    for k in range(n_pieces):
+        vmapping, indices, uv = atlas[k]
+        out_v.append(pieces[k][np.asarray(vmapping, np.int64)])
+        out_f.append(np.asarray(indices, np.int64) + offset)
+        out_uv.append(np.asarray(uv, np.float64))
+        offset += len(vmapping)
+    vmap = np.concatenate(out_v)
+    return vertices[vmap], np.concatenate(out_f), np.concatenate(out_uv), vmap
+
+
+def rasterize_uv(uv: np.ndarray, faces: np.ndarray, size: int, chunk: int = 1 << 22):
+    """Which triangle covers each texel centre: ``(face [S,S] int64, -1 for none; bary [S,S,3])``.
+
+    Vectorised over triangles: each triangle's texel bounding box is enumerated (small for an atlas of
+    many triangles), centres are tested with barycentric coordinates (a small tolerance closes the
+    cracks between neighbours), and a texel claimed by two triangles keeps the one it is deepest in."""
+    S = int(size)
+    # texel space: x = u * S, y = (1 - v) * S; centres at integer + 0.5
+    tri = np.stack([uv[faces][..., 0] * S, (1.0 - uv[faces][..., 1]) * S], -1)  # [F,3,2]
+    lo = np.clip(np.floor(tri.min(1) - 0.5).astype(np.int64), 0, S - 1)
+    hi = np.clip(np.ceil(tri.max(1) - 0.5).astype(np.int64), 0, S - 1)
+    w = hi[:, 0] - lo[:, 0] + 1
+    h = hi[:, 1] - lo[:, 1] + 1
+    counts = w * h
+    face_img = np.full(S * S, -1, np.int64)
+    best = np.full(S * S, -np.inf)
+    bary_img = np.zeros((S * S, 3))
+    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
+    v0, v1 = b - a, c - a
+    det = v0[:, 0] * v1[:, 1] - v0[:, 1] * v1[:, 0]
+    ok = np.abs(det) > 1e-20
+    det = np.where(ok, det, 1.0)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    f0 = 0
+    while f0 < len(faces):
+        # a run of triangles holding at most ``chunk`` candidate texels
+        f1 = int(np.searchsorted(starts, starts[f0] + chunk, side="right")) - 1
+        f1 = max(f1, f0 + 1)
+        sel = np.arange(f0, min(f1, len(faces)))
+        n = counts[sel]
+        fid = np.repeat(sel, n)
+        local = np.arange(n.sum()) - np.repeat(starts[sel] - starts[sel[0]], n)
+        px = lo[fid, 0] + local % w[fid]
+        py = lo[fid, 1] + local // w[fid]
+        qx, qy = px + 0.5 - a[fid, 0], py + 0.5 - a[fid, 1]
+        l1 = (qx * v1[fid, 1] - qy * v1[fid, 0]) / det[fid]
+        l2 = (v0[fid, 0] * qy - v0[fid, 1] * qx) / det[fid]
+        l0 = 1.0 - l1 - l2
+        depth = np.minimum(l0, np.minimum(l1, l2))
+        inside = (depth > -1e-6) & ok[fid]
+        pix = (py * S + px)[inside]
+        d = depth[inside]
+        order = np.argsort(d)            # ascending: the deepest write lands last
+        pix, d = pix[order], d[order]
+        fi = fid[inside][order]
+        bc = np.stack([l0, l1, l2], -1)[inside][order]
+        better = d > best[pix]
+        pix, d, fi, bc = pix[better], d[better], fi[better], bc[better]
+        # duplicates inside one chunk: numpy keeps the last write, which is the deepest (sorted)
+        face_img[pix] = fi
+        best[pix] = d
+        bary_img[pix] = bc
+        f0 = int(sel[-1]) + 1
+    return face_img.reshape(S, S), bary_img.reshape(S, S, 3)
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals (outward for counter-clockwise faces)."""
+    fn = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+    vn = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(vn, faces[:, k], fn)
+    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-20)
+
+
+def dilate(texture: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Every texel outside ``mask`` takes the value of the nearest texel inside it."""
+    from scipy.ndimage import distance_transform_edt
+
+    if mask.all() or not mask.any():
+        return texture
+    _, (iy, ix) = distance_transform_edt(~mask, return_indices=True)
+    return texture[iy, ix]
+
+
+def bake(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, size: int,
+         colour_fn: Callable[[np.ndarray, np.ndarray], np.ndarray], normals: Optional[np.ndarray] = None,
+         batch: int = 1 << 18, progress: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """Bake ``colour_fn(points [N,3], normals [N,3]) -> rgb [N,3]`` in [0,1] into an ``size x size``
+    texture; returns ``(texture [S,S,3] float32 dilated, mask [S,S] bool of baked texels)``."""
+    face_img, bary = rasterize_uv(uv, faces, size)
+    mask = face_img >= 0
+    fi = face_img[mask]
+    bc = bary[mask]
+    pts = np.einsum("nk,nkd->nd", bc, vertices[faces[fi]])
+    vn = vertex_normals(vertices, faces) if normals is None else normals
+    nrm = np.einsum("nk,nkd->nd", bc, vn[faces[fi]])
+    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-20)
+    out = np.empty((len(pts), 3), np.float32)
+    steps = range(0, len(pts), batch)
+    if progress:
+        from tqdm import tqdm
+        steps = tqdm(steps, desc="bake texture", unit="batch")
+    for s in steps:
+        out[s:s + batch] = np.clip(np.asarray(colour_fn(pts[s:s + batch], nrm[s:s + batch]), np.float32), 0, 1)
+    tex = np.zeros((size, size, 3), np.float32)
+    tex[mask] = out
+    return dilate(tex, mask), mask
+
+
+def textured_trimesh(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, texture: np.ndarray,
+                     name: str = "texture"):
+    """A ``trimesh.Trimesh`` with TextureVisuals: a PBR material (base colour = the texture, metallic 0,
+    roughness 1: a matte surface whose colour is the baked one under white light)."""
+    import trimesh
+    from PIL import Image
+
+    from ..results import to_uint8
+
+    image = Image.fromarray(to_uint8(texture)[..., :3], "RGB")
+    material = trimesh.visual.material.PBRMaterial(name=name, baseColorTexture=image, metallicFactor=0.0,
+                                                   roughnessFactor=1.0, doubleSided=False)
+    visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
+    return trimesh.Trimesh(vertices=vertices, faces=faces, visual=visual, process=False)
+
+
+def write_textured(path, vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, texture: np.ndarray,
+                   metadata: Optional[dict] = None) -> list:
+    """``.glb`` (one file, texture embedded as PNG) or ``.obj`` + ``.mtl`` + ``.png`` beside it. Each file is
+    written atomically; the OBJ (which names the others) is renamed into place last, so a failure leaves
+    no OBJ pointing at missing files. Returns the paths written."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in TEXTURE_FORMATS:
+        raise ConfigError(f"textured mesh {path}: format must be one of {', '.join(TEXTURE_FORMATS)}")
+    mesh = textured_trimesh(vertices, faces, uv, texture, name=path.stem)
+    if suffix == ".glb":
+        import trimesh
+        scene = trimesh.Scene(mesh)
+        if metadata:
+            scene.metadata.update(metadata)
+        atomic_write(path, lambda tmp: scene.export(tmp, file_type="glb"))
+        return [path]
+    from trimesh.exchange.obj import export_obj
+
+    text, files = export_obj(mesh, include_normals=False, include_color=False, include_texture=True,
+                             return_texture=True, mtl_name=f"{path.stem}.mtl")
+    written = []
+    for name, data in files.items():
+        target = path.with_name(name)
+        atomic_write(target, lambda tmp, data=data: Path(tmp).write_bytes(data))
+        written.append(target)
+    header = "".join(f"# {k}: {v}\n" for k, v in (metadata or {}).items())
+    atomic_write(path, lambda tmp: Path(tmp).write_text(header + text))
+    return written + [path]
+
+
+def load_textured(path):
+    """Read a textured mesh -> ``(vertices, faces, uv, texture [H,W,3] float32 in [0,1], metadata)``; ``uv``
+    and ``texture`` are None for a mesh without them (then ``texture`` may be vertex colours, see
+    :class:`~nerf_app.geometry.mesh_render.MeshRenderer`)."""
+    import trimesh
+
+    from ..errors import DatasetError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(path, "mesh file not found")
+    try:
+        loaded = trimesh.load(str(path), process=False)
+    except Exception as exc:
+        raise DatasetError(path, f"cannot read mesh: {exc}") from None
+    metadata = dict(getattr(loaded, "metadata", {}) or {})
+    if isinstance(loaded, trimesh.Scene):
+        geoms = [g for g in loaded.dump() if isinstance(g, trimesh.Trimesh)]
+        if not geoms:
+            raise DatasetError(path, "no triangles in the mesh", field="faces")
+        mesh = geoms[0] if len(geoms) == 1 else trimesh.util.concatenate(geoms)
+    else:
+        mesh = loaded
+    if path.suffix.lower() == ".obj":
+        for line in path.read_text(errors="replace").splitlines()[:20]:
+            if line.startswith("# ") and ": " in line:
+                k, v = line[2:].split(": ", 1)
+                metadata.setdefault(k.strip(), v.strip())
+    v = np.asarray(mesh.vertices, np.float64)
+    f = np.asarray(mesh.faces, np.int64)
+    uv, tex = None, None
+    visual = mesh.visual
+    if getattr(visual, "kind", None) == "texture" and getattr(visual, "uv", None) is not None:
+        mat = visual.material
+        img = getattr(mat, "baseColorTexture", None) or getattr(mat, "image", None)
+        if img is not None:
+            uv = np.asarray(visual.uv, np.float64)
+            tex = np.asarray(img.convert("RGB"), np.float32) / 255.0
+    elif getattr(visual, "kind", None) == "vertex":
+        tex = np.asarray(visual.vertex_colors, np.float32)[:, :3] / 255.0
+    return v, f, uv, tex, metadata
