@@ -16,13 +16,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default=None, help="run folder to create (default: runs/<mode>-<input>-<time>)")
     parser.add_argument("--max-time", type=float_in(0, low_open=True), default=None, help="training time budget in seconds (alone, it replaces any step budget)")
     parser.add_argument("--max-steps", type=int_in(1), default=None, help="step budget (alone, it replaces any time budget)")
-    parser.add_argument("--seed", type=int_in(0), default=None)
+    parser.add_argument("--seed", type=int_in(0, 2 ** 63 - 1), default=None)
     parser.add_argument("--threads", type=int_in(0, 1024), default=None, help="torch CPU threads")
     parser.add_argument("--resume", default=None, metavar="RUN", help="continue RUN from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--viewer", action="store_true", help="serve the live web viewer while training (nerf, sdf, "
                         "occupancy); rendering happens only while a browser is connected")
-    parser.add_argument("--viewer-port", type=int, default=None, help="viewer port (default 7007, or the next free one)")
+    parser.add_argument("--viewer-port", type=int_in(0, 65535), default=None, help="viewer port (default 7007, or the next free one)")
 
 
 def _flag_overrides(args):

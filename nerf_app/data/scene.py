@@ -217,6 +217,7 @@ def _build(cap: Capture, downscale: float, holdout_every: int, n_cascades: Optio
         raise DatasetError(cap.source, f"points3D coordinates exceed {_MAX_COORDINATE:g} units", "points3D")
     if check_images and cap.format != "transforms":  # transforms.py checked its own sizes
         _match_cameras_to_images(cap)
+    _check_rays_finite(cap)
     source_sizes = [(c.width, c.height) for c in cap.cameras]
     cameras = cap.cameras
     points = cap.points
@@ -264,6 +265,24 @@ def _build(cap: Capture, downscale: float, holdout_every: int, n_cascades: Optio
                  cameras=cameras, c2w=norm.c2w_to_normalized(cap.c2w), splits=splits, normalization=norm,
                  n_cascades=report.n_cascades, aabb=aabb_for_cascades(report.n_cascades), images=store,
                  points3D=points, bounded=cap.bounded, downscale=downscale, meta=meta)
+
+
+def _check_rays_finite(cap: Capture) -> None:
+    """Each distinct camera's rays through the image corners, edge midpoints and centre must be finite:
+    absurd intrinsics (a principal point 1e19 pixels away, a distortion that overflows) are refused here,
+    naming the image, instead of feeding NaN rays to training."""
+    seen = set()
+    for name, cam in zip(cap.names, cap.cameras):
+        if id(cam) in seen:
+            continue
+        seen.add(id(cam))
+        w, h = cam.width, cam.height
+        xs, ys = np.meshgrid([0.5, w / 2.0, w - 0.5], [0.5, h / 2.0, h - 0.5])
+        with np.errstate(all="ignore"):
+            dirs = cam.unproject(np.stack([xs.ravel(), ys.ravel()], -1))
+        if not np.all(np.isfinite(dirs)):
+            raise DatasetError(cap.source, f"the camera of {name} gives non-finite rays (implausible intrinsics: "
+                               f"{cam.model} {np.array2string(np.asarray(cam.params), precision=4)})", "camera")
 
 
 def _match_cameras_to_images(cap: Capture) -> None:

@@ -74,6 +74,9 @@ def build_capture(files: Dict[str, Path], root: Path, check_images: bool = True)
             if key in data:
                 meta.setdefault(key, data[key])
         shared = {k: data[k] for k in _INTRINSIC_KEYS if k in data}
+        # pixel-unit intrinsics shared by every frame but no w/h: each image's size comes from its file, so
+        # images of different sizes would silently get the same principal point and focal length in pixels
+        sizes_from_files: Dict[tuple, str] = {}
         for i, frame in enumerate(data["frames"]):
             field = f"frames[{i}]"
             if not isinstance(frame, dict):
@@ -97,6 +100,14 @@ def build_capture(files: Dict[str, Path], root: Path, check_images: bool = True)
             intr = dict(shared)
             intr.update({k: frame[k] for k in _INTRINSIC_KEYS if k in frame})
             cameras.append(_camera(intr, image, path, field, cam_cache, check_images))
+            if ("w" not in intr or "h" not in intr) and any(k in shared and k not in frame for k in ("fl_x", "cx", "cy")):
+                size = (cameras[-1].width, cameras[-1].height)
+                sizes_from_files.setdefault(size, image.name)
+                if len(sizes_from_files) > 1:
+                    (a, na), (b, nb) = list(sizes_from_files.items())[:2]
+                    raise DatasetError(path, f"images differ in size ({na} {a[0]}x{a[1]}, {nb} {b[0]}x{b[1]}) but share "
+                                       "one set of pixel intrinsics without w/h: give w and h (or per-frame intrinsics)",
+                                       field)
             if "mask_path" in frame:
                 masks.append(safe_relative(frame["mask_path"], path.parent, path, field + ".mask_path", root))
             names.append(name)

@@ -259,7 +259,7 @@ def load_config(cls: Type[C], mode: str, config_file: Optional[str] = None, over
 _AT_LEAST = {"max_steps": 0, "max_time": 0, "checkpoint_every": 0, "checkpoint_every_s": 0, "log_every": 1,
              "nan_patience": 1, "threads": 0, "seed": 0, "batch_size": 1, "resolution": 1, "finest_resolution": 0,
              "n_levels": 1, "base_resolution": 1, "width": 1}
-_AT_MOST = {"resolution": 4096, "log2_hashmap_size": 30, "n_levels": 32}
+_AT_MOST = {"resolution": 4096, "log2_hashmap_size": 30, "n_levels": 32, "seed": 2 ** 63 - 1}
 
 
 def check_values(cfg, prefix: str = "") -> None:
