@@ -210,7 +210,8 @@ def _demo_ground_truth(task, run_dir: Path):
     root = Path(task.scene.root)
     desc = root / "scene.json"
     try:
-        if "nerf_app.demo_scene" not in json.loads(desc.read_text()).get("generator", ""):
+        generator = json.loads(desc.read_text()).get("generator", "")
+        if "nerf_app.demo_scene" not in generator and "nerf_app.scenes.synthetic" not in generator:
             return None
     except (OSError, ValueError):
         return None
