@@ -5,7 +5,8 @@
 Prints one JSON line: time from start (open_run, as `nerf-app view` does) to the server being up and to the
 first frame in the page; frames per second while the camera moves (the page is dragged continuously for
 --drag-seconds, counting preview frames delivered); time from the end of the drag to the full-resolution
-frame; and the render time of one frame at each height of the ladder (median of 3, the home view).
+frame; and the render time of one frame at each height of the ladder (the home view; median of 3 up to
+128 rows, one render above).
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ def main() -> int:
     ap.add_argument("--drag-seconds", type=float, default=6.0)
     ap.add_argument("--heights", default="32,64,128,256,400")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-height", type=int, default=400)
+    ap.add_argument("--hide-cameras", action="store_true", help="frusta off (the home view of a real capture sits among them)")
+    ap.add_argument("--preview-height", type=int, default=64)
     args = ap.parse_args()
     import numpy as np
     import torch
@@ -38,9 +42,14 @@ def main() -> int:
     from nerf_app.viewer.worker import ViewRequest
     task, rd, _ = open_run(args.run)
     t_open = time.perf_counter() - t0
-    viewer = Viewer(task, rd.path, host="127.0.0.1", port=_free_port()).start()
+    viewer = Viewer(task, rd.path, host="127.0.0.1", port=_free_port(), max_height=args.max_height,
+                    preview_height=args.preview_height).start()
     if args.mode:
         viewer.gui["mode"].value = args.mode
+    if args.hide_cameras:
+        viewer.gui["show_cameras"].value = False
+        for _, handle in getattr(viewer, "frusta", []):
+            handle.visible = False
     t_server = time.perf_counter() - t0
     out = {"run": args.run, "mode": task.config.mode, "open_s": round(t_open, 2), "server_up_s": round(t_server, 2),
            "threads": args.threads, "load_before": os.getloadavg()[0]}
@@ -55,7 +64,10 @@ def main() -> int:
             while not (state.last_frame and state.last_frame.final):
                 time.sleep(0.02)
             out["first_full_frame_s"] = round(time.perf_counter() - t0, 2)
-            time.sleep(1.0)
+            print("partial", json.dumps(out), flush=True)
+            time.sleep(1.5)
+            if args.screenshot:       # the home view, refined
+                page.screenshot(args.screenshot)
             # moving: drag back and forth continuously; count preview frames delivered
             previews = []
             orig = viewer._on_frame
@@ -90,9 +102,6 @@ def main() -> int:
                     break
             out["refine_after_stop_s"] = round(time.perf_counter() - t_stop, 2)
             out["full_frame"] = f"{state.last_frame.width}x{state.last_frame.height}"
-            time.sleep(1.5)
-            if args.screenshot:
-                page.screenshot(args.screenshot)
             aspect = state.last_frame.width / state.last_frame.height
             for s in viewer.clients.values():
                 s.worker.cancel()
@@ -104,7 +113,7 @@ def main() -> int:
     for h in map(int, args.heights.split(",")):
         w = int(round(h * aspect))
         times = []
-        for _ in range(3):
+        for _ in range(3 if h <= 128 else 1):
             t = time.perf_counter()
             r.render(ViewRequest(ctx.home_c2w, ctx.home_fov_deg, aspect, args.mode or r.default_mode,
                                  max_samples=r.default_samples), w, h, lambda: False)

@@ -246,6 +246,39 @@ def test_surface_view_renderer(tmp_path):
         assert (img[0, 0] == 255).all() and not (img[12, 12] == 255).all(), mode
 
 
+@requires_cpp
+def test_camera_path_panel_saves_a_path_render_reads_and_renders_it(nerf_run, tmp_path):
+    """Keyframes -> camera_path.json in the capture's coordinates (what `nerf-app render --path` reads) -> mp4."""
+    from nerf_app.camera_paths.keyframes import read_camera_path
+    from nerf_app.nerf.outputs import camera_path, scene_orbit
+    from nerf_app.train.modes import open_run
+    from nerf_app.viewer.headless import _free_port
+    from nerf_app.viewer.server import Viewer
+    run, _ = nerf_run
+    task, rd, _ = open_run(run)
+    viewer = Viewer(task, rd.path, host="127.0.0.1", port=_free_port(), log=lambda m: None).start()
+    try:
+        poses, fov = scene_orbit(task.scene, 8)
+        viewer.keyframes = [(poses[k], fov) for k in (0, 2, 4)]
+        viewer.gui["kf_frames"].value = 5
+        viewer.gui["resolution"].value = 32
+        out = viewer.save_path(str(tmp_path / "camera_path.json"))
+        c2w, fovs, settings = read_camera_path(out)
+        assert len(c2w) == 5 and settings["fps"] == 24 and np.allclose(fovs, fov)
+        back, _ = camera_path(task, str(out), 0)                  # what `render --path FILE` renders
+        assert np.allclose(back[0], poses[0], atol=1e-6) and np.allclose(back[-1], poses[4], atol=1e-6)
+        result = viewer.render_path()
+        import cv2
+        cap = cv2.VideoCapture(result["video"])
+        n = 0
+        while cap.read()[0]:
+            n += 1
+        cap.release()
+        assert n == 5 and result["frames"] == 5
+    finally:
+        viewer.stop()
+
+
 # -- the page, in headless Chromium -----------------------------------------------------------------
 
 @requires_cpp

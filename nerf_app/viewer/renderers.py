@@ -234,6 +234,12 @@ class NerfViewRenderer(ViewRenderer):
         scene = self.task.scene
         target, up, radius, elevation, fov = orbit_frame(scene)
         home = scene_orbit(scene, 8)[0][1]
+        if not scene.bounded:
+            # a real capture: start at the first training photo's viewpoint (an orbit around a partial or
+            # forward-facing capture can look at nothing the cameras saw)
+            i0 = int(scene.split_indices("train")[0])
+            home, c0 = scene.c2w[i0], scene.cameras[i0]
+            fov = math.degrees(2 * math.atan(0.5 * c0.height / c0.fy))
         cams = []
         for split in ("train", "test"):
             try:
@@ -255,7 +261,7 @@ class NerfViewRenderer(ViewRenderer):
             pts, cols = xyz.astype(np.float32), rgb.astype(np.uint8)
         self._context = SceneContext(up=np.asarray(up, float), home_c2w=home, home_fov_deg=float(fov),
                                      box=(np.zeros(3), np.ones(3)), cameras=cams, points=pts, point_colors=cols,
-                                     camera_scale=max(0.02, 0.06 * radius))
+                                     camera_scale=max(0.01, 0.04 * radius))
         return self._context
 
     def thumbnail(self, index: int, max_side: int = 96) -> Optional[np.ndarray]:

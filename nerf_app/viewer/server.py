@@ -276,8 +276,8 @@ class Viewer:
         scene.add_box("/context/box", color=(230, 160, 40), dimensions=tuple(hi - lo), wireframe=True,
                       position=tuple(0.5 * (lo + hi)), cast_shadow=False, receive_shadow=False)
         if ctx.points is not None:
-            scene.add_point_cloud("/context/sparse_points", ctx.points, ctx.point_colors,
-                                  point_size=0.004, point_shape="rounded")
+            self.points_handle = scene.add_point_cloud("/context/sparse_points", ctx.points, ctx.point_colors,
+                                                       point_size=0.0015, point_shape="rounded")
         frusta = []
         for cam in ctx.cameras:
             color = (40, 110, 230) if cam.split == "train" else (230, 70, 40)
@@ -287,6 +287,7 @@ class Viewer:
                                          position=tuple(cam.c2w[:3, 3]), cast_shadow=False, receive_shadow=False)
             h.on_click(lambda event, c=cam: self.set_camera(event.client, c.c2w, c.fov_y_deg))
             frusta.append((cam, h))
+        self.frusta = frusta
         if frusta and self.want_thumbnails:
             threading.Thread(target=self._load_thumbnails, args=(frusta,), daemon=True,
                              name="nerf-app-viewer-thumbnails").start()
@@ -312,10 +313,16 @@ class Viewer:
             g["preview"] = gui.add_slider("Preview height", min=16, max=400, step=8, initial_value=self.preview_height)
             g["samples"] = gui.add_slider("Max samples", min=8, max=2048, step=8, initial_value=1024)
             g["home"] = gui.add_button("Home view")
+            g["show_cameras"] = gui.add_checkbox("Cameras", initial_value=True)
+            g["show_points"] = gui.add_checkbox("Sparse points", initial_value=True)
             g["frame_stats"] = gui.add_markdown("waiting for the first frame")
         for key in ("mode", "resolution", "preview", "samples"):
             g[key].on_update(self._request_all)
         g["home"].on_click(lambda event: self._go_home(event.client))
+        g["show_cameras"].on_update(lambda _: [setattr(h, "visible", g["show_cameras"].value)
+                                               for _, h in getattr(self, "frusta", [])])
+        g["show_points"].on_update(lambda _: getattr(self, "points_handle", None) is not None and
+                                   setattr(self.points_handle, "visible", g["show_points"].value))
         with gui.add_folder("Training"):
             g["train_stats"] = gui.add_markdown("live: waiting for the first step" if self.live else
                                                 "not training (nerf-app train ... --viewer shows it live)")
