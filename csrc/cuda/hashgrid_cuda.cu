@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common.h"
 #include "hashgrid_cuda.h"
 
 namespace nerf_app {
@@ -129,7 +130,7 @@ __global__ void backward_input_kernel(const float* __restrict__ x, const TT* __r
   for (int d = 0; d < D; ++d) grad_x[i * D + d] = inside01(xi[d]) ? gx[d] : 0.f;
 }
 
-inline unsigned blocks_for(int64_t n) { return (unsigned)((n + kThreads - 1) / kThreads); }
+inline unsigned blocks_for(int64_t n) { return grid_1d(n, kThreads); }
 
 // Expands STMT with compile-time D and F for the runtime (dim, features) pair (C++17: no template lambdas).
 #define NA_DISPATCH_DF(dim, features, ...)                                                      \
@@ -180,7 +181,7 @@ void launch_backward_input(const float* x, const void* table, const float* grad_
 void hashgrid_forward(const float* x, const void* table, bool half_table, float* y, int64_t n, int dim,
                       int features, const HashGridLevels& levels, bool smoothstep, void* stream) {
   if (n == 0) return;
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  cudaStream_t s = as_stream(stream);
   NA_DISPATCH_DF(dim, features,
                  half_table ? launch_forward<__half, D, F>(x, table, y, n, levels, smoothstep, s)
                             : launch_forward<float, D, F>(x, table, y, n, levels, smoothstep, s));
@@ -189,7 +190,7 @@ void hashgrid_forward(const float* x, const void* table, bool half_table, float*
 void hashgrid_backward_table(const float* x, const float* grad_y, float* grad_table, int64_t n, int dim,
                              int features, const HashGridLevels& levels, bool smoothstep, void* stream) {
   if (n == 0) return;
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  cudaStream_t s = as_stream(stream);
   NA_DISPATCH_DF(dim, features, launch_backward_table<D, F>(x, grad_y, grad_table, n, levels, smoothstep, s));
 }
 
@@ -197,7 +198,7 @@ void hashgrid_backward_input(const float* x, const void* table, bool half_table,
                              float* grad_x, int64_t n, int dim, int features, const HashGridLevels& levels,
                              bool smoothstep, void* stream) {
   if (n == 0) return;
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  cudaStream_t s = as_stream(stream);
   NA_DISPATCH_DF(dim, features,
                  half_table ? launch_backward_input<__half, D, F>(x, table, grad_y, grad_x, n, levels, smoothstep, s)
                             : launch_backward_input<float, D, F>(x, table, grad_y, grad_x, n, levels, smoothstep, s));

@@ -281,7 +281,7 @@ void mlp_forward(const float* x, const void* w_half, float* y, void* x_half, voi
   if (n == 0) return;
   const int64_t n_pad = mlp_cuda_padded_rows(n);
   const Geometry geo = geometry(d, n_pad);
-  forward_kernel<<<(unsigned)(n_pad / kRows), kThreads, shared_bytes(geo), (cudaStream_t)stream>>>(
+  forward_kernel<<<(unsigned)(n_pad / kRows), kThreads, shared_bytes(geo), as_stream(stream)>>>(
       x, static_cast<const __half*>(w_half), y, static_cast<__half*>(x_half), static_cast<__half*>(hidden), n, n_pad,
       d, geo);
 }
@@ -291,7 +291,7 @@ void mlp_backward(const void* x_half, const void* w_half, const void* hidden, co
                   const MlpCudaDims& d, void* stream) {
   const int64_t n_pad = mlp_cuda_padded_rows(n);
   const Geometry geo = geometry(d, n_pad);
-  cudaStream_t s = (cudaStream_t)stream;
+  cudaStream_t s = as_stream(stream);
   const __half* w = static_cast<const __half*>(w_half);
   __half* gh = static_cast<__half*>(g);
   if (n > 0) {
