@@ -268,7 +268,8 @@ def _build(cap: Capture, downscale: float, holdout_every: int, n_cascades: Optio
 
 
 def _check_rays_finite(cap: Capture) -> None:
-    """Each distinct camera's rays through the image corners, edge midpoints and centre must be finite:
+    """Each distinct camera's rays through a grid of pixel centres (every pixel of a small image; 33 x 33
+    including the corners and edges otherwise) must be finite:
     absurd intrinsics (a principal point 1e19 pixels away, a distortion that overflows) are refused here,
     naming the image, instead of feeding NaN rays to training."""
     seen = set()
@@ -277,12 +278,14 @@ def _check_rays_finite(cap: Capture) -> None:
             continue
         seen.add(id(cam))
         w, h = cam.width, cam.height
-        xs, ys = np.meshgrid([0.5, w / 2.0, w - 0.5], [0.5, h / 2.0, h - 0.5])
+        xs, ys = np.meshgrid(np.linspace(0.5, w - 0.5, min(w, 33)), np.linspace(0.5, h - 0.5, min(h, 33)))
         with np.errstate(all="ignore"):
             dirs = cam.unproject(np.stack([xs.ravel(), ys.ravel()], -1))
-        if not np.all(np.isfinite(dirs)):
+            norms = np.linalg.norm(dirs, axis=-1)
+        if not (np.all(np.isfinite(dirs)) and np.all(np.abs(norms - 1.0) < 1e-3)):  # unit and finite
+            params = ", ".join(f"{v:.4g}" for v in np.asarray(cam.params, np.float64))
             raise DatasetError(cap.source, f"the camera of {name} gives non-finite rays (implausible intrinsics: "
-                               f"{cam.model} {np.array2string(np.asarray(cam.params), precision=4)})", "camera")
+                               f"{cam.model} [{params}])", "camera")
 
 
 def _match_cameras_to_images(cap: Capture) -> None:
