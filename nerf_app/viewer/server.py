@@ -215,11 +215,27 @@ class Viewer:
     def _go_home(self, client) -> None:
         ctx = self.context
         c2w = ctx.home_c2w
+        # a home view at a capture camera (real captures) hides that camera's frustum
+        at = [h for cam, h in getattr(self, "frusta", []) if np.allclose(cam.c2w, c2w)]
+        self._hide_frustum(at[0] if at else None)
         with client.atomic():
             client.camera.up_direction = tuple(ctx.up)
             client.camera.fov = math.radians(ctx.home_fov_deg)
             client.camera.position = tuple(c2w[:3, 3])
             client.camera.look_at = tuple(c2w[:3, 3] + c2w[:3, 2] * 0.5)
+
+    def _jump(self, client, cam, handle) -> None:
+        """To a capture camera's view; its own frustum is hidden meanwhile (it would cover the render)."""
+        self._hide_frustum(handle)
+        self.set_camera(client, cam.c2w, cam.fov_y_deg)
+
+    def _hide_frustum(self, handle) -> None:
+        previous = getattr(self, "_hidden_frustum", None)
+        if previous is not None and previous is not handle:
+            previous.visible = bool(self.gui["show_cameras"].value)
+        if handle is not None:
+            handle.visible = False
+        self._hidden_frustum = handle
 
     def set_camera(self, client, c2w: np.ndarray, fov_deg: Optional[float] = None) -> None:
         with client.atomic():
@@ -285,7 +301,7 @@ class Viewer:
                                          aspect=cam.aspect, scale=ctx.camera_scale, color=color,
                                          thickness=1.5, thickness_units="screen", wxyz=tuple(wxyz_from_c2w(cam.c2w)),
                                          position=tuple(cam.c2w[:3, 3]), cast_shadow=False, receive_shadow=False)
-            h.on_click(lambda event, c=cam: self.set_camera(event.client, c.c2w, c.fov_y_deg))
+            h.on_click(lambda event, c=cam, h=h: self._jump(event.client, c, h))
             frusta.append((cam, h))
         self.frusta = frusta
         if frusta and self.want_thumbnails:
