@@ -171,7 +171,7 @@ def test_diverging_run_stops_cleanly_and_keeps_last_good_checkpoint(lego, tmp_pa
     out = cli("train", "--resume", str(run), "--max-steps", "40", "--set", "optim.lr=1e30",
               "--set", "train.checkpoint_every=1000")
     assert out.returncode == 2, out.stderr[-2000:]
-    assert "non-finite" in out.stderr and "last good checkpoint" in out.stderr
+    assert "non-finite" in out.stderr and "newest checkpoint (finite weights)" in out.stderr
     assert "Traceback" not in out.stderr
     kept = load_checkpoint(run / "checkpoints" / "final.pt")
     assert not (run / "checkpoints" / "last.pt").exists()

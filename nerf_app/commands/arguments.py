@@ -52,10 +52,13 @@ number_or_auto.__name__ = "number or auto"
 # memory (a 100000-pixel square view would need ~75 GiB of rays).
 MAX_RENDER_SIDE = 8192
 MAX_MESH_RESOLUTION = 2048
+MAX_SAMPLE_RATE = 384000  # audio runs read --resolution as a sample rate
 
 
 def resolution(text: str):
-    """``N`` (1..MAX_RENDER_SIDE) or ``WxH`` with both sides in range (image mode's free aspect)."""
+    """``N`` (1..MAX_SAMPLE_RATE: an image side, or an audio run's sample rate; image sides are held to
+    MAX_RENDER_SIDE by :func:`check_render_side` once the mode is known) or ``WxH`` with both sides in
+    1..MAX_RENDER_SIDE (image mode's free aspect)."""
     text = str(text).strip().lower()
     if "x" in text:
         parts = text.split("x")
@@ -63,7 +66,14 @@ def resolution(text: str):
             raise argparse.ArgumentTypeError(f"expected N or WxH, got {text!r}")
         w, h = (int_in(1, MAX_RENDER_SIDE)(p) for p in parts)
         return f"{w}x{h}"
-    return int_in(1, MAX_RENDER_SIDE)(text)
+    return int_in(1, MAX_SAMPLE_RATE)(text)
 
 
 resolution.__name__ = "resolution"
+
+
+def check_render_side(mode: str, value) -> None:
+    """Every mode but audio renders pictures: a side above MAX_RENDER_SIDE is refused before any work."""
+    from ..errors import ConfigError
+    if mode != "audio" and isinstance(value, int) and value > MAX_RENDER_SIDE:
+        raise ConfigError(f"--resolution must be between 1 and {MAX_RENDER_SIDE} for a {mode} run, got {value}")

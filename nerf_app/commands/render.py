@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .arguments import int_in, resolution
+from .arguments import check_render_side, int_in, resolution
 
 
 def add_arguments(parser) -> None:
@@ -20,8 +20,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..train.modes import open_run
+    from ..train.modes import load_run_config, open_run
 
+    if args.resolution is not None:
+        check_render_side(load_run_config(args.run, args.overrides)[1].mode, args.resolution)
     task, run_dir, _ = open_run(args.run, args.checkpoint, args.overrides)
     opts = {k: v for k, v in {"path": args.path, "frames": args.frames, "fps": args.fps,
                               "resolution": args.resolution, "shading": args.shading, "out": args.out}.items()
