@@ -18,6 +18,10 @@ class NerfModelSettings(HashGridSettings):
     color_width: int = 64
     color_layers: int = 2
     sh_degree: int = 4
+    # sigma = exp(h_0 + density_bias); < -50: automatic (0 for bounded objects, density_bias_auto for real
+    # captures, whose untrained space would otherwise start as a fog of density 1)
+    density_bias: float = -100.0
+    density_bias_auto: float = 0.0
 
 
 @dataclass
@@ -39,6 +43,12 @@ class NerfGridSettings:
     # 0 = automatic: 1/4 on a GPU (Instant-NGP), 1/16 on a CPU where an update at 1/4 costs ~3 steps
     subset_fraction: float = 0.0
     decay: float = 0.95
+    # sharper grid (experimental, off): the occupancy threshold min(mean density, 0.01 / dt_min) gets a floor
+    # that ramps from 0 to sharp_density over the first sharpen_until of the budget; < 0: 0.01 / dt_min.
+    # Measured on cup (downscale 2): ramping to 0.01/dt_min by 30% emptied the whole grid at the first update
+    # (densities were still ~1 there) and the run never recovered; needs a floor that keeps some cells.
+    sharp_density: float = 0.0
+    sharpen_until: float = 0.3
 
 
 @dataclass
@@ -49,9 +59,19 @@ class NerfRaySettings:
     max_rays: int = 1 << 16
     steps_per_unit_diagonal: int = 1024
     cone_angle: float = -1.0          # < 0: automatic (0 for bounded objects, 1/256 otherwise)
-    near: float = 0.0                 # marching starts this far from the camera (scene units; cuts floaters in front of it)
+    near: float = 0.0                 # > 0: marching starts this far from every camera (scene units); overrides auto_near
+    # 0 near: each camera's near plane from the sparse points in its frustum (near_percentile of their depths
+    # x near_margin) when the capture has points (COLMAP) — no density is learned or rendered in front of it
+    auto_near: bool = True
+    near_percentile: float = 1.0
+    near_margin: float = 0.5
     max_samples: int = 1024
     t_threshold: float = 1e-4
+    # inference (eval/render/export): rounds of round_samples per live ray (doubling to round_samples_max);
+    # a ray stops once its transmittance is below render_t_threshold (early ray termination)
+    round_samples: int = 8
+    round_samples_max: int = 64
+    render_t_threshold: float = 1e-3
 
 
 @dataclass
@@ -61,6 +81,37 @@ class NerfOptimSettings:
     warmup_steps: int = 100
     decay_start: float = 0.5          # fraction of the budget after which the lr decays ...
     final_lr_factor: float = 0.1      # ... exponentially to this factor at the end
+    # mip-NeRF 360 distortion loss on the packed samples (distances contracted s = t/(1+t)); < 0: automatic
+    # (0 for bounded objects, distortion_auto for real captures)
+    distortion_weight: float = -1.0
+    distortion_auto: float = 0.01
+
+
+@dataclass
+class NerfAppearanceSettings:
+    # per-image affine colour (3x4, identity at start) applied to the composited colour: exposure and
+    # white balance of captures with changing light. auto: on for real (unbounded) captures, off for objects
+    mode: str = "auto"                # auto | affine | none
+    weight: float = 1e-3              # L2 pull of each image's matrix towards the identity
+    lr_scale: float = 0.1             # its learning rate relative to optim.lr
+    # held-out images have no matrix of their own: "mean" uses the training images' mean matrix
+    # (what metrics.json reports); "identity" the raw field
+    eval: str = "mean"
+
+
+@dataclass
+class NerfCameraSettings:
+    # per-image pose corrections (axis-angle rotation about the camera centre + translation, world frame),
+    # off by default. Annealed: frozen for the first `start` of the budget (geometry first), then their lr
+    # ramps up over `ramp` and decays with the field's; an L2 pull (`weight`) keeps them small so the world
+    # frame does not drift. Held-out cameras get the mean correction of their `eval_neighbours` nearest
+    # training cameras (their own images are never used), so metrics stay comparable.
+    optimize: bool = False
+    lr_scale: float = 0.05
+    weight: float = 1e-3
+    start: float = 0.1
+    ramp: float = 0.1
+    eval_neighbours: int = 3
 
 
 @dataclass
@@ -71,3 +122,5 @@ class NerfConfig(BaseConfig):
     grid: NerfGridSettings = field(default_factory=NerfGridSettings)
     rays: NerfRaySettings = field(default_factory=NerfRaySettings)
     optim: NerfOptimSettings = field(default_factory=NerfOptimSettings)
+    appearance: NerfAppearanceSettings = field(default_factory=NerfAppearanceSettings)
+    cameras: NerfCameraSettings = field(default_factory=NerfCameraSettings)

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 from tqdm import tqdm
 
-from ..metrics import psnr, ssim
+from ..metrics import lpips, lpips_unavailable_reason, psnr, ssim
 from ..results import contact_sheet, write_figure, write_png
 
 
@@ -58,13 +58,28 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
     out_dir.mkdir(parents=True, exist_ok=True)
     bg = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}.get(task.config.data.eval_background, (1.0, 1.0, 1.0))
     per_image, rows, seconds = [], [], []
-    for k, i in enumerate(tqdm(indices, desc=f"eval {split}", unit="img")):
+    no_lpips = lpips_unavailable_reason()
+    if no_lpips:
+        tqdm.write(no_lpips)
+    samples = 0
+    rays = 0
+    bar = tqdm(indices, desc=f"eval {split}", unit="img")
+    for k, i in enumerate(bar):
         gt = scene.images.rgb(int(i), background=np.array(bg, np.float32))[..., :3].astype(np.float32)
+        mask = scene.images.mask(int(i))  # masked pixels (transients, people) are not scored
         start = time.perf_counter()
-        rgb, depth, opacity = task.render_view(int(i), bg)
+        stats = {}
+        rgb, depth, opacity = task.render_view(int(i), bg, stats=stats)
         seconds.append(time.perf_counter() - start)
-        p, s = psnr(rgb, gt), ssim(rgb, gt)
-        per_image.append({"index": int(i), "name": scene.names[int(i)], "psnr": p, "ssim": s})
+        samples += stats.get("samples", 0)
+        rays += stats.get("rays", 0)
+        p, s = psnr(rgb, gt, mask=mask), ssim(rgb, gt, mask=mask)
+        row = {"index": int(i), "name": scene.names[int(i)], "psnr": p, "ssim": s,
+               "seconds": seconds[-1], "samples_per_ray": stats.get("samples", 0) / max(1, stats.get("rays", 1))}
+        if not no_lpips:
+            row["lpips"] = lpips(rgb, gt)
+        per_image.append(row)
+        bar.set_postfix(psnr=f"{p:.2f}", s=f"{seconds[-1]:.1f}", spr=f"{row['samples_per_ray']:.1f}")
         write_png(out_dir / f"{k:03d}_{Path(scene.names[int(i)]).stem}.png", rgb)
         if len(rows) < sheet_rows:
             err = np.abs(rgb - gt).mean(-1, keepdims=True) * 4
@@ -74,9 +89,17 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
         "n_images": len(per_image),
         "psnr": float(np.mean([r["psnr"] for r in per_image])),
         "ssim": float(np.mean([r["ssim"] for r in per_image])),
+        "ssim_window": "gaussian 11x11, sigma 1.5 (papers' SSIM)",
+        "lpips": (float(np.mean([r["lpips"] for r in per_image])) if not no_lpips else None),
         "seconds_per_image": float(np.mean(seconds)),
+        "samples_per_ray": samples / max(1, rays),
+        "resolution": f"{scene.cameras[int(indices[0])].width}x{scene.cameras[int(indices[0])].height}",
+        "appearance": (task.config.appearance.eval if getattr(task, "use_appearance", False) else "none"),
+        "masked": bool(scene.images.mask_paths),
         "per_image": per_image,
     }
+    if no_lpips:
+        metrics["lpips_note"] = no_lpips
     contact_sheet(run_dir / f"contact_sheet_{split}.png", rows, ["ground truth", "render", "depth", "|error| x4"])
     log = []
     log_path = run_dir / "log.jsonl"

@@ -50,8 +50,12 @@ class NerfField(nn.Module):
     def __init__(self, bound_lo: float = 0.0, bound_hi: float = 1.0, grid: Optional[HashGridSettings] = None,
                  geo_features: int = 16, density_width: int = 64,
                  density_layers: int = 1, color_width: int = 64, color_layers: int = 2, sh_degree: int = 4,
-                 backend: str = "auto"):
+                 backend: str = "auto", density_bias: float = 0.0):
         super().__init__()
+        # sigma = exp(h_0 + density_bias): a negative bias makes space no ray has trained transparent
+        # (exp(-3) = 0.05 instead of exp(0) = 1 per unit length) — the haze untrained space otherwise shows
+        # (a buffer, so a checkpoint carries the bias it was trained with)
+        self.register_buffer("density_bias", torch.tensor(float(density_bias)))
         self.bound_lo, self.bound_hi = float(bound_lo), float(bound_hi)
         self.sh_degree = sh_degree
         self.backend = backend
@@ -63,13 +67,18 @@ class NerfField(nn.Module):
         self.color_net = FusedMLP(sh_degree ** 2 + geo_features, 3, color_width, color_layers,
                                   output_activation="sigmoid", backend=backend)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints from before the bias existed were trained with sigma = exp(h_0)
+        state_dict.setdefault(prefix + "density_bias", torch.tensor(0.0))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _unit(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.bound_lo) / (self.bound_hi - self.bound_lo)
 
     def density(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``x [N, 3]`` -> ``sigma [N]``, ``h [N, geo_features]``."""
         h = self.density_net(self.encoding(self._unit(x)))
-        return trunc_exp(h[:, 0]), h
+        return trunc_exp(h[:, 0] + self.density_bias.to(h.dtype)), h
 
     def forward(self, x: torch.Tensor, d: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``x [N, 3]`` points, ``d [N, 3]`` unit view directions -> ``sigma [N]``, ``rgb [N, 3]``."""

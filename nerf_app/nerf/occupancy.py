@@ -68,12 +68,15 @@ class OccupancyGrid(nn.Module):
     @torch.no_grad()
     def update(self, density_fn: Callable[[torch.Tensor], torch.Tensor], warmup: bool, dt_min: float,
                decay: float = 0.95, min_optical_thickness: float = 0.01, chunk: int = 1 << 18,
-               subset_fraction: float = 0.25) -> float:
+               subset_fraction: float = 0.25, min_threshold: float = 0.0) -> float:
         """One Instant-NGP grid update; returns the fraction of visible cells now occupied.
 
         After warm-up each cascade evaluates ``subset_fraction * R^3`` uniformly drawn cells plus as
         many drawn from the occupied ones (Instant-NGP: 1/4). On a CPU that is several training steps'
         worth of field evaluations per update, so the CPU presets draw fewer.
+
+        ``min_threshold``: a floor under the occupancy threshold (the NeRF task raises it over the first part of
+        training on real captures, so the semi-transparent haze of the mean-density rule is not marched).
         """
         R3 = self.resolution ** 3
         device = self.density.device
@@ -95,7 +98,7 @@ class OccupancyGrid(nn.Module):
                 # a cell can be drawn twice; a max-reduction keeps the result independent of write
                 # order (an indexed assignment with duplicates is not), so runs stay reproducible
                 self.density[k].scatter_reduce_(0, sub, sigma, reduce="amax")
-        occ = (self.density > self.threshold(dt_min, min_optical_thickness)) & self.visible
+        occ = (self.density > max(min_threshold, self.threshold(dt_min, min_optical_thickness))) & self.visible
         bits = occ.reshape(-1, 8).to(torch.uint8) << torch.arange(8, device=device, dtype=torch.uint8)
         self.bitfield.copy_(bits.sum(dim=1, dtype=torch.uint8))
         return float(occ.sum()) / max(1, int(self.visible.sum()))

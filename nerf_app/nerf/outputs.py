@@ -97,12 +97,18 @@ def render_camera_path(task, run_dir: Path, path: str = "orbit", frames: int = 6
                                                                                   (1.0, 1.0, 1.0)))
     rgb_frames, depth_frames = [], []
     start = time.perf_counter()
-    for c2w, fov_y in tqdm(list(zip(poses, fovs)), desc=f"render {Path(path).stem}", unit="frame"):
+    focal = [0.5 * height / math.tan(math.radians(f) / 2) for f in fovs]
+    nears = None
+    if hasattr(task, "near_for_poses"):
+        nears = [(task.near_for_poses(p[None], f, f, width, height) or [None])[0] for p, f in zip(poses, focal)]
+    transform = task.eval_color_transform(None) if hasattr(task, "eval_color_transform") else None
+    for k, (c2w, fov_y) in enumerate(tqdm(list(zip(poses, fovs)), desc=f"render {Path(path).stem}", unit="frame")):
         o, d = pinhole_rays(c2w, width, height, fov_y)
         o = torch.from_numpy(o).float().reshape(height, width, 3)
         d = torch.from_numpy(d).float().reshape(height, width, 3)
         rgb, depth, opacity = render_image(task.model.field, task.model.grid, o, d, bg, task.march,
-                                           backend=task.config.backend)
+                                           backend=task.config.backend, near=None if nears is None else nears[k],
+                                           color_transform=transform)
         rgb_frames.append((rgb.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
         depth_frames.append((colorize_depth(depth.numpy(), opacity.numpy()) * 255 + 0.5).astype(np.uint8))
         if max_time and time.perf_counter() - start > max_time:
@@ -137,8 +143,10 @@ def export_points(task, path: Path, n_views: int = 8, max_side: int = 200) -> Di
         o, d = scene.rays(int(i))
         o = torch.from_numpy(o[::step, ::step].copy()).float()
         d = torch.from_numpy(d[::step, ::step].copy()).float()
+        near = None if getattr(task, "near_images", None) is None else float(task.near_images[int(i)])
+        transform = task.eval_color_transform(int(i)) if hasattr(task, "eval_color_transform") else None
         rgb, depth, opacity = render_image(task.model.field, task.model.grid, o, d, bg, task.march,
-                                           backend=task.config.backend)
+                                           backend=task.config.backend, near=near, color_transform=transform)
         keep = opacity > 0.9
         p = o[keep] + (depth[keep] / opacity[keep])[:, None] * d[keep]
         pts.append(p.numpy())

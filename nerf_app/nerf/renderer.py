@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
-from ..ops.march import march_rays
+from ..ops.march import PackedSamples, march_rays
 from ..ops.ray_aabb import ray_aabb
 from ..ops.volume_render import volume_render
 from .field import NerfField
@@ -22,6 +22,12 @@ class MarchSettings:
     max_samples: int = 1024               # per ray
     near: float = 0.0                     # distance from the camera where marching may start
     t_threshold: float = 1e-4             # early termination: transmittance below this ends a ray
+    # inference (render_image): march in rounds of this many samples per live ray (doubling up to
+    # round_samples_max), evaluate the field only there, and retire a ray once its transmittance is below
+    # render_t_threshold — nothing behind an opaque surface is ever evaluated
+    round_samples: int = 8
+    round_samples_max: int = 64
+    render_t_threshold: float = 1e-3
 
     def dt_min(self) -> float:
         return math.sqrt(3.0) / self.steps_per_unit_diagonal
@@ -37,15 +43,28 @@ class RenderOutput:
     opacity: torch.Tensor     # [R]
     depth: torch.Tensor       # [R] expected distance along the ray (unit directions)
     n_samples: int
+    samples: Optional[PackedSamples] = None   # the packed samples (training: for the distortion loss)
+    sigmas: Optional[torch.Tensor] = None     # [S] their densities (differentiable)
 
 
-def render_rays(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, dirs: torch.Tensor,
-                background: torch.Tensor, march: MarchSettings, backend: Optional[str] = "auto") -> RenderOutput:
-    """``origins, dirs [R, 3]`` (unit dirs, normalised world), ``background [R, 3]`` or ``[3]``."""
+def _interval(origins, dirs, grid: OccupancyGrid, march: MarchSettings, backend, near=None):
+    """Where marching runs: the rays' overlap with the outer cascade, starting no closer than ``march.near``
+    or the per-ray ``near [R]``."""
     lo, hi = grid.bound
     t_near, t_far = ray_aabb(origins, dirs, lo, hi, backend=backend)
     t_near = t_near.clamp(min=march.near)
+    if near is not None:
+        t_near = torch.maximum(t_near, near)
     t_far = torch.where(t_near < t_far, t_far, t_near)  # rays that miss the box get an empty interval
+    return t_near.contiguous(), t_far.contiguous()
+
+
+def render_rays(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, dirs: torch.Tensor,
+                background: torch.Tensor, march: MarchSettings, backend: Optional[str] = "auto",
+                near: Optional[torch.Tensor] = None) -> RenderOutput:
+    """``origins, dirs [R, 3]`` (unit dirs, normalised world), ``background [R, 3]`` or ``[3]``; ``near [R]``
+    optional per-ray start distances. Every marched sample is evaluated (training: all get gradients)."""
+    t_near, t_far = _interval(origins, dirs, grid, march, backend, near)
     samples = march_rays(origins, dirs, t_near, t_far, grid.bitfield, grid.n_cascades, grid.resolution,
                          march.dt_min(), march.dt_max(grid), march.cone_angle, march.max_samples, backend=backend)
     n_rays = origins.shape[0]
@@ -58,25 +77,88 @@ def render_rays(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, di
     sigma, rgb = field(x, dirs[samples.ray_indices])
     _, color, opacity, depth = volume_render(sigma, rgb, samples, march.t_threshold, backend=backend)
     color = color + (1.0 - opacity)[:, None] * background
-    return RenderOutput(color, opacity, depth, samples.n_samples)
+    return RenderOutput(color, opacity, depth, samples.n_samples, samples, sigma)
+
+
+@torch.no_grad()
+def render_rays_early_stop(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, dirs: torch.Tensor,
+                           background: torch.Tensor, march: MarchSettings, backend: Optional[str] = "auto",
+                           near: Optional[torch.Tensor] = None) -> RenderOutput:
+    """Inference rendering with early ray termination: the same samples as :func:`render_rays` (same marching
+    rule, resumed where the previous round stopped), evaluated round by round; a ray retires when marching
+    ends or its transmittance falls below ``march.render_t_threshold``. Each round composites its samples
+    from transmittance 1 and is chained: ``C += T c_round``, ``T *= 1 - opacity_round``."""
+    n_rays = origins.shape[0]
+    device = origins.device
+    t, t_far = _interval(origins, dirs, grid, march, backend, near)
+    trans = torch.ones(n_rays, device=device)
+    color = torch.zeros(n_rays, 3, device=device)
+    depth = torch.zeros(n_rays, device=device)
+    alive = torch.nonzero(t < t_far)[:, 0]
+    k = max(1, int(march.round_samples))
+    total = 0
+    while alive.numel():
+        o, d = origins[alive].contiguous(), dirs[alive].contiguous()
+        s = march_rays(o, d, t[alive], t_far[alive], grid.bitfield, grid.n_cascades, grid.resolution,
+                       march.dt_min(), march.dt_max(grid), march.cone_angle, k, backend=backend)
+        counts = s.packed_info[:, 1]
+        if s.n_samples:
+            total += s.n_samples
+            mid = 0.5 * (s.t_starts + s.t_ends)
+            x = o[s.ray_indices] + mid[:, None] * d[s.ray_indices]
+            sigma, rgb = field(x, d[s.ray_indices].contiguous())
+            _, c, op, dep = volume_render(sigma.float().contiguous(), rgb.float().contiguous(), s, 0.0,
+                                          backend=backend)
+            tr = trans[alive]
+            color[alive] += tr[:, None] * c
+            depth[alive] += tr * dep
+            trans[alive] = tr * (1.0 - op)
+            last = (s.packed_info[:, 0] + counts - 1).clamp(min=0)
+            t[alive] = torch.where(counts > 0, s.t_ends[last], t_far[alive])
+        keep = counts >= k
+        if march.render_t_threshold > 0:   # 0: no early termination (every marched sample, as render_rays)
+            keep &= trans[alive] > march.render_t_threshold
+        alive = alive[keep]
+        k = min(2 * k, max(k, int(march.round_samples_max)))
+    opacity = 1.0 - trans
+    color = color + trans[:, None] * background.expand(n_rays, 3)
+    return RenderOutput(color, opacity, depth, total)
 
 
 @torch.no_grad()
 def render_image(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, dirs: torch.Tensor,
-                 background: torch.Tensor, march: MarchSettings, chunk: int = 1 << 14,
-                 backend: Optional[str] = "auto"):
-    """Render ``[H, W, 3]`` rays in chunks -> ``color [H, W, 3]``, ``depth [H, W]``, ``opacity [H, W]``."""
+                 background: torch.Tensor, march: MarchSettings, chunk: int = 1 << 15,
+                 backend: Optional[str] = "auto", near=None,
+                 color_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                 early_stop: bool = True, stats: Optional[dict] = None):
+    """Render ``[H, W, 3]`` rays in tiles of ``chunk`` rays -> ``color [H, W, 3]``, ``depth [H, W]``,
+    ``opacity [H, W]``. ``near``: a float or ``[H, W]`` per-ray start distances; ``color_transform``: applied
+    to the composited colours (per-image appearance); ``early_stop``: :func:`render_rays_early_stop` (default)
+    or every marched sample (:func:`render_rays`); ``stats`` (a dict) receives ``samples`` and ``rays``."""
     H, W = origins.shape[:2]
     # Camera paths and exports build rays on the CPU while a trained model may live on the GPU: render
     # on the model's device (the ops refuse mixed devices) and hand the images back on the rays' device.
     out_device, device = origins.device, grid.bitfield.device
     o, d = origins.reshape(-1, 3).to(device), dirs.reshape(-1, 3).to(device)
     background = background.to(device)
+    if torch.is_tensor(near):
+        near = near.to(device)
+    if near is not None and not torch.is_tensor(near):
+        near = torch.full((o.shape[0],), float(near), device=o.device)
+    near = None if near is None else near.reshape(-1).float()
+    fn = render_rays_early_stop if early_stop else render_rays
     colors, depths, opac = [], [], []
+    total = 0
     for s in range(0, o.shape[0], chunk):
-        out = render_rays(field, grid, o[s:s + chunk], d[s:s + chunk], background, march, backend)
-        colors.append(out.color)
+        out = fn(field, grid, o[s:s + chunk], d[s:s + chunk], background, march, backend,
+                 None if near is None else near[s:s + chunk])
+        c = out.color if color_transform is None else color_transform(out.color)
+        colors.append(c)
         depths.append(out.depth)
         opac.append(out.opacity)
+        total += out.n_samples
+    if stats is not None:
+        stats["samples"] = stats.get("samples", 0) + total
+        stats["rays"] = stats.get("rays", 0) + o.shape[0]
     return (torch.cat(colors).reshape(H, W, 3).to(out_device), torch.cat(depths).reshape(H, W).to(out_device),
             torch.cat(opac).reshape(H, W).to(out_device))

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,11 +34,33 @@ class NerfModel(nn.Module):
     """The field plus its occupancy grid (the grid's buffers ride along in the state_dict), and optionally a
     per-image affine colour ``appearance [n_images, 3, 4]`` (the offset from ``[I | 0]``)."""
 
-    def __init__(self, field: NerfField, grid: OccupancyGrid, n_appearance: int = 0):
+    def __init__(self, field: NerfField, grid: OccupancyGrid, n_appearance: int = 0, n_poses: int = 0):
         super().__init__()
         self.field = field
         self.grid = grid
         self.appearance = nn.Parameter(torch.zeros(n_appearance, 3, 4)) if n_appearance else None
+        self.pose_delta = nn.Parameter(torch.zeros(n_poses, 6)) if n_poses else None
+
+
+def axis_angle_matrix(w: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices ``[N, 3, 3]`` of axis-angle vectors ``w [N, 3]`` (Rodrigues; exact at 0)."""
+    theta2 = (w * w).sum(-1, keepdim=True)[..., None]
+    K = torch.zeros(w.shape[0], 3, 3, dtype=w.dtype, device=w.device)
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -w[:, 2], w[:, 1], -w[:, 0]
+    K = K - K.transpose(1, 2)
+    theta = theta2.clamp(min=1e-12).sqrt()
+    small = theta2 < 1e-8
+    a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / theta2.clamp(min=1e-12))
+    eye = torch.eye(3, dtype=w.dtype, device=w.device).expand_as(K)
+    return eye + a * K + b * (K @ K)
+
+
+def correct_rays(origins: torch.Tensor, dirs: torch.Tensor, delta: torch.Tensor):
+    """Apply pose corrections ``delta [R, 6]`` (rotation about the camera centre, then translation; world
+    frame) to rays ``[R, 3]``."""
+    R = axis_angle_matrix(delta[:, :3])
+    return origins + delta[:, 3:], torch.einsum("rij,rj->ri", R, dirs)
 
 
 def apply_affine(color: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -69,8 +92,9 @@ class NerfTask(Task):
         grid = OccupancyGrid(n_cascades, cfg.grid.resolution)
         lo, hi = grid.bound
         m = cfg.model
+        bias = m.density_bias if m.density_bias >= -50 else (0.0 if self.scene.bounded else m.density_bias_auto)
         field = NerfField(lo, hi, m, m.geo_features, m.density_width, m.density_layers,
-                          m.color_width, m.color_layers, m.sh_degree, backend=cfg.backend)
+                          m.color_width, m.color_layers, m.sh_degree, backend=cfg.backend, density_bias=bias)
         train = self.scene.split_indices("train")
         cams = [self.scene.cameras[int(i)] for i in train]
         grid.mark_visible(self.scene.c2w[train], [(c.fx, c.fy, c.cx, c.cy) for c in cams],
@@ -80,16 +104,22 @@ class NerfTask(Task):
             raise ConfigError(f"appearance.mode must be auto, affine or none and appearance.eval mean or identity "
                               f"(got {a.mode!r}, {a.eval!r})")
         self.use_appearance = a.mode == "affine" or (a.mode == "auto" and not self.scene.bounded)
-        self.model = NerfModel(field, grid, len(self.scene) if self.use_appearance else 0).to(self.device)
+        self.model = NerfModel(field, grid, len(self.scene) if self.use_appearance else 0,
+                               len(self.scene) if cfg.cameras.optimize else 0).to(self.device)
         groups = [{"params": list(field.parameters())}]
         if self.use_appearance:
             groups.append({"params": [self.model.appearance], "lr_scale": a.lr_scale})
+        if cfg.cameras.optimize:
+            groups.append({"params": [self.model.pose_delta], "lr_scale": cfg.cameras.lr_scale, "poses": True})
         self.optimizer = torch.optim.Adam(groups, lr=cfg.optim.lr, betas=(0.9, 0.99), eps=cfg.optim.eps,
                                           fused=self.device.type in ("cpu", "cuda") or None)
         self.distortion_weight = cfg.optim.distortion_weight
         if self.distortion_weight < 0:
             self.distortion_weight = 0.0 if self.scene.bounded else cfg.optim.distortion_auto
         self.near_images = self._near_planes()
+        self.sharp_density = cfg.grid.sharp_density
+        if self.sharp_density < 0:
+            self.sharp_density = 0.01 / self.march_dt_min()
         cone = cfg.rays.cone_angle
         if cone < 0:
             cone = 0.0 if self.scene.bounded else 1.0 / 256
@@ -107,6 +137,9 @@ class NerfTask(Task):
             raise ConfigError(f"data.background must be random, white or black, got {bg!r}")
         self._sampler = None
         self.n_rays = cfg.rays.initial_rays
+
+    def march_dt_min(self) -> float:
+        return math.sqrt(3.0) / self.config.rays.steps_per_unit_diagonal
 
     def _near_planes(self) -> Optional[torch.Tensor]:
         """Near distance per image ``[n_images]`` (see :mod:`nerf_app.nerf.near`), or None (then ``rays.near``)."""
@@ -157,18 +190,30 @@ class NerfTask(Task):
         cfg = self.config
         model = self.model
         self.set_lr(cfg.optim.lr * self._lr_factor(step))
+        if cfg.cameras.optimize:  # annealed: frozen, then ramped in
+            c = cfg.cameras
+            ramp = min(1.0, max(0.0, (self.budget_fraction - c.start) / max(c.ramp, 1e-9)))
+            for group in self.optimizer.param_groups:
+                if group.get("poses"):
+                    group["lr"] *= ramp
         if step % cfg.grid.update_every == 0:
+            ramp = min(1.0, self.budget_fraction / max(cfg.grid.sharpen_until, 1e-9))
             model.grid.update(lambda x: model.field.density(x)[0], step < cfg.grid.warmup_steps,
-                              self.march.dt_min(), cfg.grid.decay, subset_fraction=self.grid_subset)
+                              self.march.dt_min(), cfg.grid.decay, subset_fraction=self.grid_subset,
+                              min_threshold=self.sharp_density * ramp)
         batch = self.sampler.sample(self.n_rays)
         bg = batch.background if batch.background is not None else \
             torch.tensor(_BACKGROUNDS.get(cfg.data.eval_background, (1.0, 1.0, 1.0)), device=self.device)
         near = None if self.near_images is None else self.near_images[batch.image_index]
-        out = render_rays(model.field, model.grid, batch.origins, batch.directions, bg, self.march, cfg.backend,
-                          near=near)
-        color = out.color
+        origins, dirs = batch.origins, batch.directions
         loss = 0.0
         logs = {}
+        if model.pose_delta is not None:
+            origins, dirs = correct_rays(origins, dirs, model.pose_delta[batch.image_index])
+            loss = loss + cfg.cameras.weight * model.pose_delta.pow(2).sum(-1).mean()
+        out = render_rays(model.field, model.grid, origins.contiguous(), dirs.contiguous(), bg, self.march,
+                          cfg.backend, near=near)
+        color = out.color
         if self.use_appearance:
             A = model.appearance
             color = apply_affine(color, A[batch.image_index])
@@ -211,12 +256,31 @@ class NerfTask(Task):
         bg = torch.tensor(background or _BACKGROUNDS.get(self.config.data.eval_background, (1.0, 1.0, 1.0)),
                           device=self.device)
         near = None if self.near_images is None else float(self.near_images[int(index)])
-        rgb, depth, opacity = render_image(self.model.field, self.model.grid,
-                                           torch.from_numpy(o).float().to(self.device),
-                                           torch.from_numpy(d).float().to(self.device), bg, self.march,
+        o = torch.from_numpy(o).float().to(self.device)
+        d = torch.from_numpy(d).float().to(self.device)
+        delta = self.pose_correction(int(index))
+        if delta is not None:
+            H, W = o.shape[:2]
+            o, d = correct_rays(o.reshape(-1, 3), d.reshape(-1, 3), delta.expand(H * W, 6))
+            o, d = o.reshape(H, W, 3), d.reshape(H, W, 3)
+        rgb, depth, opacity = render_image(self.model.field, self.model.grid, o, d, bg, self.march,
                                            backend=self.config.backend, near=near,
                                            color_transform=self.eval_color_transform(index), stats=stats)
         return rgb.clamp(0, 1).cpu().numpy(), depth.cpu().numpy(), opacity.cpu().numpy()
+
+    def pose_correction(self, index: int) -> Optional[torch.Tensor]:
+        """The pose correction ``[1, 6]`` for rendering image ``index``: its own for a training image, the mean of
+        the nearest training cameras' for a held-out one (None when cameras are not optimised)."""
+        if self.model.pose_delta is None:
+            return None
+        D = self.model.pose_delta.detach()
+        train = self.scene.split_indices("train")
+        if index in set(train.tolist()):
+            return D[index][None]
+        centres = self.scene.c2w[train, :3, 3]
+        dist = np.linalg.norm(centres - self.scene.c2w[index, :3, 3], axis=1)
+        near = train[np.argsort(dist)[:max(1, self.config.cameras.eval_neighbours)]]
+        return D[torch.from_numpy(near).to(D.device)].mean(0, keepdim=True)
 
     def near_for_poses(self, c2w, fx: float, fy: float, width: int, height: int) -> Optional[list]:
         """Near planes for novel pinhole cameras (camera paths), or None when the run uses ``rays.near``."""
