@@ -25,7 +25,7 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
     echo "[setup] chromium could not be installed; tests/test_viewer.py's browser test will skip"
   fi
 fi
-echo "[setup] building nerf_app and its extension (about a minute on 2 cores)"
+echo "[setup] building nerf_app and its extension (a few minutes on 2 cores the first time)"
 # --no-build-isolation: compile against the torch installed above, not a freshly downloaded one.
 # A failed build must stop here (never run the tests against a stale _C*.so): the log is shown and
 # the script exits non-zero.
