@@ -39,11 +39,11 @@ def load_wav(path):
     from scipy.io import wavfile
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(f"audio file not found: {path}")
+        raise DatasetError(path, "audio file not found")
     try:
         rate, data = wavfile.read(path)
     except (ValueError, OSError) as e:
-        raise DatasetError(f"{path}: cannot read WAV: {e}") from None
+        raise DatasetError(path, f"cannot read WAV: {e}") from None
     if data.dtype == np.uint8:
         data = (data.astype(np.float32) - 128.0) / 128.0
     elif data.dtype.kind == "i":
@@ -52,7 +52,7 @@ def load_wav(path):
     if data.ndim == 1:
         data = data[:, None]
     if len(data) < 2:
-        raise DatasetError(f"{path}: fewer than 2 samples")
+        raise DatasetError(path, "fewer than 2 samples")
     return int(rate), np.ascontiguousarray(data)
 
 

@@ -91,4 +91,4 @@ def read_exr(path) -> Dict[str, np.ndarray]:
     except DatasetError:
         raise
     except (ValueError, KeyError, IndexError, struct.error, zlib.error) as e:
-        raise DatasetError(f"{path}: cannot read EXR: {e}") from None
+        raise DatasetError(path, f"cannot read EXR: {e}") from None

@@ -45,23 +45,23 @@ def load_image(path) -> Tuple[np.ndarray, str]:
     """``(float32 [H, W, C], space)`` with ``space`` ``"srgb"`` (8/16-bit files) or ``"linear"`` (EXR)."""
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(f"image not found: {path}")
+        raise DatasetError(path, "image not found")
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
-        raise DatasetError(f"{path}: unsupported image type (expected {'/'.join(IMAGE_SUFFIXES)})")
+        raise DatasetError(path, f"unsupported image type (expected {'/'.join(IMAGE_SUFFIXES)})")
     if suffix == ".exr":
         from .exr import read_exr
         ch = read_exr(path)
         names = [c for c in ("R", "G", "B") if c in ch] or [c for c in ch if c != "A"][:3]
         if not names:
-            raise DatasetError(f"{path}: no colour channels")
+            raise DatasetError(path, "no colour channels")
         img, space = np.stack([ch[c] for c in names], -1), "linear"
     else:
         import imageio.v3 as iio
         try:
             raw = iio.imread(path)
         except Exception as e:  # imageio raises many types for broken files
-            raise DatasetError(f"{path}: cannot read image: {e}") from None
+            raise DatasetError(path, f"cannot read image: {e}") from None
         scale = float(np.iinfo(raw.dtype).max) if raw.dtype.kind in "ui" else 1.0
         img, space = raw.astype(np.float32) / scale, "srgb"
         if img.ndim == 2:
@@ -69,7 +69,7 @@ def load_image(path) -> Tuple[np.ndarray, str]:
         if img.shape[-1] in (2, 4):
             img = img[..., :-1]     # drop alpha
     if img.ndim != 3 or img.shape[0] < 1 or img.shape[1] < 1:
-        raise DatasetError(f"{path}: unexpected image shape {img.shape}")
+        raise DatasetError(path, f"unexpected image shape {img.shape}")
     if img.shape[-1] == 3 and np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2]):
         img = img[..., :1]          # grey stored as RGB
     return np.ascontiguousarray(img, np.float32), space

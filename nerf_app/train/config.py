@@ -259,7 +259,17 @@ def load_config(cls: Type[C], mode: str, config_file: Optional[str] = None, over
 _AT_LEAST = {"max_steps": 0, "max_time": 0, "checkpoint_every": 0, "checkpoint_every_s": 0, "log_every": 1,
              "nan_patience": 1, "threads": 0, "seed": 0, "batch_size": 1, "resolution": 1, "finest_resolution": 0,
              "n_levels": 1, "base_resolution": 1, "width": 1}
-_AT_MOST = {"resolution": 4096, "log2_hashmap_size": 30, "n_levels": 32, "seed": 2 ** 63 - 1}
+# Upper bounds keep an absurd value from exhausting memory (the kernel's OOM killer gives no error at all):
+# far above any real use, far below what a 24 GiB machine could not allocate.
+_AT_MOST = {"resolution": 4096, "log2_hashmap_size": 26, "n_levels": 32, "n_features_per_level": 8,
+            "seed": 2 ** 63 - 1, "width": 4096, "n_hidden_layers": 64, "density_width": 4096, "color_width": 4096,
+            "density_layers": 64, "color_layers": 64, "geo_features": 1024, "batch_size": 1 << 24,
+            "pool_size": 1 << 27, "refresh_size": 1 << 27, "dim": 4096, "base_resolution": 1 << 16,
+            "finest_resolution": 1 << 20}
+# learning rates and Adam's eps must be > 0 (the schedules divide by them); ``latent.lr`` 0 means "optim.lr"
+_POSITIVE = {"lr", "lr_final", "fit_lr", "eps"}
+_ZERO_MEANS_DEFAULT = {"latent.lr"}
+_MAX_TABLE_BYTES = 8 << 30
 
 
 def check_values(cfg, prefix: str = "") -> None:
@@ -271,12 +281,20 @@ def check_values(cfg, prefix: str = "") -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
+        if f.name in _POSITIVE and key not in _ZERO_MEANS_DEFAULT and not value > 0:
+            raise ConfigError(f"config key {key!r} must be > 0, got {value!r}")
         low = _AT_LEAST.get(f.name, 0 if "lr" in f.name.split("_") else None)
         if low is not None and value < low:
             raise ConfigError(f"config key {key!r} must be >= {low}, got {value!r}")
         high = _AT_MOST.get(f.name)
         if high is not None and value > high:
             raise ConfigError(f"config key {key!r} must be <= {high}, got {value!r}")
+    names = {f.name for f in dataclasses.fields(cfg)}
+    if {"n_levels", "log2_hashmap_size", "n_features_per_level"} <= names:  # the hash table's size at most
+        table = cfg.n_levels * (1 << cfg.log2_hashmap_size) * cfg.n_features_per_level * 4
+        if table > _MAX_TABLE_BYTES:
+            raise ConfigError(f"{prefix}n_levels x 2^{prefix}log2_hashmap_size x {prefix}n_features_per_level makes a "
+                              f"{table / 2 ** 30:.0f} GiB hash table (at most {_MAX_TABLE_BYTES >> 30} GiB)")
     if not prefix and hasattr(cfg, "device"):
         check_device(cfg.device)
 

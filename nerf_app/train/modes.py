@@ -81,8 +81,8 @@ def load_run_config(run_path, overrides=()):
     run = RunDir(run_path).require()
     data = read_yaml(run.config_path)
     mode = data.get("mode")
-    if not mode:
-        raise ConfigError(f"{run.config_path}: no 'mode' key")
+    if not mode or not isinstance(mode, str):
+        raise ConfigError(f"{run.config_path}: no 'mode' key (or not a name: {mode!r})")
     task_cls = get_task_class(mode)
     cfg = from_dict(task_cls.config_class, data, str(run.config_path))
     apply_overrides(cfg, overrides)
