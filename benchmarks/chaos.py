@@ -36,7 +36,8 @@ def main(argv=None) -> int:
                               cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.time() - t0
         lines = report.read_text().splitlines() if report.exists() else []
-        kill_lines = [l for l in proc.stdout.splitlines() if l.startswith('{"family": "kill-9"')]
+        # pytest -q prints its progress dots on the same line as a test's output: find the JSON anywhere
+        kill_lines = [l[l.index('{"family": "kill-9"'):] for l in proc.stdout.splitlines() if '{"family": "kill-9"' in l]
     families = {}
     for line in lines:  # each test emits its module's families so far: keep the last line of each
         rec = json.loads(line)
