@@ -92,17 +92,22 @@ if ! has_cuda_torch && ! [[ torch_install =~ $SKIP ]]; then
   has_cuda_torch || stage torch_install_cu128 240 "$PY" -m pip install --no-cache-dir \
     --index-url https://download.pytorch.org/whl/cu128 "${TORCH_SPEC:-torch==2.13.0}"
 fi
+# The lent GPU machines reach no registry: this stage may fail there (it is recorded and the script goes on);
+# their image already holds torch, numpy, scipy, scikit-image, opencv, imageio, tqdm, pyyaml and pytest, which
+# is what the CUDA tests, training, eval, render and the marching-cubes export need.
 stage deps 120 "$PY" -m pip install -q setuptools wheel ninja -r requirements-test.txt
 
 # 2. the extension with CUDA required (fails instead of silently building CPU-only); native arch only
 ARCH="$("$PY" -c 'import torch; m, n = torch.cuda.get_device_capability(); print(f"{m}.{n}")' 2>/dev/null || echo 9.0)"
 stage build 300 env NERF_APP_REQUIRE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="$(nproc)" \
-  "$PY" -m pip install --no-build-isolation -e .
+  "$PY" -m pip install --no-build-isolation --no-deps -e .
 stage info 30 "$PY" -m nerf_app.cli info
 
 # 3. every CUDA test: missing kernels fail rather than skip
+# (the op test files by name: other test modules import packages an offline GPU image may lack)
 stage cuda_tests 240 env NERF_APP_REQUIRE_CUDA=1 "$PY" -m pytest -q -m cuda -p no:cacheprovider \
-  --junitxml="$OUT_DIR/cuda_tests.xml" tests
+  --continue-on-collection-errors --junitxml="$OUT_DIR/cuda_tests.xml" tests/test_hashgrid.py tests/test_mlp.py \
+  tests/test_render_ops.py tests/test_distortion.py tests/test_gpu_training_step.py
 
 # 4. benchmarks on CUDA (one JSON line per measurement in the logs)
 stage bench_hashgrid 60 "$PY" benchmarks/hashgrid.py --device cuda --torch-reps 1
