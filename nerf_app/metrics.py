@@ -89,7 +89,6 @@ def lpips_weight_files() -> List[Path]:
     if env:
         return [Path(env)]
     hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints" / _ALEX_FILE
-    files = [hub]
     lin = Path("<lpips package>") / "weights" / "v0.1" / _LIN_FILE
     try:
         import importlib.util
