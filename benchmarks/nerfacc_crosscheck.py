@@ -12,7 +12,6 @@ kernels on first use; nothing else depends on this script.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 

@@ -9,7 +9,6 @@ import io
 import json
 import random
 import struct
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from hypothesis import strategies as st
 from nerf_app.data import load_scene
 from nerf_app.errors import DatasetError
 
-from fuzz_support import FULL, FileWatch, Tally, cases, short_traceback
+from fuzz_support import FileWatch, Tally, cases, short_traceback
 from scene_checks import check_error, check_scene
 
 # 2,000 generated inputs per format under NERF_APP_FUZZ_FULL=1; a fast subset in the default run.

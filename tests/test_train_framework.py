@@ -249,7 +249,6 @@ def _kill(proc):
 
 
 def test_sigkill_during_a_checkpoint_write_and_before_the_first_checkpoint(tmp_path):
-    import time
     reference = tmp_path / "reference"
     Trainer(ToyTask, make_config(**{"train.max_steps": 20, "train.checkpoint_every": 5, "train.log_every": 1}),
             reference).fit()
