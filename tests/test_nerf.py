@@ -95,7 +95,12 @@ def _params(run):
 def test_killed_and_resumed_run_is_bit_identical(lego, tmp_path):
     """SIGKILL a real training process after a checkpoint, resume it, and compare every parameter and
     buffer (hash table, MLPs, occupancy grid) with an uninterrupted run of the same budget."""
-    common = ["--max-steps", "30", "--set", "train.checkpoint_every=4", "--set", "train.log_every=1", *TINY]
+    # One thread: with two, a NeRF run was seen (end of session 3) to differ between processes from its first
+    # occupancy update on, in about half of the runs - a multi-thread nondeterminism in a CPU path not yet found
+    # (in-process repeats and the image mode are bit-identical). Single-threaded runs resume bit-identically
+    # (8 of 8 kill/resume trials); the open item is in docs/run-folder.md.
+    common = ["--max-steps", "30", "--threads", "1", "--set", "train.checkpoint_every=4", "--set", "train.log_every=1",
+              *TINY]
     full = tmp_path / "full"
     assert cli("train", lego, "--out", str(full), *common).returncode == 0
     killed = tmp_path / "killed"
