@@ -252,13 +252,10 @@ def evaluate_mesh(task, run_dir: Path, mesh_path, split: str = "test", limit: Op
     from .metrics import psnr, ssim
     from .results import contact_sheet
 
+    from .nerf.evaluate import eval_background, eval_views
     scene = task.scene
-    indices = scene.split_indices(split)
-    if len(indices) == 0:
-        raise ConfigError(f"the scene has no {split!r} images")
-    if limit and limit < len(indices):
-        indices = indices[np.round(np.linspace(0, len(indices) - 1, limit)).astype(int)]
-    bg = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}.get(task.config.data.eval_background, (1.0, 1.0, 1.0))
+    indices = eval_views(scene, split, limit)
+    bg = eval_background(task.config)
     renderer = MeshRenderer(scene.normalization.to_normalized(v), f, uv, tex, vcol)
     cached = {}
     mpath = run_dir / "metrics.json"

@@ -45,18 +45,29 @@ def training_curve(log_records: List[Dict[str, Any]], path: Path, eval_psnr: Opt
     return True
 
 
-def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int] = None,
-                  sheet_rows: int = 4) -> Dict[str, Any]:
-    scene = task.scene
+def eval_views(scene, split: str, limit: Optional[int]) -> np.ndarray:
+    """The images of ``split`` an evaluation scores: all, or ``limit`` of them spread evenly over the split."""
     indices = scene.split_indices(split)
     if len(indices) == 0:
         from ..errors import ConfigError
         raise ConfigError(f"the scene has no {split!r} images (splits: {', '.join(sorted(scene.splits))})")
     if limit and limit < len(indices):
         indices = indices[np.round(np.linspace(0, len(indices) - 1, limit)).astype(int)]
+    return indices
+
+
+def eval_background(config) -> tuple:
+    """The fixed background RGBA images are composited over for scoring (``data.eval_background``)."""
+    return {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}.get(config.data.eval_background, (1.0, 1.0, 1.0))
+
+
+def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int] = None,
+                  sheet_rows: int = 4) -> Dict[str, Any]:
+    scene = task.scene
+    indices = eval_views(scene, split, limit)
     out_dir = run_dir / f"eval_{split}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    bg = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}.get(task.config.data.eval_background, (1.0, 1.0, 1.0))
+    bg = eval_background(task.config)
     per_image, rows, seconds = [], [], []
     no_lpips = lpips_unavailable_reason()
     if no_lpips:

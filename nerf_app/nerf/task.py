@@ -22,12 +22,12 @@ from ..metrics import psnr_from_mse
 from ..ops.distortion import contract_distance, distortion, packed_weights
 from ..train.task import Task
 from .config import NerfConfig
+from .evaluate import eval_background
 from .field import NerfField
 from .occupancy import OccupancyGrid
 from .near import near_from_points
 from .renderer import MarchSettings, render_image, render_rays
 
-_BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
 
 
 class NerfModel(nn.Module):
@@ -203,7 +203,7 @@ class NerfTask(Task):
                               min_threshold=self.sharp_density * ramp)
         batch = self.sampler.sample(self.n_rays)
         bg = batch.background if batch.background is not None else \
-            torch.tensor(_BACKGROUNDS.get(cfg.data.eval_background, (1.0, 1.0, 1.0)), device=self.device)
+            torch.tensor(eval_background(cfg), device=self.device)
         near = None if self.near_images is None else self.near_images[batch.image_index]
         origins, dirs = batch.origins, batch.directions
         loss = 0.0
@@ -253,7 +253,7 @@ class NerfTask(Task):
         """Render training/test image ``index`` of the scene -> (rgb, depth, opacity) numpy arrays (early ray
         termination; the image's near plane and appearance)."""
         o, d = self.scene.rays(int(index))
-        bg = torch.tensor(background or _BACKGROUNDS.get(self.config.data.eval_background, (1.0, 1.0, 1.0)),
+        bg = torch.tensor(background or eval_background(self.config),
                           device=self.device)
         near = None if self.near_images is None else float(self.near_images[int(index)])
         o = torch.from_numpy(o).float().to(self.device)
