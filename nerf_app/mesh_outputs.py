@@ -112,6 +112,28 @@ def nerf_colour_fn(task, delta: float, n_samples: int = 12, angle_deg: float = 3
     return colour
 
 
+def photo_texture(task, vertices, faces, uv, field_texture, mask, progress: bool = False,
+                  prior: float = 0.5):
+    """The field-baked ``field_texture`` refined by the training photos: each texel becomes the weighted
+    mean ``(sum w c + prior * field) / (sum w + prior)`` of the photo colours cast onto it (see
+    :func:`~nerf_app.geometry.texture.project_photos`) and its field colour, so a texel seen by several
+    photos takes their colour and one no photo sees keeps the field's. Held-out images are never used.
+    Returns ``(texture dilated past the charts, fraction of chart texels some photo saw)``."""
+    from .geometry.mesh_render import MeshRenderer
+    from .geometry.texture import dilate, project_photos
+    from .nerf.evaluate import eval_background
+
+    scene = task.scene
+    renderer = MeshRenderer(vertices, faces)
+    S = field_texture.shape[0]
+    sums, w = project_photos(renderer, scene, scene.split_indices("train"), uv, S,
+                             eval_background(task.config), progress=progress)
+    out = (sums + prior * field_texture) / (w + prior)[..., None]
+    tex = np.where(mask[..., None], out, field_texture).astype(np.float32)
+    seen = float((w[mask] > 0).mean()) if mask.any() else 0.0
+    return dilate(tex, mask), seen
+
+
 def clay_colour(p: np.ndarray, n: np.ndarray) -> np.ndarray:
     light = np.array([0.3, 0.5, 0.8]) / np.linalg.norm([0.3, 0.5, 0.8])
     shade = 0.35 + 0.65 * np.abs(n @ light)
@@ -121,7 +143,7 @@ def clay_colour(p: np.ndarray, n: np.ndarray) -> np.ndarray:
 def export_textured(task, run_dir: Path, mesh: Optional[str] = None, texture_size: int = 2048,
                     faces: int = 200_000, resolution: Optional[int] = None, threshold=None, chunks=None,
                     min_component: Optional[float] = None, fill_holes: bool = False, blender: bool = False,
-                    progress: bool = True, **_) -> Dict[str, Any]:
+                    bake_from: str = "photos", progress: bool = True, **_) -> Dict[str, Any]:
     """The pipeline in the module docstring; returns a JSON-able summary with per-stage seconds."""
     from .geometry.marching_cubes import apply_transform, extract_mesh
     from .geometry.simplify import clean_mesh, decimate
@@ -177,6 +199,13 @@ def export_textured(task, run_dir: Path, mesh: Optional[str] = None, texture_siz
         colour, kind = clay_colour, "clay shading (the field has no colour)"
     texture, mask = bake(v2, f2, uv, texture_size, colour, normals=normals, progress=progress)
     stage("bake")
+    if _is_nerf(task) and bake_from == "photos":
+        texture, seen = photo_texture(task, v2, f2, uv, texture, mask, progress)
+        kind = (f"training photos projected onto the mesh (cosine-weighted mean), {seen:.0%} of the chart texels; "
+                "elsewhere " + kind)
+        stage("photos")
+    elif bake_from not in ("photos", "field"):
+        raise ConfigError(f"--bake must be photos or field, got {bake_from!r}")
     vc, fc = apply_transform(v2, f2, to_capture)
     axes = "capture"
     if blender:

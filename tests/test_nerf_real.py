@@ -119,6 +119,10 @@ def test_real_capture_defaults_and_camera_refinement_wiring(shared_data):
     assert task.near_images is not None and (task.near_images > 0).all()
     out = task.train_step(0)
     assert "distortion" in out and task.model.appearance.grad.abs().sum() > 0
+    # free space in front of every camera is scored, from its own sparse-point depth
+    assert task.free_space_weight > 0 and "free_space" in out
+    assert torch.allclose(task.free_images, task.near_images * (task.config.rays.free_space_margin /
+                                                                  task.config.rays.near_margin))
     # held-out images render with the training images' mean colour map
     test = int(task.scene.split_indices("test")[0])
     c = torch.rand(5, 3)
@@ -150,3 +154,30 @@ def test_real_capture_defaults_and_camera_refinement_wiring(shared_data):
 def test_objects_keep_their_defaults(shared_data):
     task = _tiny_task(shared_data / "lego")
     assert not task.use_appearance and task.distortion_weight == 0 and task.near_images is None
+    assert task.free_space_weight == 0
+
+
+def test_free_space_loss_scores_only_the_space_before_free():
+    from nerf_app.nerf.near import free_space_loss
+
+    centre = torch.tensor([0.5, 0.5, 0.3], requires_grad=True)
+
+    def density(x):  # a fog ball of density 50 around ``centre``
+        return 50.0 * torch.exp(-((x - centre) ** 2).sum(-1) / 0.01)
+
+    o, d = _rays(300, seed=4)          # from z ~ -0.6 towards the middle of the box: they cross the ball
+    torch.manual_seed(0)
+    before = free_space_loss(density, o, d, torch.full((300,), 1.2), 0.0, 1.0, samples=8)
+    assert before > 0.05
+    before.backward()
+    assert centre.grad.abs().sum() > 0          # the penalty moves the fog
+    # the ball lies beyond every ray's free distance: nothing to penalise (samples never reach it)
+    far = free_space_loss(density, o, d, torch.full((300,), 0.5), 0.0, 1.0, samples=8)
+    assert far.item() < 1e-6
+    # rays with free = 0 (a camera without enough points) and points outside the box count as empty
+    assert free_space_loss(density, o, d, torch.zeros(300), 0.0, 1.0).item() == 0.0
+    # Monte Carlo estimate of the mean segment opacity: with one segment per ray and a constant density,
+    # exactly 1 - exp(-sigma * free) for the rays whose sample is inside the box
+    const = free_space_loss(lambda x: torch.full((x.shape[0],), 2.0), o, d, torch.full((300,), 1.2), -5.0, 5.0,
+                            samples=1)
+    assert abs(const.item() - (1 - np.exp(-2.0 * 1.2))) < 1e-6

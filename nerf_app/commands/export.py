@@ -24,6 +24,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--texture-size", type=int, default=2048, help="(--texture) texture side in pixels (default 2048)")
     parser.add_argument("--faces", type=int, default=200_000, help="(--texture) face budget (default 200000)")
     parser.add_argument("--fill-holes", action="store_true", help="(--texture) close small boundary loops")
+    parser.add_argument("--bake", choices=("photos", "field"), default=None,
+                        help="(--texture, nerf) texture from the training photos projected onto the mesh, with "
+                             "the field's colour where no photo sees it (photos, the default), or from the field "
+                             "alone (field)")
     parser.add_argument("--blender", action="store_true",
                         help="(--texture) z-up capture turned y-up, so Blender's glTF/OBJ importers restore it")
     parser.add_argument("--points", default=None, help="(nerf) also write a coloured point cloud from rendered depth (.ply)")
@@ -41,16 +45,17 @@ def run(args) -> int:
     if args.texture:
         from ..mesh_outputs import check_options
         check_options(args.texture_size, args.faces, args.mesh)  # before the (slow) run is opened
-    elif args.blender or args.fill_holes:
+    elif args.blender or args.fill_holes or args.bake:
         from ..errors import ConfigError
-        raise ConfigError("--blender and --fill-holes go with --texture")
+        raise ConfigError("--blender, --fill-holes and --bake go with --texture")
     task, run_dir, _ = open_run(args.run, args.checkpoint, args.overrides)
     if args.texture:
         from ..mesh_outputs import export_textured
         result = export_textured(task, run_dir.path, mesh=args.mesh, texture_size=args.texture_size,
                                  faces=args.faces, resolution=args.resolution, threshold=args.threshold,
                                  chunks=args.chunks, min_component=args.min_component,
-                                 fill_holes=args.fill_holes, blender=args.blender)
+                                 fill_holes=args.fill_holes, blender=args.blender,
+                                 bake_from=args.bake or "photos")
         if args.points:
             from ..nerf.outputs import export_points
             result.update(export_points(task, Path(args.points)))

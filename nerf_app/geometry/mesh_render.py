@@ -53,19 +53,15 @@ class MeshRenderer:
             self.intersector = RayMeshIntersector(self.mesh)
             self.engine = "trimesh"
 
-    def cast(self, origins: np.ndarray, directions: np.ndarray, background=(1.0, 1.0, 1.0),
-             chunk: int = 1 << 19) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``origins, directions [N,3]`` -> ``(rgb [N,3] float32, depth [N] (inf on a miss), hit [N] bool)``."""
+    def first_hits(self, origins: np.ndarray, directions: np.ndarray, chunk: int = 1 << 19):
+        """Each ray's first hit: ``(ray [M] int64, face [M] int64, bary [M,3], t [M])`` for the M rays that hit
+        (``t`` in units of the direction's length)."""
         import trimesh
 
         o = np.asarray(origins, np.float64).reshape(-1, 3)
         d = np.asarray(directions, np.float64).reshape(-1, 3)
-        n = len(o)
-        rgb = np.empty((n, 3), np.float32)
-        rgb[:] = np.asarray(background, np.float32)
-        depth = np.full(n, np.inf)
-        hit = np.zeros(n, bool)
-        for s in range(0, n, chunk):
+        out = []
+        for s in range(0, len(o), chunk):
             tri, ray, loc = self.intersector.intersects_id(o[s:s + chunk], d[s:s + chunk], multiple_hits=False,
                                                            return_locations=True)
             if len(tri) == 0:
@@ -74,16 +70,31 @@ class MeshRenderer:
             bary = trimesh.triangles.points_to_barycentric(self.mesh.triangles[tri], loc)
             bary = np.clip(bary, 0.0, 1.0)
             bary /= np.maximum(bary.sum(1, keepdims=True), 1e-12)
-            fv = self.faces[tri]
-            if self.uv is not None and self.texture is not None:
-                uv = np.einsum("nk,nkd->nd", bary, self.uv[fv])
-                rgb[ray] = sample_bilinear(self.texture, uv)[:, :3]
-            elif self.vertex_colors is not None:
-                rgb[ray] = np.einsum("nk,nkd->nd", bary, self.vertex_colors[fv][..., :3])
-            else:
-                rgb[ray] = 0.8
-            depth[ray] = np.einsum("nd,nd->n", loc - o[ray], d[ray]) / np.einsum("nd,nd->n", d[ray], d[ray])
-            hit[ray] = True
+            t = np.einsum("nd,nd->n", loc - o[ray], d[ray]) / np.einsum("nd,nd->n", d[ray], d[ray])
+            out.append((ray.astype(np.int64), np.asarray(tri, np.int64), bary, t))
+        if not out:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(0)
+        return tuple(np.concatenate(parts) for parts in zip(*out))
+
+    def cast(self, origins: np.ndarray, directions: np.ndarray, background=(1.0, 1.0, 1.0),
+             chunk: int = 1 << 19) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``origins, directions [N,3]`` -> ``(rgb [N,3] float32, depth [N] (inf on a miss), hit [N] bool)``."""
+        n = len(np.asarray(origins).reshape(-1, 3))
+        rgb = np.empty((n, 3), np.float32)
+        rgb[:] = np.asarray(background, np.float32)
+        depth = np.full(n, np.inf)
+        hit = np.zeros(n, bool)
+        ray, tri, bary, t = self.first_hits(origins, directions, chunk)
+        fv = self.faces[tri]
+        if self.uv is not None and self.texture is not None:
+            uv = np.einsum("nk,nkd->nd", bary, self.uv[fv])
+            rgb[ray] = sample_bilinear(self.texture, uv)[:, :3]
+        elif self.vertex_colors is not None:
+            rgb[ray] = np.einsum("nk,nkd->nd", bary, self.vertex_colors[fv][..., :3])
+        else:
+            rgb[ray] = 0.8
+        depth[ray] = t
+        hit[ray] = True
         return rgb, depth, hit
 
 

@@ -181,6 +181,69 @@ def bake(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, size: int,
     return dilate(tex, mask), mask
 
 
+def splat_bilinear(uv: np.ndarray, values: np.ndarray, weights: np.ndarray, size: int):
+    """Adjoint of :func:`~nerf_app.geometry.mesh_render.sample_bilinear`: each ``values[n]`` (weighted by
+    ``weights[n]``) is spread over the four texels around ``uv[n]`` with the bilinear weights a lookup at
+    ``uv[n]`` would use. Returns ``(sums [S,S,C], weights [S,S])``."""
+    S = int(size)
+    x = np.clip(uv[:, 0] * S - 0.5, 0, S - 1)
+    y = np.clip((1.0 - uv[:, 1]) * S - 0.5, 0, S - 1)
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    x1, y1 = np.minimum(x0 + 1, S - 1), np.minimum(y0 + 1, S - 1)
+    fx, fy = x - x0, y - y0
+    C = values.shape[1]
+    sums = np.zeros((S * S, C))
+    wsum = np.zeros(S * S)
+    for xi, yi, w in ((x0, y0, (1 - fx) * (1 - fy)), (x1, y0, fx * (1 - fy)),
+                      (x0, y1, (1 - fx) * fy), (x1, y1, fx * fy)):
+        k = yi * S + xi
+        ww = w * weights
+        wsum += np.bincount(k, ww, S * S)
+        for c in range(C):
+            sums[:, c] += np.bincount(k, ww * values[:, c], S * S)
+    return sums.reshape(S, S, C), wsum.reshape(S, S)
+
+
+def project_photos(renderer, scene, indices, uv: np.ndarray, size: int, background=(1.0, 1.0, 1.0),
+                   progress: bool = False):
+    """Texture evidence from photos: every pixel of images ``indices`` of ``scene`` is cast (through its
+    own camera) onto the mesh ``renderer`` holds (normalised coordinates; faces indexing ``uv``), and its
+    colour splatted at the hit's UV, weighted by the cosine between the ray and the face normal (grazing
+    views smear). Visibility is exact (first hit). Masked pixels are skipped. Returns
+    ``(sums [S,S,3], weights [S,S])``: the weighted mean colour is ``sums / weights`` where ``weights > 0``."""
+    S = int(size)
+    sums = np.zeros((S, S, 3))
+    wsum = np.zeros((S, S))
+    fn = renderer.mesh.face_normals
+    it = indices
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(indices, desc="project photos", unit="img")
+    for i in it:
+        i = int(i)
+        cam = scene.cameras[i]
+        H, W = cam.height, cam.width
+        ys, xs = np.meshgrid(np.arange(H, dtype=np.float64) + 0.5, np.arange(W, dtype=np.float64) + 0.5,
+                             indexing="ij")
+        px = np.stack([xs.ravel(), ys.ravel()], -1)
+        rgb = scene.images.rgb(i, background=np.asarray(background, np.float32))[..., :3].reshape(-1, 3)
+        mask = scene.images.mask(i)
+        if mask is not None:
+            keep = np.asarray(mask, bool).reshape(-1)
+            px, rgb = px[keep], rgb[keep]
+        o, d = scene.rays_at(np.full(len(px), i), px)
+        ray, tri, bary, _ = renderer.first_hits(o, d)
+        if len(ray) == 0:
+            continue
+        dn = d[ray] / np.maximum(np.linalg.norm(d[ray], axis=1, keepdims=True), 1e-12)
+        cos = np.abs(np.einsum("nd,nd->n", dn, fn[tri]))
+        hit_uv = np.einsum("nk,nkd->nd", bary, uv[renderer.faces[tri]])
+        s, w = splat_bilinear(hit_uv, np.asarray(rgb[ray], np.float64), cos, S)
+        sums += s
+        wsum += w
+    return sums, wsum
+
+
 def textured_trimesh(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, texture: np.ndarray,
                      name: str = "texture"):
     """A ``trimesh.Trimesh`` with TextureVisuals: a PBR material (base colour = the texture, metallic 0,

@@ -65,6 +65,9 @@ class NerfRaySettings:
     auto_near: bool = True
     near_percentile: float = 1.0
     near_margin: float = 0.5
+    # free space: points closer to a training camera than free_space_margin x the same percentile depth must
+    # be empty; their opacity is penalised with optim.free_space_weight (only where auto near planes exist)
+    free_space_margin: float = 0.8
     max_samples: int = 1024
     t_threshold: float = 1e-4
     # inference (eval/render/export): rounds of round_samples per live ray (doubling to round_samples_max);
@@ -85,6 +88,10 @@ class NerfOptimSettings:
     # (0 for bounded objects, distortion_auto for real captures)
     distortion_weight: float = -1.0
     distortion_auto: float = 0.01
+    # free-space loss in front of each training camera (nerf_app.nerf.near.free_space_loss); < 0: automatic
+    # (free_space_auto when the capture has sparse points for near planes, else 0)
+    free_space_weight: float = -1.0
+    free_space_auto: float = 0.01
 
 
 @dataclass

@@ -9,9 +9,10 @@ camera paths are handled like training views. ``rays.near > 0`` overrides it wit
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
+import torch
 
 
 def near_from_points(points: Optional[np.ndarray], c2w: np.ndarray, intrinsics: Sequence[Sequence[float]],
@@ -44,3 +45,32 @@ def near_from_points(points: Optional[np.ndarray], c2w: np.ndarray, intrinsics: 
             continue
         out[i] = margin * float(np.percentile(z[inside], percentile))
     return out
+
+
+def free_space_loss(density: Callable[[torch.Tensor], torch.Tensor], origins: torch.Tensor, dirs: torch.Tensor,
+                    free: torch.Tensor, lo: float, hi: float, samples: int = 4) -> torch.Tensor:
+    """Mean opacity of the space each ray crosses before ``free [R]``, the distance up to which its camera's
+    frustum is known to be empty (a margin below the depth of the nearest sparse points).
+
+    ``origins, dirs [R, 3]`` (unit dirs), ``density(x [M, 3]) -> sigma [M]``. Each ray's ``[0, free]`` is cut
+    into ``samples`` equal segments with one uniformly drawn point in each (stratified); a segment of length
+    ``l = free / samples`` at density ``sigma`` has opacity ``1 - exp(-sigma l)``, and the loss is the mean
+    over segments inside the box ``[lo, hi]^3`` (0 when none is). The photometric loss never sees most of
+    this space (marching starts at the near plane), so without this term other cameras are free to explain
+    their pixels with fog hanging right in front of a camera: what a held-out view near it then shows.
+    """
+    R = origins.shape[0]
+    if R == 0:
+        return origins.new_zeros(())
+    S = int(samples)
+    seg = free / S                                                        # [R]
+    u = (torch.arange(S, device=origins.device, dtype=origins.dtype)[None] +
+         torch.rand(R, S, device=origins.device, dtype=origins.dtype)) * seg[:, None]
+    x = origins[:, None] + u[..., None] * dirs[:, None]                   # [R, S, 3]
+    x = x.reshape(-1, 3)
+    inside = ((x >= lo) & (x <= hi)).all(-1) & (seg[:, None].expand(R, S).reshape(-1) > 0)
+    if not bool(inside.any()):
+        return origins.new_zeros(())
+    sigma = density(x[inside].contiguous())
+    opacity = 1.0 - torch.exp(-sigma * seg[:, None].expand(R, S).reshape(-1)[inside])
+    return opacity.sum() / (R * S)

@@ -258,14 +258,15 @@ def load_config(cls: Type[C], mode: str, config_file: Optional[str] = None, over
 # config.yaml): a bad value fails here, before anything is built or written, naming the key.
 _AT_LEAST = {"max_steps": 0, "max_time": 0, "checkpoint_every": 0, "checkpoint_every_s": 0, "log_every": 1,
              "nan_patience": 1, "threads": 0, "seed": 0, "batch_size": 1, "resolution": 1, "finest_resolution": 0,
-             "n_levels": 1, "base_resolution": 1, "width": 1}
+             "n_levels": 1, "base_resolution": 1, "width": 1, "near_margin": 0, "free_space_margin": 0,
+             "near_percentile": 0}
 # Upper bounds keep an absurd value from exhausting memory (the kernel's OOM killer gives no error at all):
 # far above any real use, far below what a 24 GiB machine could not allocate.
 _AT_MOST = {"resolution": 4096, "log2_hashmap_size": 26, "n_levels": 32, "n_features_per_level": 8,
             "seed": 2 ** 63 - 1, "width": 4096, "n_hidden_layers": 64, "density_width": 4096, "color_width": 4096,
             "density_layers": 64, "color_layers": 64, "geo_features": 1024, "batch_size": 1 << 24,
             "pool_size": 1 << 27, "refresh_size": 1 << 27, "dim": 4096, "base_resolution": 1 << 16,
-            "finest_resolution": 1 << 20}
+            "finest_resolution": 1 << 20, "near_percentile": 100}
 # learning rates and Adam's eps must be > 0 (the schedules divide by them); ``latent.lr`` 0 means "optim.lr"
 _POSITIVE = {"lr", "lr_final", "fit_lr", "eps"}
 _ZERO_MEANS_DEFAULT = {"latent.lr"}
