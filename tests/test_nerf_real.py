@@ -47,6 +47,45 @@ def test_early_stop_renderer_equals_full_marching_and_skips_what_is_hidden():
     assert torch.allclose(img.reshape(-1, 3), early.color, atol=1e-6)
 
 
+class _SplitBlobs(_Blobs):
+    """A dense ball in a much fainter haze (alpha per step ~3e-5) with NerfField's split interface (density,
+    then colour from the features); counts colour evaluations."""
+
+    def __init__(self):
+        super().__init__()
+        self.coloured = 0
+
+    def density(self, x):
+        return torch.where((x - 0.5).norm(dim=-1) < 0.2, 200.0, 0.005), x
+
+    def color(self, d, h):
+        self.coloured += len(h)
+        return torch.sigmoid(4 * (h - 0.5))
+
+    def forward(self, x, d):
+        sigma, h = self.density(x)
+        return sigma, self.color(d, h)
+
+
+def test_early_stop_renderer_skips_colour_of_weightless_samples():
+    field, grid = _SplitBlobs(), OccupancyGrid(2, 32)
+    o, d = _rays(seed=2)
+    bg = torch.tensor([0.2, 0.3, 0.4])
+    march = MarchSettings(256, 1 / 256, 1024, 0.0, 0.0, round_samples=4, round_samples_max=32,
+                          render_t_threshold=1e-3, render_min_weight=0.0)
+    every = render_rays_early_stop(field, grid, o, d, bg, march, backend="torch")
+    assert field.coloured == every.n_samples
+    field.coloured = 0
+    march.render_min_weight = 1e-4
+    skip = render_rays_early_stop(field, grid, o, d, bg, march, backend="torch")
+    assert skip.n_samples == every.n_samples            # the same samples marched and their densities taken ...
+    assert field.coloured < 0.5 * every.n_samples       # ... but the faint haze's colours are not evaluated
+    # each skipped sample would have added at most render_min_weight x its colour (<= 1)
+    bound = 1e-4 * every.n_samples / len(o) * 4
+    assert (skip.color - every.color).abs().max() <= bound
+    assert torch.equal(skip.opacity, every.opacity) and torch.equal(skip.depth, every.depth)
+
+
 def test_near_planes_from_sparse_points(shared_data):
     from nerf_app.data import load_scene
     from nerf_app.nerf.near import near_from_points

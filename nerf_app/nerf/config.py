@@ -75,6 +75,7 @@ class NerfRaySettings:
     round_samples: int = 8
     round_samples_max: int = 64
     render_t_threshold: float = 1e-3
+    render_min_weight: float = 1e-4   # inference: samples weighing less than this get no colour evaluation
 
 
 @dataclass

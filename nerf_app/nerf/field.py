@@ -83,5 +83,8 @@ class NerfField(nn.Module):
     def forward(self, x: torch.Tensor, d: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``x [N, 3]`` points, ``d [N, 3]`` unit view directions -> ``sigma [N]``, ``rgb [N, 3]``."""
         sigma, h = self.density(x)
-        rgb = self.color_net(torch.cat([sh_encode(d, self.sh_degree, self.backend), h], dim=-1))
-        return sigma, rgb
+        return sigma, self.color(d, h)
+
+    def color(self, d: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """``d [N, 3]`` unit view directions, ``h [N, geo_features]`` from :meth:`density` -> ``rgb [N, 3]``."""
+        return self.color_net(torch.cat([sh_encode(d, self.sh_degree, self.backend), h], dim=-1))

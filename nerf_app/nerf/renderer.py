@@ -28,6 +28,9 @@ class MarchSettings:
     round_samples: int = 8
     round_samples_max: int = 64
     render_t_threshold: float = 1e-3
+    # inference: a sample whose compositing weight (transmittance x alpha) is below this gets no colour
+    # evaluation (it would add at most this much of its colour); 0 evaluates every sample's colour
+    render_min_weight: float = 1e-4
 
     def dt_min(self) -> float:
         return math.sqrt(3.0) / self.steps_per_unit_diagonal
@@ -106,10 +109,22 @@ def render_rays_early_stop(field: NerfField, grid: OccupancyGrid, origins: torch
             total += s.n_samples
             mid = 0.5 * (s.t_starts + s.t_ends)
             x = o[s.ray_indices] + mid[:, None] * d[s.ray_indices]
-            sigma, rgb = field(x, d[s.ray_indices].contiguous())
-            _, c, op, dep = volume_render(sigma.float().contiguous(), rgb.float().contiguous(), s, 0.0,
-                                          backend=backend)
             tr = trans[alive]
+            ds = d[s.ray_indices].contiguous()
+            if march.render_min_weight > 0 and hasattr(field, "color"):
+                # density first; colour only where the sample's weight along the whole ray is worth it
+                sigma, h = field.density(x)
+                w, _, op, dep = volume_render(sigma.float().contiguous(), sigma.new_zeros(len(sigma), 3), s, 0.0,
+                                              backend=backend)
+                need = torch.nonzero(w * tr[s.ray_indices] >= march.render_min_weight)[:, 0]
+                c = torch.zeros(len(alive), 3, device=device)
+                if need.numel():
+                    rgb = field.color(ds[need], h[need]).float()
+                    c.index_add_(0, s.ray_indices[need], w[need, None] * rgb)
+            else:
+                sigma, rgb = field(x, ds)
+                _, c, op, dep = volume_render(sigma.float().contiguous(), rgb.float().contiguous(), s, 0.0,
+                                              backend=backend)
             color[alive] += tr[:, None] * c
             depth[alive] += tr * dep
             trans[alive] = tr * (1.0 - op)

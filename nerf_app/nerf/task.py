@@ -139,7 +139,7 @@ class NerfTask(Task):
             raise ConfigError(f"rays.near must be a distance >= 0, got {cfg.rays.near}")
         self.march = MarchSettings(cfg.rays.steps_per_unit_diagonal, cone, cfg.rays.max_samples, cfg.rays.near,
                                    cfg.rays.t_threshold, cfg.rays.round_samples, cfg.rays.round_samples_max,
-                                   cfg.rays.render_t_threshold)
+                                   cfg.rays.render_t_threshold, cfg.rays.render_min_weight)
         if not 0 <= cfg.grid.subset_fraction <= 1 or cfg.grid.update_every < 1:
             raise ConfigError(f"grid.subset_fraction must be in [0, 1] (0 = automatic) and grid.update_every >= 1 "
                               f"(got {cfg.grid.subset_fraction}, {cfg.grid.update_every})")
