@@ -73,8 +73,8 @@ class NerfRaySettings:
     # inference (eval/render/export): rounds of round_samples per live ray (doubling to round_samples_max);
     # a ray stops once its transmittance is below render_t_threshold (early ray termination)
     round_samples: int = 8
-    round_samples_max: int = 64
-    render_t_threshold: float = 1e-3
+    round_samples_max: int = 16
+    render_t_threshold: float = 1e-2
     render_min_weight: float = 1e-4   # inference: samples weighing less than this get no colour evaluation
 
 

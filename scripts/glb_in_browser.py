@@ -1,0 +1,79 @@
+"""Open an exported GLB in a real glTF viewer and keep a screenshot: viser's web client (three.js'
+GLTFLoader, served from the installed viser package; nothing is downloaded) in the headless Chromium the
+viewer test uses.
+
+    python scripts/glb_in_browser.py runs/lego/lego.glb --out lego_glb.png [--distance 3.5]
+
+The camera looks at the mesh's bounding-box centre from ``--distance`` bounding-box radii, from above and to
+the side; the GLB is loaded as the file's bytes (its embedded PNG texture included).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("glb")
+    ap.add_argument("--out", required=True, help="screenshot PNG")
+    ap.add_argument("--distance", type=float, default=2.2, help="camera distance in bounding-box radii")
+    ap.add_argument("--width", type=int, default=1000)
+    ap.add_argument("--height", type=int, default=700)
+    ap.add_argument("--wait", type=float, default=8.0, help="seconds to let the page load and draw")
+    args = ap.parse_args()
+
+    import trimesh
+    import viser
+
+    from nerf_app.viewer.headless import Chromium, _free_port, find_chromium
+
+    exe, why = find_chromium()
+    if exe is None:
+        print(f"no browser: {why}", file=sys.stderr)
+        return 1
+    data = Path(args.glb).read_bytes()
+    scene = trimesh.load(args.glb)
+    lo, hi = scene.bounds
+    centre = (lo + hi) / 2
+    radius = float(np.linalg.norm(hi - lo)) / 2
+    port = _free_port()
+    server = viser.ViserServer(host="127.0.0.1", port=port, verbose=False)
+    # GLBs written with --blender are y-up; the capture's own (default) axes are z-up for Blender/instant-ngp
+    # captures (the file says which: nerf_app_axes)
+    z_up = str(scene.metadata.get("nerf_app_axes", "capture")) != "blender"
+    server.scene.set_up_direction("+z" if z_up else "+y")
+    server.scene.add_glb("/mesh", data)
+    server.scene.add_light_ambient("/ambient", intensity=1.0)
+    server.scene.add_light_directional("/sun", intensity=1.5, wxyz=(0.92, -0.38, 0.0, 0.0))
+    up = np.array([0.0, 0.0, 1.0]) if z_up else np.array([0.0, 1.0, 0.0])
+    side = np.array([0.75, -0.55, 0.0]) if z_up else np.array([0.75, 0.0, 0.55])
+    view = side + 0.6 * up
+    eye = centre + radius * args.distance * view / np.linalg.norm(view)
+
+    @server.on_client_connect
+    def _(client) -> None:
+        client.camera.position = tuple(eye)
+        client.camera.look_at = tuple(centre)
+        client.camera.up_direction = tuple(up)
+
+    try:
+        with Chromium(width=args.width, height=args.height, exe=exe) as page:
+            page.open(f"http://127.0.0.1:{port}")
+            time.sleep(args.wait)
+            img = page.screenshot(args.out)
+    finally:
+        server.stop()
+    print(f"{args.out}: {img.shape[1]}x{img.shape[0]}, pixel std {img.std():.1f}, "
+          f"mesh {len(scene.triangles) if hasattr(scene, 'triangles') else '?'} triangles")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
