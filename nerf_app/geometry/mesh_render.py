@@ -16,18 +16,23 @@ from typing import Optional, Tuple
 import numpy as np
 
 
-def sample_bilinear(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """``texture [H,W,C]`` at ``uv [N,2]`` (v up, OBJ convention), bilinear, clamped at the edges."""
-    H, W = texture.shape[:2]
+def bilinear_taps(uv: np.ndarray, H: int, W: int):
+    """The four texels a bilinear lookup at ``uv [N,2]`` (v up, OBJ convention; texel centres at
+    ``(i + 0.5) / S``, edges clamped) reads, with their weights: ``[(row [N], col [N], weight [N]) x 4]``.
+    Shared by :func:`sample_bilinear` and its adjoint :func:`~nerf_app.geometry.texture.splat_bilinear`."""
     x = np.clip(uv[:, 0] * W - 0.5, 0, W - 1)
     y = np.clip((1.0 - uv[:, 1]) * H - 0.5, 0, H - 1)
     x0 = np.floor(x).astype(np.int64)
     y0 = np.floor(y).astype(np.int64)
     x1, y1 = np.minimum(x0 + 1, W - 1), np.minimum(y0 + 1, H - 1)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    top = texture[y0, x0] * (1 - fx) + texture[y0, x1] * fx
-    bottom = texture[y1, x0] * (1 - fx) + texture[y1, x1] * fx
-    return top * (1 - fy) + bottom * fy
+    fx, fy = x - x0, y - y0
+    return [(y0, x0, (1 - fx) * (1 - fy)), (y0, x1, fx * (1 - fy)), (y1, x0, (1 - fx) * fy), (y1, x1, fx * fy)]
+
+
+def sample_bilinear(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """``texture [H,W,C]`` at ``uv [N,2]`` (v up, OBJ convention), bilinear, clamped at the edges."""
+    H, W = texture.shape[:2]
+    return sum(texture[r, c] * w[:, None] for r, c, w in bilinear_taps(uv, H, W))
 
 
 class MeshRenderer:

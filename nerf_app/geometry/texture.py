@@ -185,22 +185,18 @@ def splat_bilinear(uv: np.ndarray, values: np.ndarray, weights: np.ndarray, size
     """Adjoint of :func:`~nerf_app.geometry.mesh_render.sample_bilinear`: each ``values[n]`` (weighted by
     ``weights[n]``) is spread over the four texels around ``uv[n]`` with the bilinear weights a lookup at
     ``uv[n]`` would use. Returns ``(sums [S,S,C], weights [S,S])``."""
+    from .mesh_render import bilinear_taps
+
     S = int(size)
-    x = np.clip(uv[:, 0] * S - 0.5, 0, S - 1)
-    y = np.clip((1.0 - uv[:, 1]) * S - 0.5, 0, S - 1)
-    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-    x1, y1 = np.minimum(x0 + 1, S - 1), np.minimum(y0 + 1, S - 1)
-    fx, fy = x - x0, y - y0
     C = values.shape[1]
     sums = np.zeros((S * S, C))
     wsum = np.zeros(S * S)
-    for xi, yi, w in ((x0, y0, (1 - fx) * (1 - fy)), (x1, y0, fx * (1 - fy)),
-                      (x0, y1, (1 - fx) * fy), (x1, y1, fx * fy)):
-        k = yi * S + xi
+    for r, c, w in bilinear_taps(uv, S, S):
+        k = r * S + c
         ww = w * weights
         wsum += np.bincount(k, ww, S * S)
-        for c in range(C):
-            sums[:, c] += np.bincount(k, ww * values[:, c], S * S)
+        for ch in range(C):
+            sums[:, ch] += np.bincount(k, ww * values[:, ch], S * S)
     return sums.reshape(S, S, C), wsum.reshape(S, S)
 
 

@@ -68,9 +68,10 @@ def free_space_loss(density: Callable[[torch.Tensor], torch.Tensor], origins: to
          torch.rand(R, S, device=origins.device, dtype=origins.dtype)) * seg[:, None]
     x = origins[:, None] + u[..., None] * dirs[:, None]                   # [R, S, 3]
     x = x.reshape(-1, 3)
-    inside = ((x >= lo) & (x <= hi)).all(-1) & (seg[:, None].expand(R, S).reshape(-1) > 0)
+    length = seg.repeat_interleave(S)                                     # [R*S], per point
+    inside = ((x >= lo) & (x <= hi)).all(-1) & (length > 0)
     if not bool(inside.any()):
         return origins.new_zeros(())
     sigma = density(x[inside].contiguous())
-    opacity = 1.0 - torch.exp(-sigma * seg[:, None].expand(R, S).reshape(-1)[inside])
+    opacity = 1.0 - torch.exp(-sigma * length[inside])
     return opacity.sum() / (R * S)

@@ -135,22 +135,16 @@ def export_points(task, path: Path, n_views: int = 8, max_side: int = 200) -> Di
     scene = task.scene
     train = scene.split_indices("train")
     picks = train[np.round(np.linspace(0, len(train) - 1, min(n_views, len(train)))).astype(int)]
-    bg = torch.tensor([0.0, 0.0, 0.0])
     pts, cols = [], []
     for i in tqdm(picks, desc="points", unit="view"):
-        cam = scene.cameras[int(i)]
-        step = max(1, int(math.ceil(cam.height / max_side)))
-        o, d = scene.rays(int(i))
-        o = torch.from_numpy(o[::step, ::step].copy()).float()
-        d = torch.from_numpy(d[::step, ::step].copy()).float()
-        near = None if getattr(task, "near_images", None) is None else float(task.near_images[int(i)])
-        transform = task.eval_color_transform(int(i)) if hasattr(task, "eval_color_transform") else None
-        rgb, depth, opacity = render_image(task.model.field, task.model.grid, o, d, bg, task.march,
-                                           backend=task.config.backend, near=near, color_transform=transform)
+        step = max(1, int(math.ceil(scene.cameras[int(i)].height / max_side)))
+        # the image's own rays, near plane, pose correction and appearance, over black
+        o, d = (t.cpu().numpy() for t in task.view_rays(int(i), step))
+        rgb, depth, opacity = task.render_view(int(i), (0.0, 0.0, 0.0), step=step)
         keep = opacity > 0.9
         p = o[keep] + (depth[keep] / opacity[keep])[:, None] * d[keep]
-        pts.append(p.numpy())
-        cols.append((rgb[keep] / opacity[keep][:, None]).clamp(0, 1).numpy())
+        pts.append(p)
+        cols.append(np.clip(rgb[keep] / opacity[keep][:, None], 0, 1))
     xyz = scene.normalization.to_capture(np.concatenate(pts).astype(np.float64))
     rgb8 = (np.concatenate(cols) * 255 + 0.5).astype(np.uint8)
     cloud = trimesh.PointCloud(xyz, colors=np.concatenate([rgb8, np.full((len(rgb8), 1), 255, np.uint8)], 1))

@@ -108,9 +108,9 @@ def render_rays_early_stop(field: NerfField, grid: OccupancyGrid, origins: torch
         if s.n_samples:
             total += s.n_samples
             mid = 0.5 * (s.t_starts + s.t_ends)
-            x = o[s.ray_indices] + mid[:, None] * d[s.ray_indices]
-            tr = trans[alive]
             ds = d[s.ray_indices].contiguous()
+            x = o[s.ray_indices] + mid[:, None] * ds
+            tr = trans[alive]
             if march.render_min_weight > 0 and hasattr(field, "color"):
                 # density first; colour only where the sample's weight along the whole ray is worth it
                 sigma, h = field.density(x)

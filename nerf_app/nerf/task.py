@@ -269,22 +269,30 @@ class NerfTask(Task):
 
     # -- evaluation -----------------------------------------------------------------------------
 
-    def render_view(self, index: int, background=None, stats: Optional[dict] = None):
-        """Render training/test image ``index`` of the scene -> (rgb, depth, opacity) numpy arrays (early ray
-        termination; the image's near plane and appearance)."""
+    def view_rays(self, index: int, step: int = 1):
+        """``(origins, dirs)`` ``[H', W', 3]`` on the model's device for image ``index`` (every ``step``-th pixel),
+        with the image's pose correction: the rays :meth:`render_view` renders."""
         o, d = self.scene.rays(int(index))
-        bg = torch.tensor(background or eval_background(self.config),
-                          device=self.device)
-        near = None if self.near_images is None else float(self.near_images[int(index)])
-        o = torch.from_numpy(o).float().to(self.device)
-        d = torch.from_numpy(d).float().to(self.device)
+        o = torch.from_numpy(np.ascontiguousarray(o[::step, ::step])).float().to(self.device)
+        d = torch.from_numpy(np.ascontiguousarray(d[::step, ::step])).float().to(self.device)
         delta = self.pose_correction(int(index))
         if delta is not None:
             H, W = o.shape[:2]
             o, d = correct_rays(o.reshape(-1, 3), d.reshape(-1, 3), delta.expand(H * W, 6))
             o, d = o.reshape(H, W, 3), d.reshape(H, W, 3)
+        return o, d
+
+    def image_near(self, index: int) -> Optional[float]:
+        """Where marching starts for image ``index`` (None: ``rays.near`` for all)."""
+        return None if self.near_images is None else float(self.near_images[int(index)])
+
+    def render_view(self, index: int, background=None, stats: Optional[dict] = None, step: int = 1):
+        """Render training/test image ``index`` of the scene (every ``step``-th pixel) -> (rgb, depth, opacity)
+        numpy arrays (early ray termination; the image's near plane, pose correction and appearance)."""
+        bg = torch.tensor(background or eval_background(self.config), device=self.device)
+        o, d = self.view_rays(index, step)
         rgb, depth, opacity = render_image(self.model.field, self.model.grid, o, d, bg, self.march,
-                                           backend=self.config.backend, near=near,
+                                           backend=self.config.backend, near=self.image_near(index),
                                            color_transform=self.eval_color_transform(index), stats=stats)
         return rgb.clamp(0, 1).cpu().numpy(), depth.cpu().numpy(), opacity.cpu().numpy()
 

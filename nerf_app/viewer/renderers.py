@@ -214,8 +214,7 @@ class NerfViewRenderer(ViewRenderer):
         d = d_cam @ c2w[:3, :3].T
         d /= np.linalg.norm(d, axis=-1, keepdims=True)
         o = np.broadcast_to(c2w[:3, 3], d.shape)
-        near_images = getattr(self.task, "near_images", None)
-        near = None if near_images is None else float(near_images[i])
+        near = self.task.image_near(i)
         transform = self.task.eval_color_transform(i) if hasattr(self.task, "eval_color_transform") else None
         rgb, _, _ = self._render_rays(o, d, req.max_samples, should_stop, near, transform)
         gt = scene.images.rgb(i, self.background)
