@@ -58,7 +58,7 @@ def _is_nerf(task) -> bool:
 # 25 test views, photo-projected texture): mesh PSNR 22.5 dB at level 2.5, 24.4 at 10, 26.8 at 40, 28.5 at
 # 100, 25.7 at 250 (the NeRF: 31.9). Lower levels sit in the semi-transparent haze in front of the surface;
 # higher ones erode thin parts.
-TEXTURE_LEVEL_ALPHA = 0.17
+TEXTURE_LEVEL_ALPHA = 0.2
 FALLBACK_LEVEL = 2.5
 
 
@@ -127,12 +127,14 @@ def nerf_colour_fn(task, delta: float, n_samples: int = 12, angle_deg: float = 3
 
 
 def photo_texture(task, vertices, faces, uv, field_texture, mask, progress: bool = False,
-                  prior: float = 0.5):
-    """The field-baked ``field_texture`` refined by the training photos: each texel becomes the weighted
-    mean ``(sum w c + prior * field) / (sum w + prior)`` of the photo colours cast onto it (see
-    :func:`~nerf_app.geometry.texture.project_photos`) and its field colour, so a texel seen by several
-    photos takes their colour and one no photo sees keeps the field's. Held-out images are never used.
-    Returns ``(texture dilated past the charts, fraction of chart texels some photo saw)``."""
+                  prior: float = 0.5, iterations: int = 25):
+    """The texture that best reproduces the training photos: least squares over every training pixel that
+    hits the mesh (its colour against the bilinear lookup at its hit, weighted by the cosine of the view;
+    see :class:`~nerf_app.geometry.texture.PhotoEvidence`), pulled towards the field-baked
+    ``field_texture`` with weight ``prior`` per texel, so a texel no photo sees keeps the field's colour.
+    Solving rather than averaging undoes the blur of splatting each pixel over four texels. Held-out
+    images are never used. Returns ``(texture dilated past the charts, fraction of chart texels some
+    photo saw)``."""
     from .geometry.mesh_render import MeshRenderer
     from .geometry.texture import dilate, project_photos
     from .nerf.evaluate import eval_background
@@ -140,12 +142,30 @@ def photo_texture(task, vertices, faces, uv, field_texture, mask, progress: bool
     scene = task.scene
     renderer = MeshRenderer(vertices, faces)
     S = field_texture.shape[0]
-    sums, w = project_photos(renderer, scene, scene.split_indices("train"), uv, S,
-                             eval_background(task.config), progress=progress)
-    out = (sums + prior * field_texture) / (w + prior)[..., None]
+    ev = project_photos(renderer, scene, scene.split_indices("train"), uv, S, eval_background(task.config),
+                        progress=progress)
+    out = ev.solve(field_texture, prior, iterations)
     tex = np.where(mask[..., None], out, field_texture).astype(np.float32)
+    w = ev.weights.reshape(S, S)
     seen = float((w[mask] > 0).mean()) if mask.any() else 0.0
     return dilate(tex, mask), seen
+
+
+def cull_hidden(task, vertices, faces, progress: bool = False, stride: int = 1, rings: int = 1):
+    """Drop the faces (normalised coordinates) no training camera sees: those that are not the first hit of
+    any of their pixel rays (every ``stride``-th pixel), grown by ``rings`` rings of neighbours so the
+    pixel spacing leaves no pinholes. Returns ``(vertices, faces, number of faces dropped)``."""
+    from .geometry.mesh_render import MeshRenderer, grow_faces, seen_faces
+
+    keep = grow_faces(faces, seen_faces(MeshRenderer(vertices, faces), task.scene,
+                                        task.scene.split_indices("train"), stride, progress), rings)
+    if keep.all() or not keep.any():
+        return vertices, faces, 0
+    f = faces[keep]
+    used = np.unique(f)
+    remap = np.full(len(vertices), -1, np.int64)
+    remap[used] = np.arange(len(used))
+    return vertices[used], remap[f], int((~keep).sum())
 
 
 def clay_colour(p: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -157,7 +177,7 @@ def clay_colour(p: np.ndarray, n: np.ndarray) -> np.ndarray:
 def export_textured(task, run_dir: Path, mesh: Optional[str] = None, texture_size: int = 2048,
                     faces: int = 200_000, resolution: Optional[int] = None, threshold=None, chunks=None,
                     min_component: Optional[float] = None, fill_holes: bool = False, blender: bool = False,
-                    bake_from: str = "photos", progress: bool = True, **_) -> Dict[str, Any]:
+                    bake_from: str = "photos", keep_hidden: bool = False, progress: bool = True, **_) -> Dict[str, Any]:
     """The pipeline in the module docstring; returns a JSON-able summary with per-stage seconds."""
     from .geometry.marching_cubes import apply_transform, extract_mesh
     from .geometry.simplify import clean_mesh, decimate
@@ -207,6 +227,10 @@ def export_textured(task, run_dir: Path, mesh: Optional[str] = None, texture_siz
     stage("extract")
     v, f = clean_mesh(v, f, min_component, fill_holes)
     stage("clean")
+    n_hidden = 0
+    if _is_nerf(task) and not keep_hidden:
+        v, f, n_hidden = cull_hidden(task, v, f, progress)
+        stage("cull")
     v, f = decimate(v, f, faces)
     stage("simplify")
     normals = vertex_normals(v, f)
@@ -223,7 +247,7 @@ def export_textured(task, run_dir: Path, mesh: Optional[str] = None, texture_siz
     stage("bake")
     if _is_nerf(task) and bake_from == "photos":
         texture, seen = photo_texture(task, v2, f2, uv, texture, mask, progress)
-        kind = (f"training photos projected onto the mesh (cosine-weighted mean), {seen:.0%} of the chart texels; "
+        kind = (f"fitted to the training photos (cosine-weighted least squares), {seen:.0%} of the chart texels; "
                 "elsewhere " + kind)
         stage("photos")
     elif bake_from not in ("photos", "field"):
@@ -236,6 +260,7 @@ def export_textured(task, run_dir: Path, mesh: Optional[str] = None, texture_siz
     write_textured(path, vc, fc, uv, texture, metadata={AXES_KEY: axes})
     stage("write")
     return {"mesh": str(path), "faces": int(len(fc)), "vertices": int(len(vc)), "extracted_faces": int(n_extracted),
+            "hidden_faces_dropped": int(n_hidden),
             "resolution": res, "level": level, **({"level_note": level_note} if level_note else {}),
             "texture_size": int(texture_size),
             "texture_coverage": round(float(mask.mean()), 4), "colour": kind, "axes": axes,

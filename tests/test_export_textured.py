@@ -16,10 +16,10 @@ pytest.importorskip("fast_simplification")
 trimesh = pytest.importorskip("trimesh")
 
 from nerf_app.errors import ConfigError  # noqa: E402
-from nerf_app.geometry.mesh_render import MeshRenderer, sample_bilinear  # noqa: E402
+from nerf_app.geometry.mesh_render import MeshRenderer, bilinear_taps, grow_faces, sample_bilinear, seen_faces  # noqa: E402
 from nerf_app.geometry.simplify import clean_mesh, decimate  # noqa: E402
-from nerf_app.geometry.texture import (bake, load_textured, project_photos, rasterize_uv, splat_bilinear,  # noqa: E402
-                                      unwrap, write_textured)
+from nerf_app.geometry.texture import (PhotoEvidence, bake, load_textured, project_photos, rasterize_uv,  # noqa: E402
+                                      splat_bilinear, unwrap, write_textured)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +42,20 @@ def test_decimate_honours_budget_and_clean_drops_specks():
     assert np.abs(r - 1).max() < 0.05                                   # still the sphere
     with pytest.raises(ConfigError):
         decimate(v, f, 2)
+
+
+def test_decimate_open_grid_keeps_its_border_and_budget():
+    # an open, gently curved sheet (a culled mesh has borders): the budget holds and the outline stays put
+    n = 60
+    ys, xs = np.meshgrid(np.linspace(0, 1, n), np.linspace(0, 1, n), indexing="ij")
+    v = np.stack([xs.ravel(), ys.ravel(), 0.1 * np.sin(3 * xs.ravel()) * np.cos(2 * ys.ravel())], -1)
+    k = np.arange(n * n).reshape(n, n)[:-1, :-1].ravel()
+    f = np.concatenate([np.stack([k, k + 1, k + n + 1], -1), np.stack([k, k + n + 1, k + n], -1)])
+    v2, f2 = decimate(v, f, 400)
+    assert 200 < len(f2) <= 400
+    assert np.allclose(v2[:, :2].min(0), 0, atol=1e-6) and np.allclose(v2[:, :2].max(0), 1, atol=1e-6)
+    z = 0.1 * np.sin(3 * v2[:, 0]) * np.cos(2 * v2[:, 1])
+    assert np.abs(v2[:, 2] - z).max() < 0.01                            # vertices still on the sheet
 
 
 def test_rasterize_uv_covers_a_full_square():
@@ -170,7 +184,8 @@ def test_project_photos_recovers_the_photographed_texture():
     truth = np.stack([xs, 1 - ys, 0.3 + 0.4 * ((xs * 4).astype(int) % 2)], -1).astype(np.float32)
     scene = _QuadPhotos(truth)
     quad = MeshRenderer(scene.truth.vertices, scene.truth.faces)
-    sums, w = project_photos(quad, scene, range(len(scene.centres)), scene.uv, S)
+    ev = project_photos(quad, scene, range(len(scene.centres)), scene.uv, S)
+    sums, w = ev.rhs.reshape(S, S, 3), ev.weights.reshape(S, S)
     seen = w > 1.0
     assert seen.mean() > 0.6
     got = sums[seen] / w[seen][:, None]
@@ -179,6 +194,51 @@ def test_project_photos_recovers_the_photographed_texture():
     assert np.abs(got[:, :2] - truth[seen][:, :2]).max() < 0.02
     assert np.abs(got[:, 2] - truth[seen][:, 2]).mean() < 0.06
     assert (got > 0.02).all()            # the masked-out black half of image 0 never landed
+    # least squares undoes the bilinear blur: the stripes come back sharper than the weighted mean has them
+    solved = ev.solve(np.full((S, S, 3), 0.5), prior_weight=1e-3, iterations=60)
+    err_mean = np.abs(got[:, 2] - truth[seen][:, 2]).mean()
+    err_ls = np.abs(solved[seen][:, 2] - truth[seen][:, 2]).mean()
+    assert err_ls < 0.5 * err_mean, (err_ls, err_mean)
+
+
+def test_photo_evidence_normal_equations_match_the_dense_ones():
+    # G = A^T W A and r = A^T W c for the bilinear lookup matrix A, at an awkward size, uvs past the edges
+    rng = np.random.default_rng(5)
+    S, n = 7, 3000
+    uv = rng.uniform(-0.1, 1.1, (n, 2))
+    c = rng.uniform(size=(n, 3))
+    w = rng.uniform(0.1, 1.0, n)
+    ev = PhotoEvidence(S)
+    ev.add(uv[:1000], c[:1000], w[:1000])
+    ev.add(uv[1000:], c[1000:], w[1000:])        # evidence accumulates over calls (images)
+    A = np.zeros((n, S * S))
+    for r, col, b in bilinear_taps(uv, S, S):
+        np.add.at(A, (np.arange(n), r * S + col), b)
+    G = A.T @ (w[:, None] * A)
+    x = rng.normal(size=(S * S, 3))
+    assert np.allclose(ev.gram_times(x), G @ x, atol=1e-9)
+    assert np.allclose(ev.rhs, A.T @ (w[:, None] * c), atol=1e-9)
+    assert np.allclose(ev.weights, A.T @ w, atol=1e-9)
+    # and the solve is the regularised least-squares minimiser
+    prior = rng.uniform(size=(S, S, 3))
+    lam = 0.3
+    want = np.linalg.solve(G + lam * np.eye(S * S), A.T @ (w[:, None] * c) + lam * prior.reshape(-1, 3))
+    got = ev.solve(prior, lam, iterations=200)
+    assert np.abs(got.reshape(-1, 3) - np.clip(want, 0, 1)).max() < 1e-6
+
+
+def test_hidden_faces_are_not_seen_and_rings_grow():
+    # a small quad hidden behind the photographed one is never a first hit; the big quad is
+    truth = np.full((8, 8, 3), 0.5, np.float32)
+    scene = _QuadPhotos(truth, W=32)
+    v = np.concatenate([scene.truth.vertices, scene.truth.vertices * [0.3, 0.3, 1] + [0, 0, -0.5]])
+    f = np.array([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]])
+    seen = seen_faces(MeshRenderer(v, f), scene, range(len(scene.centres)), stride=2)
+    assert seen.tolist() == [True, True, False, False]
+    strip = np.array([[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5], [4, 5, 6]])
+    keep = np.array([True, False, False, False, False])
+    assert grow_faces(strip, keep, 1).tolist() == [True, True, True, False, False]
+    assert grow_faces(strip, keep, 2).tolist() == [True, True, True, True, True]
 
 
 def _analytic_sdf_task():
@@ -234,3 +294,21 @@ def test_cli_errors_are_one_line(tmp_path, args, needle):
     err = [line for line in res.stderr.strip().splitlines() if "error" in line]
     assert len(err) == 1 and needle in err[0], res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_cull_hidden_drops_only_what_no_training_camera_sees():
+    from nerf_app.mesh_outputs import cull_hidden
+    scene = _QuadPhotos(np.full((8, 8, 3), 0.5, np.float32), W=32)
+    scene.split_indices = lambda split: list(range(len(scene.centres)))
+    # the photographed quad split into a 10x10 grid (so ring growth stays local) and a quad hidden behind it
+    n = 11
+    ys, xs = np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, n), indexing="ij")
+    grid_v = np.stack([xs.ravel(), ys.ravel(), np.zeros(n * n)], -1)
+    k = np.arange(n * n).reshape(n, n)[:-1, :-1].ravel()
+    grid_f = np.concatenate([np.stack([k, k + 1, k + n + 1], -1), np.stack([k, k + n + 1, k + n], -1)])
+    hidden_v = np.array([[-0.3, -0.3, -0.5], [0.3, -0.3, -0.5], [0.3, 0.3, -0.5], [-0.3, 0.3, -0.5]])
+    v = np.concatenate([grid_v, hidden_v])
+    f = np.concatenate([grid_f, np.array([[0, 1, 2], [0, 2, 3]]) + n * n])
+    v2, f2, dropped = cull_hidden(SimpleNamespace(scene=scene), v, f)
+    assert dropped == 2 and len(f2) == len(grid_f)
+    assert np.allclose(v2[f2], grid_v[grid_f])            # the kept faces, re-indexed, are the same triangles

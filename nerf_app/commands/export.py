@@ -29,6 +29,9 @@ def add_arguments(parser) -> None:
                         help="(--texture, nerf) texture from the training photos projected onto the mesh, with "
                              "the field's colour where no photo sees it (photos, the default), or from the field "
                              "alone (field)")
+    parser.add_argument("--keep-hidden", action="store_true",
+                        help="(--texture, nerf) keep the faces no training camera sees (default: dropped before "
+                             "decimation, so the face budget goes to the surface the photos show)")
     parser.add_argument("--blender", action="store_true",
                         help="(--texture) z-up capture turned y-up, so Blender's glTF/OBJ importers restore it")
     parser.add_argument("--points", default=None, help="(nerf) also write a coloured point cloud from rendered depth (.ply)")
@@ -46,9 +49,9 @@ def run(args) -> int:
     if args.texture:
         from ..mesh_outputs import check_options
         check_options(args.texture_size, args.faces, args.mesh)  # before the (slow) run is opened
-    elif args.blender or args.fill_holes or args.bake:
+    elif args.blender or args.fill_holes or args.bake or args.keep_hidden:
         from ..errors import ConfigError
-        raise ConfigError("--blender, --fill-holes and --bake go with --texture")
+        raise ConfigError("--blender, --fill-holes, --bake and --keep-hidden go with --texture")
     task, run_dir, _ = open_run(args.run, args.checkpoint, args.overrides)
     if args.texture:
         from ..mesh_outputs import export_textured
@@ -56,7 +59,7 @@ def run(args) -> int:
                                  faces=args.faces, resolution=args.resolution, threshold=args.threshold,
                                  chunks=args.chunks, min_component=args.min_component,
                                  fill_holes=args.fill_holes, blender=args.blender,
-                                 bake_from=args.bake or "photos")
+                                 bake_from=args.bake or "photos", keep_hidden=args.keep_hidden)
         if args.points:
             from ..nerf.outputs import export_points
             result.update(export_points(task, Path(args.points)))

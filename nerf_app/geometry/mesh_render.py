@@ -123,3 +123,33 @@ def render_scene_view(renderer: MeshRenderer, scene, index: int, background=(1.0
             acc += rgb
             cov += hit
     return (acc / (s * s)).reshape(H, W, 3).astype(np.float32), (cov / (s * s)).reshape(H, W)
+
+
+def seen_faces(renderer: MeshRenderer, scene, indices, stride: int = 2, progress: bool = False) -> np.ndarray:
+    """``[F] bool``: faces that are the first hit of some pixel ray (every ``stride``-th pixel in x and y) of
+    images ``indices`` of ``scene``. A face no camera sees can only be guessed, and it costs a face budget
+    the seen surface needs."""
+    seen = np.zeros(len(renderer.faces), bool)
+    it = [int(i) for i in indices]
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, desc="visible faces", unit="img")
+    s = max(1, int(stride))
+    for i in it:
+        cam = scene.cameras[i]
+        ys, xs = np.meshgrid(np.arange(0, cam.height, s) + 0.5 * s, np.arange(0, cam.width, s) + 0.5 * s,
+                             indexing="ij")
+        o, d = scene.rays_at(np.full(xs.size, i), np.stack([xs.ravel(), ys.ravel()], -1))
+        seen[renderer.first_hits(o, d)[1]] = True
+    return seen
+
+
+def grow_faces(faces: np.ndarray, keep: np.ndarray, rings: int = 1) -> np.ndarray:
+    """``keep [F] bool`` grown by ``rings`` rings of faces that share a vertex with a kept face."""
+    keep = np.asarray(keep, bool).copy()
+    faces = np.asarray(faces, np.int64)
+    for _ in range(int(rings)):
+        vert = np.zeros(int(faces.max()) + 1 if len(faces) else 0, bool)
+        vert[faces[keep].ravel()] = True
+        keep |= vert[faces].any(1)
+    return keep

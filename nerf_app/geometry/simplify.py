@@ -38,9 +38,19 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int):
         return vertices, faces
     import fast_simplification
 
-    v, f = fast_simplification.simplify(np.asarray(vertices, np.float32), np.asarray(faces, np.int32),
-                                        target_count=max_faces)
-    v, f = np.asarray(v, np.float64), np.asarray(f, np.int64)
+    # agg: how fast the collapse threshold grows per pass. The library's default (7) leaves visibly coarser
+    # detail than 3; on lego (1.0M -> 200k faces) 3 gave +0.08 dB rendered PSNR and, with the borders that
+    # hidden-face culling opens kept in place, +0.12 dB. A lower agg may run out of passes before the
+    # budget (agg 1 stopped far short), and kept borders may too, so whatever is left over goes through the
+    # default schedule with the borders free.
+    v, f = np.asarray(vertices, np.float64), np.asarray(faces, np.int64)
+    for agg, keep_border in ((3.0, True), (7.0, False)):
+        if len(f) <= max_faces:
+            break
+        v, f = fast_simplification.simplify(np.asarray(v, np.float32), np.asarray(f, np.int32),
+                                            target_count=max_faces, agg=agg,
+                                            preserve_border=keep_border)
+        v, f = np.asarray(v, np.float64), np.asarray(f, np.int64)
     if len(f) > max_faces:  # the library may stop a few faces short of the target: drop the smallest
         import trimesh
         area = trimesh.Trimesh(v, f, process=False).area_faces

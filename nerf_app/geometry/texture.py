@@ -200,16 +200,110 @@ def splat_bilinear(uv: np.ndarray, values: np.ndarray, weights: np.ndarray, size
     return sums.reshape(S, S, C), wsum.reshape(S, S)
 
 
+#: texel index offsets (row-major, ``S`` wide) two taps of one bilinear lookup can have: the 3x3 neighbourhood
+def _band_offsets(S: int):
+    return [dy * S + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+
+
+class PhotoEvidence:
+    """Least-squares texture evidence: for lookups ``l_n(T) = sum_k b_nk T_k`` (the bilinear taps of hit
+    ``n``) that should equal photo colours ``c_n`` with weights ``w_n``, the normal equations
+    ``G T = r`` of ``min_T sum_n w_n |l_n(T) - c_n|^2``: ``r = sum_n w_n b_nk c_n`` (the weighted splat) and
+    the Gram matrix ``G_kl = sum_n w_n b_nk b_nl``, which couples a texel only to its 3x3 neighbours and is
+    kept as nine bands ``gram[j][k] = G[k, k + offsets[j]]``. ``weights`` is the plain splat of ``w``
+    (``sum_n w_n b_nk``) for weighted means and coverage."""
+
+    def __init__(self, size: int):
+        S = self.size = int(size)
+        self.offsets = _band_offsets(S)
+        self.rhs = np.zeros((S * S, 3))
+        self.weights = np.zeros(S * S)
+        self.gram = np.zeros((len(self.offsets), S * S))
+        self._pending, self._n_pending = [], 0
+        # offset (texel difference + S + 1) -> band number; -1 never happens for taps of one lookup
+        self._band_of = np.full(2 * S + 3, -1, np.int64)
+        for j, d in enumerate(self.offsets):
+            self._band_of[d + S + 1] = j
+
+    def add(self, uv: np.ndarray, colours: np.ndarray, w: np.ndarray) -> None:
+        """Hits at ``uv [n,2]`` that saw ``colours [n,3]``, with weights ``w [n]``."""
+        from .mesh_render import bilinear_taps
+
+        S, N = self.size, self.size * self.size
+        sums, wsum = splat_bilinear(uv, colours, w, S)
+        self.rhs += sums.reshape(N, -1)
+        self.weights += wsum.reshape(N)
+        taps = [(r * S + c, b) for r, c, b in bilinear_taps(uv, S, S)]
+        # the 16 (k, l) tap pairs, gathered into one bincount over (band, k)
+        pairs_k = np.concatenate([ka for ka, _ in taps for _ in taps])
+        pairs_l = np.concatenate([kb for _ in taps for kb, _ in taps])
+        wts = np.concatenate([w * ba * bb for _, ba in taps for _, bb in taps])
+        band = self._band_of[pairs_l - pairs_k + S + 1]
+        # buffered: one bincount over all nine bands costs a pass over 9 S^2 values, so it runs once per
+        # few images rather than once per image
+        self._pending.append((band * N + pairs_k, wts))
+        self._n_pending += len(wts)
+        if self._n_pending >= 2 * N:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            N = self.size * self.size
+            idx = np.concatenate([i for i, _ in self._pending])
+            wts = np.concatenate([w for _, w in self._pending])
+            self.gram += np.bincount(idx, wts, len(self.offsets) * N).reshape(len(self.offsets), N)
+            self._pending, self._n_pending = [], 0
+
+    def gram_times(self, x: np.ndarray) -> np.ndarray:
+        """``G @ x`` for ``x [S*S, C]``."""
+        self._flush()
+        y = np.zeros_like(x)
+        for b, d in zip(self.gram, self.offsets):
+            if d >= 0:
+                y[:len(x) - d] += b[:len(x) - d, None] * x[d:]
+            else:
+                y[-d:] += b[-d:, None] * x[:d]
+        return y
+
+    def solve(self, prior: np.ndarray, prior_weight: float, iterations: int = 25,
+              start: Optional[np.ndarray] = None) -> np.ndarray:
+        """``argmin_T sum_n w_n |l_n(T) - c_n|^2 + prior_weight |T - prior|^2`` for ``prior [S,S,3]``
+        (texels no photo sees keep the prior): Jacobi-preconditioned conjugate gradients from ``start``
+        (default: the weighted mean). Returns ``[S,S,3]`` clipped to [0, 1]."""
+        self._flush()
+        S = self.size
+        lam = float(prior_weight)
+        p0 = np.asarray(prior, np.float64).reshape(S * S, 3)
+        b = self.rhs + lam * p0
+        diag = (self.gram[self.offsets.index(0)] + lam)[:, None]
+        op = lambda x: self.gram_times(x) + lam * x  # noqa: E731
+        x = (b / (self.weights + lam)[:, None]) if start is None else np.asarray(start, np.float64).reshape(-1, 3).copy()
+        r = b - op(x)
+        z = r / diag
+        p = z.copy()
+        rz = (r * z).sum(0)
+        for _ in range(int(iterations)):
+            if not np.any(rz > 0):
+                break
+            q = op(p)
+            a = rz / np.maximum((p * q).sum(0), 1e-300)
+            x += a * p
+            r -= a * q
+            z = r / diag
+            rz_new = (r * z).sum(0)
+            p = z + (rz_new / np.maximum(rz, 1e-300)) * p
+            rz = rz_new
+        return np.clip(x, 0.0, 1.0).reshape(S, S, 3)
+
+
 def project_photos(renderer, scene, indices, uv: np.ndarray, size: int, background=(1.0, 1.0, 1.0),
-                   progress: bool = False):
+                   progress: bool = False) -> PhotoEvidence:
     """Texture evidence from photos: every pixel of images ``indices`` of ``scene`` is cast (through its
-    own camera) onto the mesh ``renderer`` holds (normalised coordinates; faces indexing ``uv``), and its
-    colour splatted at the hit's UV, weighted by the cosine between the ray and the face normal (grazing
-    views smear). Visibility is exact (first hit). Masked pixels are skipped. Returns
-    ``(sums [S,S,3], weights [S,S])``: the weighted mean colour is ``sums / weights`` where ``weights > 0``."""
-    S = int(size)
-    sums = np.zeros((S, S, 3))
-    wsum = np.zeros((S, S))
+    own camera) onto the mesh ``renderer`` holds (normalised coordinates; faces indexing ``uv``); its
+    colour should be what a bilinear lookup at the hit's UV gives, with a weight: the cosine between the
+    ray and the face normal (grazing views smear). Visibility is exact (first hit). Masked pixels are
+    skipped. Returns the :class:`PhotoEvidence` (weighted splat and normal equations)."""
+    ev = PhotoEvidence(size)
     fn = renderer.mesh.face_normals
     it = indices
     if progress:
@@ -234,10 +328,8 @@ def project_photos(renderer, scene, indices, uv: np.ndarray, size: int, backgrou
         dn = d[ray] / np.maximum(np.linalg.norm(d[ray], axis=1, keepdims=True), 1e-12)
         cos = np.abs(np.einsum("nd,nd->n", dn, fn[tri]))
         hit_uv = np.einsum("nk,nkd->nd", bary, uv[renderer.faces[tri]])
-        s, w = splat_bilinear(hit_uv, np.asarray(rgb[ray], np.float64), cos, S)
-        sums += s
-        wsum += w
-    return sums, wsum
+        ev.add(hit_uv, np.asarray(rgb[ray], np.float64), cos)
+    return ev
 
 
 def textured_trimesh(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, texture: np.ndarray,
