@@ -3,17 +3,20 @@
 
 Export pipeline (every stage timed in the result):
 
-1. **extract**: marching cubes of the NeRF density (level 0.17 / dt_min = 100 by default, see
+1. **extract**: marching cubes of the NeRF density (level 0.2 / dt_min = 118 by default, see
    ``TEXTURE_LEVEL_ALPHA``; 2.5 when the field nowhere reaches it; cells no training camera saw and cells the
    occupancy grid marks empty are skipped) or of the SDF/occupancy field, over the unit cube;
 2. **clean**: small connected pieces dropped, degenerate/duplicate faces removed, optional hole filling;
+   **cull** (NeRF): faces no training pixel ray hits first are dropped (``cull_hidden``; ``keep_hidden``);
 3. **simplify**: quadric decimation to the ``--faces`` budget (fast-simplification);
 4. **unwrap**: xatlas charts packed into a ``--texture-size`` square;
 5. **bake**: each texel's surface point and normal -> colour. NeRF: a short ray along the inward normal
    (from ``+delta`` outside to ``-delta`` inside the surface) is volume-rendered for its expected hit
    point, where the radiance is averaged over five view directions (the normal's and four tilted 35
    degrees about it): the diffuse, mean-view colour. SDF/occupancy fields have no colour: a matte clay
-   shading of the normal is baked. Empty texels are dilated from the nearest chart texel;
+   shading of the normal is baked. Empty texels are dilated from the nearest chart texel; then (NeRF,
+   ``bake_from="photos"``) the texture is fitted to the training photos by least squares
+   (``photo_texture``), the field's colour as its prior;
 6. **write**: GLB (one file) or OBJ + MTL + PNG in the capture's own coordinates, or with
    ``--blender`` in glTF's y-up convention arranged so that Blender's importers (glTF and OBJ both turn
    y-up into z-up) put the mesh back in the z-up capture coordinates (Blender/instant-ngp captures are z-up).
@@ -54,10 +57,11 @@ def _is_nerf(task) -> bool:
 # ------------------------------------------------------------------------------------------ export
 
 # The NeRF level set the textured mesh follows, as the alpha one marching step (dt_min) of that density
-# has: 0.17 / dt_min = 100 at the default 1024 steps per unit diagonal. Measured on lego (10-minute run,
-# 25 test views, photo-projected texture): mesh PSNR 22.5 dB at level 2.5, 24.4 at 10, 26.8 at 40, 28.5 at
-# 100, 25.7 at 250 (the NeRF: 31.9). Lower levels sit in the semi-transparent haze in front of the surface;
-# higher ones erode thin parts.
+# has: 0.2 / dt_min = 118 at the default 1024 steps per unit diagonal. Measured on lego (10-minute run,
+# 25 test views; docs/export.md): with the photo texture averaged and no cull, mesh PSNR 22.5 dB at level
+# 2.5, 24.4 at 10, 26.8 at 40, 28.5 at 100, 28.2 at 150, 25.7 at 250 (the NeRF: 31.9); with hidden faces
+# culled and the texture solved, 28.84 at 100, 29.00 at 118 and 29.04 at 120. Lower levels sit in the
+# semi-transparent haze in front of the surface; higher ones erode thin parts.
 TEXTURE_LEVEL_ALPHA = 0.2
 FALLBACK_LEVEL = 2.5
 

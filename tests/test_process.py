@@ -117,6 +117,44 @@ def test_fox_subset_poses_within_one_percent(tmp_path):
     cmp = compare_centres(centres_of_scene(scene), {n: reference[n] for n in names})
     assert cmp["registered_fraction"] == 1.0
     assert cmp["rms_percent_of_spread"] < 1.0, cmp
+    # written upright and facing +y (the phone was held level, looking at the fox)
+    assert report["orientation"]["applied"] and report["orientation"]["facing"]
+    up = (-scene.c2w[:, :3, 1]).mean(0)
+    fwd = scene.c2w[:, :3, 2].mean(0)
+    assert np.allclose(up / np.linalg.norm(up), [0, 0, 1], atol=1e-6)
+    assert abs(fwd[0]) < 1e-6 and fwd[1] > 0.5
+
+
+def _look_at(centre, target, up=(0.0, 0.0, 1.0)):
+    """World->camera rotation (OpenCV axes) of a camera at ``centre`` looking at ``target``."""
+    z = np.asarray(target, float) - centre
+    z /= np.linalg.norm(z)
+    x = np.cross(z, up)
+    x /= np.linalg.norm(x)
+    return np.stack([x, np.cross(z, x), z])      # rows: camera x (right), y (down), z (forward)
+
+
+@pytest.mark.parametrize("facing", [True, False])
+def test_orientation_makes_captures_upright_and_facing_y(facing):
+    from nerf_app.process.orient import orientation
+    rng = np.random.default_rng(7)
+    angles = np.linspace(-0.6, 0.6, 9) if facing else np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    centres = np.stack([[3 * np.cos(a), 3 * np.sin(a), 0.8 + 0.1 * rng.normal()] for a in angles])
+    R = np.stack([_look_at(c, [0, 0, 0]) for c in centres])
+    # the same rig in an arbitrary SfM frame: x_sfm = Q x + t
+    Q = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    Q *= np.sign(np.linalg.det(Q))
+    t = rng.normal(size=3)
+    o = orientation(R @ Q.T, centres @ Q.T + t, points=rng.normal(scale=0.1, size=(50, 3)) @ Q.T + t)
+    assert o["facing"] is facing
+    rot = o["rotation"]
+    assert np.allclose(rot @ rot.T, np.eye(3), atol=1e-9) and np.linalg.det(rot) > 0
+    R_new = (R @ Q.T) @ rot.T                    # world->camera in the new frame
+    up = -R_new[:, 1, :].mean(0)
+    assert np.allclose(up / np.linalg.norm(up), [0, 0, 1], atol=1e-9)
+    if facing:                                   # these cameras look towards -x: that becomes +y
+        fwd = R_new[:, 2, :].mean(0)
+        assert abs(fwd[0]) < 1e-9 and fwd[1] > 0.9
 
 
 def _blurred(img: np.ndarray) -> np.ndarray:

@@ -61,6 +61,32 @@ def eval_background(config) -> tuple:
     return {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}.get(config.data.eval_background, (1.0, 1.0, 1.0))
 
 
+def fit_left_score_right(rgb: np.ndarray, gt: np.ndarray, mask: Optional[np.ndarray] = None) -> Dict[str, float]:
+    """The held-out appearance protocol of NeRF-W: a 3x4 affine colour map (the form of the per-image
+    appearance, see ``appearance`` in the config) fitted by least squares to the *left* half of the held-out
+    photo, then the *right* half scored with it, so no scored pixel informs the fit. Returns PSNR/SSIM of
+    the right half with the fitted map (``psnr``, ``ssim``) and without it (``psnr_unfitted``: the same
+    pixels, for comparison). ``mask [H, W]``: pixels that count (fit and score)."""
+    H, W = gt.shape[:2]
+    half = W // 2
+    keep = np.ones((H, W), bool) if mask is None else np.asarray(mask, bool)
+    left = keep.copy()
+    left[:, half:] = False
+    x = np.concatenate([rgb[left].reshape(-1, 3), np.ones((int(left.sum()), 1))], 1).astype(np.float64)
+    y = gt[left].reshape(-1, 3).astype(np.float64)
+    if len(x) < 16:
+        M = np.concatenate([np.eye(3), np.zeros((1, 3))])
+    else:
+        # a small ridge towards the identity: a left half of one flat colour cannot pin 12 numbers down
+        lam = 1e-3 * len(x)
+        prior = np.concatenate([np.eye(3), np.zeros((1, 3))])
+        M = np.linalg.solve(x.T @ x + lam * np.eye(4), x.T @ y + lam * prior)
+    right_rgb = np.clip(np.concatenate([rgb[:, half:], np.ones((H, W - half, 1))], -1) @ M, 0, 1)
+    right_gt, right_mask = gt[:, half:], keep[:, half:]
+    return {"psnr": psnr(right_rgb, right_gt, mask=right_mask), "ssim": ssim(right_rgb, right_gt, mask=right_mask),
+            "psnr_unfitted": psnr(rgb[:, half:], right_gt, mask=right_mask)}
+
+
 def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int] = None,
                   sheet_rows: int = 4) -> Dict[str, Any]:
     scene = task.scene
@@ -74,6 +100,8 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
         tqdm.write(no_lpips)
     samples = 0
     rays = 0
+    # runs with per-image appearance also get the fit-left/score-right protocol next to the mean-appearance one
+    appearance_fit = bool(getattr(task, "use_appearance", False))
     bar = tqdm(indices, desc=f"eval {split}", unit="img")
     for k, i in enumerate(bar):
         gt = scene.images.rgb(int(i), background=np.array(bg, np.float32))[..., :3].astype(np.float32)
@@ -89,6 +117,8 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
                "seconds": seconds[-1], "samples_per_ray": stats.get("samples", 0) / max(1, stats.get("rays", 1))}
         if not no_lpips:
             row["lpips"] = lpips(rgb, gt)
+        if appearance_fit:
+            row["fit_left"] = fit_left_score_right(rgb, gt, mask)
         per_image.append(row)
         bar.set_postfix(psnr=f"{p:.2f}", s=f"{seconds[-1]:.1f}", spr=f"{row['samples_per_ray']:.1f}")
         write_png(out_dir / f"{k:03d}_{Path(scene.names[int(i)]).stem}.png", rgb)
@@ -111,6 +141,12 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
     }
     if no_lpips:
         metrics["lpips_note"] = no_lpips
+    if appearance_fit:
+        fits = [r["fit_left"] for r in per_image]
+        metrics["fit_left"] = {
+            "protocol": "3x4 affine colour fitted on the left half of each held-out image, right half scored",
+            "psnr": float(np.mean([f["psnr"] for f in fits])), "ssim": float(np.mean([f["ssim"] for f in fits])),
+            "psnr_unfitted": float(np.mean([f["psnr_unfitted"] for f in fits]))}
     contact_sheet(run_dir / f"contact_sheet_{split}.png", rows, ["ground truth", "render", "depth", "|error| x4"])
     log = []
     log_path = run_dir / "log.jsonl"

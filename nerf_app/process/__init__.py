@@ -289,6 +289,9 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
         t, c = time.perf_counter(), time.process_time()
         from .report import reconstruction_stats
 
+        from .orient import orient_reconstruction
+
+        report["orientation"] = orient_reconstruction(rec)  # upright, facing +y: see process/orient.py
         model_dir = tmp / "sparse" / "0"
         model_dir.mkdir(parents=True)
         rec.write(str(model_dir))
