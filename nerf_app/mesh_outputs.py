@@ -3,7 +3,7 @@
 
 Export pipeline (every stage timed in the result):
 
-1. **extract**: marching cubes of the NeRF density (level 0.2 / dt_min = 118 by default, see
+1. **extract**: marching cubes of the NeRF density (level 0.17 / dt_min = 100 by default, see
    ``TEXTURE_LEVEL_ALPHA``; 2.5 when the field nowhere reaches it; cells no training camera saw and cells the
    occupancy grid marks empty are skipped) or of the SDF/occupancy field, over the unit cube;
 2. **clean**: small connected pieces dropped, degenerate/duplicate faces removed, optional hole filling;
@@ -57,12 +57,11 @@ def _is_nerf(task) -> bool:
 # ------------------------------------------------------------------------------------------ export
 
 # The NeRF level set the textured mesh follows, as the alpha one marching step (dt_min) of that density
-# has: 0.2 / dt_min = 118 at the default 1024 steps per unit diagonal. Measured on lego (10-minute run,
-# 25 test views; docs/export.md): with the photo texture averaged and no cull, mesh PSNR 22.5 dB at level
-# 2.5, 24.4 at 10, 26.8 at 40, 28.5 at 100, 28.2 at 150, 25.7 at 250 (the NeRF: 31.9); with hidden faces
-# culled and the texture solved, 28.84 at 100, 29.00 at 118 and 29.04 at 120. Lower levels sit in the
-# semi-transparent haze in front of the surface; higher ones erode thin parts.
-TEXTURE_LEVEL_ALPHA = 0.2
+# has: 0.17 / dt_min = 100 at the default 1024 steps per unit diagonal. Measured (docs/export.md) with the
+# session-5 pipeline (hidden faces culled, texture solved), rendered-mesh PSNR at levels 100 / 110 / 118:
+# lego 28.84 / 28.94 / 29.00, the demo 29.99 / 29.61 / 29.31; 100 has the best mean of the two. Lower levels
+# sit in the semi-transparent haze in front of the surface; higher ones erode thin parts.
+TEXTURE_LEVEL_ALPHA = 0.17
 FALLBACK_LEVEL = 2.5
 
 
@@ -131,7 +130,7 @@ def nerf_colour_fn(task, delta: float, n_samples: int = 12, angle_deg: float = 3
 
 
 def photo_texture(task, vertices, faces, uv, field_texture, mask, progress: bool = False,
-                  prior: float = 0.5, iterations: int = 25):
+                  prior: float = 0.5, iterations: int = 25, smooth: float = 0.0):
     """The texture that best reproduces the training photos: least squares over every training pixel that
     hits the mesh (its colour against the bilinear lookup at its hit, weighted by the cosine of the view;
     see :class:`~nerf_app.geometry.texture.PhotoEvidence`), pulled towards the field-baked
@@ -148,21 +147,24 @@ def photo_texture(task, vertices, faces, uv, field_texture, mask, progress: bool
     S = field_texture.shape[0]
     ev = project_photos(renderer, scene, scene.split_indices("train"), uv, S, eval_background(task.config),
                         progress=progress)
-    out = ev.solve(field_texture, prior, iterations)
+    out = ev.solve(field_texture, prior, iterations, smooth_weight=smooth, mask=mask)
     tex = np.where(mask[..., None], out, field_texture).astype(np.float32)
     w = ev.weights.reshape(S, S)
     seen = float((w[mask] > 0).mean()) if mask.any() else 0.0
     return dilate(tex, mask), seen
 
 
-def cull_hidden(task, vertices, faces, progress: bool = False, stride: int = 1, rings: int = 1):
+def cull_hidden(task, vertices, faces, progress: bool = False, stride: int = 1, rings: int = 1,
+                spacing: Optional[float] = None):
     """Drop the faces (normalised coordinates) no training camera sees: those that are not the first hit of
-    any of their pixel rays (every ``stride``-th pixel), grown by ``rings`` rings of neighbours so the
-    pixel spacing leaves no pinholes. Returns ``(vertices, faces, number of faces dropped)``."""
+    any of their pixel rays (every ``stride``-th pixel; more rays per pixel where a pixel covers more than
+    ``spacing`` on the surface, see :func:`~nerf_app.geometry.mesh_render.seen_faces`), grown by ``rings``
+    rings of neighbours so the ray spacing leaves no pinholes. Returns ``(vertices, faces, number dropped)``."""
     from .geometry.mesh_render import MeshRenderer, grow_faces, seen_faces
 
-    keep = grow_faces(faces, seen_faces(MeshRenderer(vertices, faces), task.scene,
-                                        task.scene.split_indices("train"), stride, progress), rings)
+    seen = seen_faces(MeshRenderer(vertices, faces), task.scene, task.scene.split_indices("train"), stride,
+                      spacing, progress=progress)
+    keep = grow_faces(faces, seen, rings)
     if keep.all() or not keep.any():
         return vertices, faces, 0
     f = faces[keep]
@@ -233,7 +235,7 @@ def export_textured(task, run_dir: Path, mesh: Optional[str] = None, texture_siz
     stage("clean")
     n_hidden = 0
     if _is_nerf(task) and not keep_hidden:
-        v, f, n_hidden = cull_hidden(task, v, f, progress)
+        v, f, n_hidden = cull_hidden(task, v, f, progress, spacing=1.0 / res)  # faces ~ one cell
         stage("cull")
     v, f = decimate(v, f, faces)
     stage("simplify")

@@ -151,7 +151,7 @@ class _QuadPhotos:
         self.W = W
         self.fpx = 0.5 * W / np.tan(np.radians(25))
         self.centres = [np.array([0.3 * np.cos(a), 0.3 * np.sin(a), 2.5]) for a in np.linspace(0, 6, 6)]
-        self.cameras = [SimpleNamespace(width=W, height=W) for _ in self.centres]
+        self.cameras = [SimpleNamespace(width=W, height=W, fx=self.fpx, fy=self.fpx) for _ in self.centres]
         v = np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0.0]])
         self.uv = (v[:, :2] + 1) / 2
         self.truth = MeshRenderer(v, np.array([[0, 1, 2], [0, 2, 3]]), self.uv, truth)
@@ -312,3 +312,18 @@ def test_cull_hidden_drops_only_what_no_training_camera_sees():
     v2, f2, dropped = cull_hidden(SimpleNamespace(scene=scene), v, f)
     assert dropped == 2 and len(f2) == len(grid_f)
     assert np.allclose(v2[f2], grid_v[grid_f])            # the kept faces, re-indexed, are the same triangles
+
+
+def test_small_photos_are_cast_with_more_rays_per_pixel():
+    # 8-pixel photos of a quad split into 40x40 cells: one ray per pixel misses most faces; with the faces'
+    # size as the spacing, each photo is cast again with up to 4x4 rays per pixel
+    scene = _QuadPhotos(np.full((8, 8, 3), 0.5, np.float32), W=8)
+    n = 41
+    ys, xs = np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, n), indexing="ij")
+    v = np.stack([xs.ravel(), ys.ravel(), np.zeros(n * n)], -1)
+    k = np.arange(n * n).reshape(n, n)[:-1, :-1].ravel()
+    f = np.concatenate([np.stack([k, k + 1, k + n + 1], -1), np.stack([k, k + n + 1, k + n], -1)])
+    ren = MeshRenderer(v, f)
+    coarse = seen_faces(ren, scene, range(len(scene.centres))).sum()
+    fine = seen_faces(ren, scene, range(len(scene.centres)), spacing=0.05).sum()
+    assert coarse < 0.2 * len(f) and fine > 3 * coarse, (coarse, fine, len(f))

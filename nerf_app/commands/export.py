@@ -15,7 +15,7 @@ def add_arguments(parser) -> None:
                         help="marching-cubes samples per axis")
     parser.add_argument("--threshold", type=number_or_auto, default=None,
                         help="iso level (default: the mode's: 0 for sdf, 0.5 for occupancy; nerf density 2.5, "
-                             "or 0.2/dt_min = 118 with --texture, docs/export.md)")
+                             "or 0.17/dt_min = 100 with --texture, docs/export.md)")
     parser.add_argument("--chunks", type=int_in(1, 4096), default=None, help="evaluate the grid in this many slabs")
     parser.add_argument("--min-component", type=float_in(0, 1), default=None,
                         help="drop connected pieces with fewer faces than this fraction of the largest")

@@ -125,22 +125,38 @@ def render_scene_view(renderer: MeshRenderer, scene, index: int, background=(1.0
     return (acc / (s * s)).reshape(H, W, 3).astype(np.float32), (cov / (s * s)).reshape(H, W)
 
 
-def seen_faces(renderer: MeshRenderer, scene, indices, stride: int = 2, progress: bool = False) -> np.ndarray:
+def seen_faces(renderer: MeshRenderer, scene, indices, stride: int = 1, spacing: Optional[float] = None,
+               max_oversample: int = 4, progress: bool = False) -> np.ndarray:
     """``[F] bool``: faces that are the first hit of some pixel ray (every ``stride``-th pixel in x and y) of
     images ``indices`` of ``scene``. A face no camera sees can only be guessed, and it costs a face budget
-    the seen surface needs."""
+    the seen surface needs. With ``spacing`` (the mesh's face size, normalised units), an image whose pixels
+    are wider than that on the surface (median hit distance / focal length) is cast again with up to
+    ``max_oversample`` x ``max_oversample`` rays per pixel, so small photos do not leave visible faces
+    unhit between their rays."""
     seen = np.zeros(len(renderer.faces), bool)
     it = [int(i) for i in indices]
     if progress:
         from tqdm import tqdm
         it = tqdm(it, desc="visible faces", unit="img")
     s = max(1, int(stride))
-    for i in it:
+
+    def cast(i, step):
         cam = scene.cameras[i]
-        ys, xs = np.meshgrid(np.arange(0, cam.height, s) + 0.5 * s, np.arange(0, cam.width, s) + 0.5 * s,
-                             indexing="ij")
+        ys, xs = np.meshgrid(np.arange(0, cam.height, step) + 0.5 * step,
+                             np.arange(0, cam.width, step) + 0.5 * step, indexing="ij")
         o, d = scene.rays_at(np.full(xs.size, i), np.stack([xs.ravel(), ys.ravel()], -1))
-        seen[renderer.first_hits(o, d)[1]] = True
+        _, tri, _, t = renderer.first_hits(o, d)
+        seen[tri] = True
+        return t * np.linalg.norm(d[0]) if len(t) else t
+
+    for i in it:
+        t = cast(i, s)
+        if spacing and len(t):
+            cam = scene.cameras[i]
+            footprint = float(np.median(t)) * s / max(float(cam.fx), float(cam.fy), 1e-9)
+            k = min(int(max_oversample), int(np.ceil(footprint / float(spacing))))
+            if k > 1:
+                cast(i, s / k)
     return seen
 
 
