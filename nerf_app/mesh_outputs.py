@@ -130,7 +130,7 @@ def nerf_colour_fn(task, delta: float, n_samples: int = 12, angle_deg: float = 3
 
 
 def photo_texture(task, vertices, faces, uv, field_texture, mask, progress: bool = False,
-                  prior: float = 0.5, iterations: int = 25, smooth: float = 0.0):
+                  prior: float = 0.5, iterations: int = 25):
     """The texture that best reproduces the training photos: least squares over every training pixel that
     hits the mesh (its colour against the bilinear lookup at its hit, weighted by the cosine of the view;
     see :class:`~nerf_app.geometry.texture.PhotoEvidence`), pulled towards the field-baked
@@ -147,7 +147,7 @@ def photo_texture(task, vertices, faces, uv, field_texture, mask, progress: bool
     S = field_texture.shape[0]
     ev = project_photos(renderer, scene, scene.split_indices("train"), uv, S, eval_background(task.config),
                         progress=progress)
-    out = ev.solve(field_texture, prior, iterations, smooth_weight=smooth, mask=mask)
+    out = ev.solve(field_texture, prior, iterations)
     tex = np.where(mask[..., None], out, field_texture).astype(np.float32)
     w = ev.weights.reshape(S, S)
     seen = float((w[mask] > 0).mean()) if mask.any() else 0.0

@@ -100,3 +100,7 @@ def test_fit_left_score_right_undoes_a_colour_shift_without_seeing_the_right_hal
     broken = rendered.copy()
     broken[:, W // 2:] = rng.uniform(size=(H, W - W // 2, 3))
     assert fit_left_score_right(broken, gt)["psnr"] < 15
+    # a right half masked out entirely has nothing to score: NaN, not an error that stops the eval
+    mask = np.ones((H, W), bool)
+    mask[:, W // 2:] = False
+    assert np.isnan(fit_left_score_right(rendered, gt, mask)["psnr"])

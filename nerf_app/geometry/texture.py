@@ -266,48 +266,17 @@ class PhotoEvidence:
         return y
 
     def solve(self, prior: np.ndarray, prior_weight: float, iterations: int = 25,
-              start: Optional[np.ndarray] = None, smooth_weight: float = 0.0,
-              mask: Optional[np.ndarray] = None) -> np.ndarray:
-        """``argmin_T sum_n w_n |l_n(T) - c_n|^2 + prior_weight |T - prior|^2
-        + smooth_weight sum_{k~l} |T_k - T_l|^2`` for ``prior [S,S,3]``, the last sum over 4-neighbour texel
-        pairs both inside ``mask [S,S]`` (chart texels: charts are packed apart, so no pair spans two charts;
-        no pairs without a mask). Jacobi-preconditioned conjugate gradients from ``start`` (default: the
-        weighted mean). Returns ``[S,S,3]`` clipped to [0, 1]."""
+              start: Optional[np.ndarray] = None) -> np.ndarray:
+        """``argmin_T sum_n w_n |l_n(T) - c_n|^2 + prior_weight |T - prior|^2`` for ``prior [S,S,3]``
+        (texels no photo sees keep the prior): Jacobi-preconditioned conjugate gradients from ``start``
+        (default: the weighted mean). Returns ``[S,S,3]`` clipped to [0, 1]."""
         self._flush()
         S = self.size
-        N = S * S
         lam = float(prior_weight)
-        mu = float(smooth_weight)
-        p0 = np.asarray(prior, np.float64).reshape(N, 3)
+        p0 = np.asarray(prior, np.float64).reshape(S * S, 3)
         b = self.rhs + lam * p0
-        diag = self.gram[self.offsets.index(0)] + lam
-        if mu > 0 and mask is not None:
-            m = np.asarray(mask, bool)
-            eh = np.zeros((S, S), bool)
-            eh[:, :-1] = m[:, :-1] & m[:, 1:]           # pair (k, k + 1)
-            ev = np.zeros((S, S), bool)
-            ev[:-1, :] = m[:-1, :] & m[1:, :]           # pair (k, k + S)
-            eh, ev = eh.reshape(N), ev.reshape(N)
-            deg = eh.astype(float) + ev
-            deg[1:] += eh[:-1]
-            deg[S:] += ev[:-S]
-            diag = diag + mu * deg
-
-            def laplacian(x):
-                y = deg[:, None] * x
-                y[:-1] -= eh[:-1, None] * x[1:]
-                y[1:] -= eh[:-1, None] * x[:-1]
-                y[:-S] -= ev[:-S, None] * x[S:]
-                y[S:] -= ev[:-S, None] * x[:-S]
-                return y
-        else:
-            mu = 0.0
-            laplacian = None
-        diag = diag[:, None]
-
-        def op(x):
-            y = self.gram_times(x) + lam * x
-            return y + mu * laplacian(x) if laplacian is not None else y
+        diag = (self.gram[self.offsets.index(0)] + lam)[:, None]
+        op = lambda x: self.gram_times(x) + lam * x  # noqa: E731
         x = (b / (self.weights + lam)[:, None]) if start is None else np.asarray(start, np.float64).reshape(-1, 3).copy()
         r = b - op(x)
         z = r / diag

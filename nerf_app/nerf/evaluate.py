@@ -70,6 +70,8 @@ def fit_left_score_right(rgb: np.ndarray, gt: np.ndarray, mask: Optional[np.ndar
     H, W = gt.shape[:2]
     half = W // 2
     keep = np.ones((H, W), bool) if mask is None else np.asarray(mask, bool)
+    if not keep[:, half:].any():  # a right half masked out entirely: nothing to score (NaN, left out of the mean)
+        return {"psnr": float("nan"), "ssim": float("nan"), "psnr_unfitted": float("nan")}
     left = keep.copy()
     left[:, half:] = False
     x = np.concatenate([rgb[left].reshape(-1, 3), np.ones((int(left.sum()), 1))], 1).astype(np.float64)
@@ -145,8 +147,8 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
         fits = [r["fit_left"] for r in per_image]
         metrics["fit_left"] = {
             "protocol": "3x4 affine colour fitted on the left half of each held-out image, right half scored",
-            "psnr": float(np.mean([f["psnr"] for f in fits])), "ssim": float(np.mean([f["ssim"] for f in fits])),
-            "psnr_unfitted": float(np.mean([f["psnr_unfitted"] for f in fits]))}
+            **{k: (float(np.nanmean(v)) if np.isfinite(v).any() else None)
+               for k, v in ((k, np.array([f[k] for f in fits])) for k in ("psnr", "ssim", "psnr_unfitted"))}}
     contact_sheet(run_dir / f"contact_sheet_{split}.png", rows, ["ground truth", "render", "depth", "|error| x4"])
     log = []
     log_path = run_dir / "log.jsonl"
