@@ -381,3 +381,17 @@ def test_corrupt_held_out_image_is_found_before_training(tmp_path, capsys):
     rc, err = cli("train", scene, "--out", out, "--max-steps", "1", "--set", "data.format=transforms", capsys=capsys)
     assert rc == 2 and Path(name).name in err and "decode" in err, err
     assert not out.exists()
+
+
+def test_a_file_holding_a_bare_tensor_is_not_a_checkpoint(tmp_path):
+    # one line naming the file, and no torch indexing warning on the way (it used to index the tensor by "step")
+    import warnings
+
+    from nerf_app.errors import DatasetError
+    from nerf_app.train.run import checkpoint_step
+    path = tmp_path / "step_000010.pt"
+    torch.save(torch.zeros(3, 4), path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DatasetError, match="not a checkpoint: holds a Tensor"):
+            checkpoint_step(path)

@@ -318,9 +318,13 @@ def checkpoint_step(path) -> int:
     """The step stored in a checkpoint, read through a memory map (no full load of a large file)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        step = state["step"]
+        # a file holding a bare tensor (or list) is not a checkpoint: indexing it with "step" would be
+        # torch's (deprecated) sequence indexing, not a lookup
+        step = state["step"] if isinstance(state, dict) else None
     except Exception as exc:  # zero bytes, truncated, not a zip, a pickle with disallowed globals ...
         raise DatasetError(path, f"cannot read checkpoint: {_first_line(exc)}") from None
+    if step is None and not isinstance(state, dict):
+        raise DatasetError(path, f"not a checkpoint: holds a {type(state).__name__}, not a dict of state")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise DatasetError(path, f"bad step {step!r}", field="step")
     return step
