@@ -44,13 +44,18 @@ def test_decimate_honours_budget_and_clean_drops_specks():
         decimate(v, f, 2)
 
 
-def test_decimate_open_grid_keeps_its_border_and_budget():
-    # an open, gently curved sheet (a culled mesh has borders): the budget holds and the outline stays put
-    n = 60
-    ys, xs = np.meshgrid(np.linspace(0, 1, n), np.linspace(0, 1, n), indexing="ij")
-    v = np.stack([xs.ravel(), ys.ravel(), 0.1 * np.sin(3 * xs.ravel()) * np.cos(2 * ys.ravel())], -1)
+def _grid(n: int, lo: float = 0.0, hi: float = 1.0):
+    """An open n x n vertex grid over [lo, hi]^2 at z = 0, two triangles per cell: ``(vertices, faces)``."""
+    ys, xs = np.meshgrid(np.linspace(lo, hi, n), np.linspace(lo, hi, n), indexing="ij")
     k = np.arange(n * n).reshape(n, n)[:-1, :-1].ravel()
     f = np.concatenate([np.stack([k, k + 1, k + n + 1], -1), np.stack([k, k + n + 1, k + n], -1)])
+    return np.stack([xs.ravel(), ys.ravel(), np.zeros(n * n)], -1), f
+
+
+def test_decimate_open_grid_keeps_its_border_and_budget():
+    # an open, gently curved sheet (a culled mesh has borders): the budget holds and the outline stays put
+    v, f = _grid(60)
+    v[:, 2] = 0.1 * np.sin(3 * v[:, 0]) * np.cos(2 * v[:, 1])
     v2, f2 = decimate(v, f, 400)
     assert 200 < len(f2) <= 400
     assert np.allclose(v2[:, :2].min(0), 0, atol=1e-6) and np.allclose(v2[:, :2].max(0), 1, atol=1e-6)
@@ -301,14 +306,10 @@ def test_cull_hidden_drops_only_what_no_training_camera_sees():
     scene = _QuadPhotos(np.full((8, 8, 3), 0.5, np.float32), W=32)
     scene.split_indices = lambda split: list(range(len(scene.centres)))
     # the photographed quad split into a 10x10 grid (so ring growth stays local) and a quad hidden behind it
-    n = 11
-    ys, xs = np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, n), indexing="ij")
-    grid_v = np.stack([xs.ravel(), ys.ravel(), np.zeros(n * n)], -1)
-    k = np.arange(n * n).reshape(n, n)[:-1, :-1].ravel()
-    grid_f = np.concatenate([np.stack([k, k + 1, k + n + 1], -1), np.stack([k, k + n + 1, k + n], -1)])
+    grid_v, grid_f = _grid(11, -1.0, 1.0)
     hidden_v = np.array([[-0.3, -0.3, -0.5], [0.3, -0.3, -0.5], [0.3, 0.3, -0.5], [-0.3, 0.3, -0.5]])
     v = np.concatenate([grid_v, hidden_v])
-    f = np.concatenate([grid_f, np.array([[0, 1, 2], [0, 2, 3]]) + n * n])
+    f = np.concatenate([grid_f, np.array([[0, 1, 2], [0, 2, 3]]) + len(grid_v)])
     v2, f2, dropped = cull_hidden(SimpleNamespace(scene=scene), v, f)
     assert dropped == 2 and len(f2) == len(grid_f)
     assert np.allclose(v2[f2], grid_v[grid_f])            # the kept faces, re-indexed, are the same triangles
@@ -318,11 +319,7 @@ def test_small_photos_are_cast_with_more_rays_per_pixel():
     # 8-pixel photos of a quad split into 40x40 cells: one ray per pixel misses most faces; with the faces'
     # size as the spacing, each photo is cast again with up to 4x4 rays per pixel
     scene = _QuadPhotos(np.full((8, 8, 3), 0.5, np.float32), W=8)
-    n = 41
-    ys, xs = np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, n), indexing="ij")
-    v = np.stack([xs.ravel(), ys.ravel(), np.zeros(n * n)], -1)
-    k = np.arange(n * n).reshape(n, n)[:-1, :-1].ravel()
-    f = np.concatenate([np.stack([k, k + 1, k + n + 1], -1), np.stack([k, k + n + 1, k + n], -1)])
+    v, f = _grid(41, -1.0, 1.0)
     ren = MeshRenderer(v, f)
     coarse = seen_faces(ren, scene, range(len(scene.centres))).sum()
     fine = seen_faces(ren, scene, range(len(scene.centres)), spacing=0.05).sum()
