@@ -161,17 +161,14 @@ def cull_hidden(task, vertices, faces, progress: bool = False, stride: int = 1, 
     ``spacing`` on the surface, see :func:`~nerf_app.geometry.mesh_render.seen_faces`), grown by ``rings``
     rings of neighbours so the ray spacing leaves no pinholes. Returns ``(vertices, faces, number dropped)``."""
     from .geometry.mesh_render import MeshRenderer, grow_faces, seen_faces
+    from .geometry.simplify import compact
 
     seen = seen_faces(MeshRenderer(vertices, faces), task.scene, task.scene.split_indices("train"), stride,
                       spacing, progress=progress)
     keep = grow_faces(faces, seen, rings)
     if keep.all() or not keep.any():
         return vertices, faces, 0
-    f = faces[keep]
-    used = np.unique(f)
-    remap = np.full(len(vertices), -1, np.int64)
-    remap[used] = np.arange(len(used))
-    return vertices[used], remap[f], int((~keep).sum())
+    return (*compact(vertices, faces[keep]), int((~keep).sum()))
 
 
 def clay_colour(p: np.ndarray, n: np.ndarray) -> np.ndarray:

@@ -393,5 +393,5 @@ def test_a_file_holding_a_bare_tensor_is_not_a_checkpoint(tmp_path):
     torch.save(torch.zeros(3, 4), path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(DatasetError, match="not a checkpoint: holds a Tensor"):
+        with pytest.raises(DatasetError, match="not a nerf_app checkpoint: holds a Tensor"):
             checkpoint_step(path)

@@ -147,7 +147,7 @@ def seen_faces(renderer: MeshRenderer, scene, indices, stride: int = 1, spacing:
         o, d = scene.rays_at(np.full(xs.size, i), np.stack([xs.ravel(), ys.ravel()], -1))
         _, tri, _, t = renderer.first_hits(o, d)
         seen[tri] = True
-        return t * np.linalg.norm(d[0]) if len(t) else t
+        return t   # a distance: the scene's ray directions are unit vectors
 
     for i in it:
         t = cast(i, s)

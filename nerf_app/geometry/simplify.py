@@ -55,7 +55,12 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int):
         import trimesh
         area = trimesh.Trimesh(v, f, process=False).area_faces
         f = f[np.sort(np.argsort(-area)[:max_faces])]
-    used = np.unique(f)
-    remap = np.full(len(v), -1, np.int64)
+    return compact(v, f)
+
+
+def compact(vertices: np.ndarray, faces: np.ndarray):
+    """``(vertices, faces)`` with the vertices no face uses dropped and the faces re-indexed."""
+    used = np.unique(faces)
+    remap = np.full(len(vertices), -1, np.int64)
     remap[used] = np.arange(len(used))
-    return v[used], remap[f]
+    return vertices[used], remap[faces]

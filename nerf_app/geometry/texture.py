@@ -181,17 +181,18 @@ def bake(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, size: int,
     return dilate(tex, mask), mask
 
 
-def splat_bilinear(uv: np.ndarray, values: np.ndarray, weights: np.ndarray, size: int):
+def splat_bilinear(uv: np.ndarray, values: np.ndarray, weights: np.ndarray, size: int, taps=None):
     """Adjoint of :func:`~nerf_app.geometry.mesh_render.sample_bilinear`: each ``values[n]`` (weighted by
     ``weights[n]``) is spread over the four texels around ``uv[n]`` with the bilinear weights a lookup at
-    ``uv[n]`` would use. Returns ``(sums [S,S,C], weights [S,S])``."""
+    ``uv[n]`` would use (``taps``: those of ``bilinear_taps(uv, S, S)`` when the caller has them already).
+    Returns ``(sums [S,S,C], weights [S,S])``."""
     from .mesh_render import bilinear_taps
 
     S = int(size)
     C = values.shape[1]
     sums = np.zeros((S * S, C))
     wsum = np.zeros(S * S)
-    for r, c, w in bilinear_taps(uv, S, S):
+    for r, c, w in (bilinear_taps(uv, S, S) if taps is None else taps):
         k = r * S + c
         ww = w * weights
         wsum += np.bincount(k, ww, S * S)
@@ -230,10 +231,11 @@ class PhotoEvidence:
         from .mesh_render import bilinear_taps
 
         S, N = self.size, self.size * self.size
-        sums, wsum = splat_bilinear(uv, colours, w, S)
+        rcw = bilinear_taps(uv, S, S)
+        sums, wsum = splat_bilinear(uv, colours, w, S, taps=rcw)
         self.rhs += sums.reshape(N, -1)
         self.weights += wsum.reshape(N)
-        taps = [(r * S + c, b) for r, c, b in bilinear_taps(uv, S, S)]
+        taps = [(r * S + c, b) for r, c, b in rcw]
         # the 16 (k, l) tap pairs, gathered into one bincount over (band, k)
         pairs_k = np.concatenate([ka for ka, _ in taps for _ in taps])
         pairs_l = np.concatenate([kb for _ in taps for kb, _ in taps])

@@ -76,13 +76,11 @@ def fit_left_score_right(rgb: np.ndarray, gt: np.ndarray, mask: Optional[np.ndar
     left[:, half:] = False
     x = np.concatenate([rgb[left].reshape(-1, 3), np.ones((int(left.sum()), 1))], 1).astype(np.float64)
     y = gt[left].reshape(-1, 3).astype(np.float64)
-    if len(x) < 16:
-        M = np.concatenate([np.eye(3), np.zeros((1, 3))])
-    else:
+    M = np.concatenate([np.eye(3), np.zeros((1, 3))])   # [rgb, 1] @ M: the identity map
+    if len(x) >= 16:
         # a small ridge towards the identity: a left half of one flat colour cannot pin 12 numbers down
         lam = 1e-3 * len(x)
-        prior = np.concatenate([np.eye(3), np.zeros((1, 3))])
-        M = np.linalg.solve(x.T @ x + lam * np.eye(4), x.T @ y + lam * prior)
+        M = np.linalg.solve(x.T @ x + lam * np.eye(4), x.T @ y + lam * M)
     right_rgb = np.clip(np.concatenate([rgb[:, half:], np.ones((H, W - half, 1))], -1) @ M, 0, 1)
     right_gt, right_mask = gt[:, half:], keep[:, half:]
     return {"psnr": psnr(right_rgb, right_gt, mask=right_mask), "ssim": ssim(right_rgb, right_gt, mask=right_mask),
@@ -144,11 +142,11 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
     if no_lpips:
         metrics["lpips_note"] = no_lpips
     if appearance_fit:
-        fits = [r["fit_left"] for r in per_image]
-        metrics["fit_left"] = {
-            "protocol": "3x4 affine colour fitted on the left half of each held-out image, right half scored",
-            **{k: (float(np.nanmean(v)) if np.isfinite(v).any() else None)
-               for k, v in ((k, np.array([f[k] for f in fits])) for k in ("psnr", "ssim", "psnr_unfitted"))}}
+        fit = {"protocol": "3x4 affine colour fitted on the left half of each held-out image, right half scored"}
+        for key in ("psnr", "ssim", "psnr_unfitted"):
+            v = np.array([r["fit_left"][key] for r in per_image])   # NaN: a right half masked out entirely
+            fit[key] = float(np.nanmean(v)) if np.isfinite(v).any() else None
+        metrics["fit_left"] = fit
     contact_sheet(run_dir / f"contact_sheet_{split}.png", rows, ["ground truth", "render", "depth", "|error| x4"])
     log = []
     log_path = run_dir / "log.jsonl"

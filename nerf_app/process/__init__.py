@@ -287,9 +287,8 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
 
         # ---------------------------------------------------------------- write + verify
         t, c = time.perf_counter(), time.process_time()
-        from .report import reconstruction_stats
-
         from .orient import orient_reconstruction
+        from .report import reconstruction_stats
 
         report["orientation"] = orient_reconstruction(rec)  # upright, facing +y: see process/orient.py
         model_dir = tmp / "sparse" / "0"

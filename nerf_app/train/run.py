@@ -318,16 +318,21 @@ def checkpoint_step(path) -> int:
     """The step stored in a checkpoint, read through a memory map (no full load of a large file)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        # a file holding a bare tensor (or list) is not a checkpoint: indexing it with "step" would be
-        # torch's (deprecated) sequence indexing, not a lookup
-        step = state["step"] if isinstance(state, dict) else None
     except Exception as exc:  # zero bytes, truncated, not a zip, a pickle with disallowed globals ...
         raise DatasetError(path, f"cannot read checkpoint: {_first_line(exc)}") from None
-    if step is None and not isinstance(state, dict):
-        raise DatasetError(path, f"not a checkpoint: holds a {type(state).__name__}, not a dict of state")
+    # before any lookup: indexing a bare tensor with "step" is torch's (deprecated) sequence indexing
+    _require_dict(path, state)
+    if "step" not in state:
+        raise DatasetError(path, "not a nerf_app checkpoint (missing key)", field="step")
+    step = state["step"]
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise DatasetError(path, f"bad step {step!r}", field="step")
     return step
+
+
+def _require_dict(path, state) -> None:
+    if not isinstance(state, dict):
+        raise DatasetError(path, f"not a nerf_app checkpoint: holds a {type(state).__name__}, not a dict")
 
 
 def _first_line(exc: Exception) -> str:
@@ -345,8 +350,7 @@ def load_checkpoint(path, map_location="cpu", for_resume: bool = False) -> Dict[
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt file, pickle with disallowed globals ...
         raise DatasetError(path, f"cannot load checkpoint: {_first_line(exc)}") from None
-    if not isinstance(state, dict):
-        raise DatasetError(path, "not a nerf_app checkpoint (not a dict)")
+    _require_dict(path, state)
     for key in (CHECKPOINT_KEYS if for_resume else ("model", "step")):
         if key not in state:
             raise DatasetError(path, "not a nerf_app checkpoint (missing key)", field=key)
