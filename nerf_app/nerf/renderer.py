@@ -7,6 +7,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..ops.compact import compact_samples
 from ..ops.march import PackedSamples, march_rays
 from ..ops.ray_aabb import ray_aabb
 from ..ops.volume_render import volume_render
@@ -45,9 +46,10 @@ class RenderOutput:
     color: torch.Tensor       # [R, 3], composited over the background
     opacity: torch.Tensor     # [R]
     depth: torch.Tensor       # [R] expected distance along the ray (unit directions)
-    n_samples: int
+    n_samples: int                            # samples evaluated with gradients (training) / at all (inference)
     samples: Optional[PackedSamples] = None   # the packed samples (training: for the distortion loss)
     sigmas: Optional[torch.Tensor] = None     # [S] their densities (differentiable)
+    n_marched: int = 0                        # samples marched (more than n_samples when compacted)
 
 
 def _interval(origins, dirs, grid: OccupancyGrid, march: MarchSettings, backend, near=None):
@@ -64,23 +66,89 @@ def _interval(origins, dirs, grid: OccupancyGrid, march: MarchSettings, backend,
 
 def render_rays(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, dirs: torch.Tensor,
                 background: torch.Tensor, march: MarchSettings, backend: Optional[str] = "auto",
-                near: Optional[torch.Tensor] = None) -> RenderOutput:
+                near: Optional[torch.Tensor] = None, compact: bool = False) -> RenderOutput:
     """``origins, dirs [R, 3]`` (unit dirs, normalised world), ``background [R, 3]`` or ``[3]``; ``near [R]``
-    optional per-ray start distances. Every marched sample is evaluated (training: all get gradients)."""
+    optional per-ray start distances. Every marched sample is evaluated (training: all get gradients) unless
+    ``compact``: then the densities of all marched samples are taken first without gradients, and the field
+    runs with gradients only on the samples compositing can still weigh (each ray's prefix down to
+    transmittance ``march.t_threshold``, :func:`nerf_app.ops.compact.compact_samples`). Colour, opacity,
+    depth and every gradient are the same either way; compaction only skips work on samples whose weight is 0."""
     t_near, t_far = _interval(origins, dirs, grid, march, backend, near)
-    samples = march_rays(origins, dirs, t_near, t_far, grid.bitfield, grid.n_cascades, grid.resolution,
-                         march.dt_min(), march.dt_max(grid), march.cone_angle, march.max_samples, backend=backend)
+    if compact and march.t_threshold > 0:
+        samples, n_marched = march_compacted(field, grid, origins, dirs, t_near, t_far, march, backend)
+    else:
+        samples = march_rays(origins, dirs, t_near, t_far, grid.bitfield, grid.n_cascades, grid.resolution,
+                             march.dt_min(), march.dt_max(grid), march.cone_angle, march.max_samples, backend=backend)
+        n_marched = samples.n_samples
     n_rays = origins.shape[0]
     background = background.expand(n_rays, 3)
     if samples.n_samples == 0:
         zeros = torch.zeros(n_rays, device=origins.device)
-        return RenderOutput(background.clone(), zeros, zeros.clone(), 0)
+        return RenderOutput(background.clone(), zeros, zeros.clone(), 0, n_marched=n_marched)
     mid = 0.5 * (samples.t_starts + samples.t_ends)
     x = origins[samples.ray_indices] + mid[:, None] * dirs[samples.ray_indices]
     sigma, rgb = field(x, dirs[samples.ray_indices])
     _, color, opacity, depth = volume_render(sigma, rgb, samples, march.t_threshold, backend=backend)
     color = color + (1.0 - opacity)[:, None] * background
-    return RenderOutput(color, opacity, depth, samples.n_samples, samples, sigma)
+    return RenderOutput(color, opacity, depth, samples.n_samples, samples, sigma, n_marched)
+
+
+@torch.no_grad()
+def march_compacted(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, dirs: torch.Tensor,
+                    t_near: torch.Tensor, t_far: torch.Tensor, march: MarchSettings,
+                    backend: Optional[str] = "auto"):
+    """The samples of :func:`render_rays` that compositing with ``march.t_threshold`` can weigh, and how many
+    were marched: ``(PackedSamples, n_marched)``.
+
+    Rays are marched in rounds (``march.round_samples`` per live ray, doubling up to
+    ``4 * march.round_samples_max``), resuming where the last round stopped, as
+    :func:`render_rays_early_stop` does; each round's densities are taken without gradients and
+    :func:`nerf_app.ops.compact.compact_samples` keeps the samples before the ray's transmittance falls
+    below ``t_threshold / 2``. A ray retires there, at the end of its interval or after ``march.max_samples``,
+    so the space behind an opaque surface is neither marched nor evaluated. The kept samples are the prefix
+    of the single-pass march's samples that compositing can weigh, packed by ray in increasing t."""
+    n_rays, device = origins.shape[0], origins.device
+    t = t_near.clone()
+    depth = torch.zeros(n_rays, dtype=torch.float64, device=device)
+    marched_per_ray = torch.zeros(n_rays, dtype=torch.int64, device=device)
+    alive = torch.nonzero(t < t_far)[:, 0]
+    k = max(1, int(march.round_samples))
+    k_max = max(k, 4 * int(march.round_samples_max))
+    limit = math.log(2.0 / march.t_threshold)
+    rays, starts, ends = [], [], []
+    n_marched = 0
+    while alive.numel():
+        o, d = origins[alive].contiguous(), dirs[alive].contiguous()
+        s = march_rays(o, d, t[alive], t_far[alive], grid.bitfield, grid.n_cascades, grid.resolution,
+                       march.dt_min(), march.dt_max(grid), march.cone_angle, k, backend=backend)
+        counts = s.packed_info[:, 1]
+        if s.n_samples:
+            n_marched += s.n_samples
+            mid = 0.5 * (s.t_starts + s.t_ends)
+            x = o[s.ray_indices] + mid[:, None] * d[s.ray_indices]
+            sigma, _ = field.density(x)
+            kept, index, depth_alive = compact_samples(sigma.float(), s, march.t_threshold, depth[alive])
+            depth[alive] = depth_alive
+            rays.append(alive[kept.ray_indices.long()])
+            starts.append(kept.t_starts)
+            ends.append(kept.t_ends)
+            last = (s.packed_info[:, 0] + counts - 1).clamp(min=0)
+            t[alive] = torch.where(counts > 0, s.t_ends[last], t_far[alive])
+            marched_per_ray[alive] += counts.long()
+        keep = (counts >= k) & (depth[alive] <= limit) & (marched_per_ray[alive] < march.max_samples)
+        alive = alive[keep]
+        k = min(2 * k, k_max)
+    if not rays:
+        empty = torch.zeros(0, device=device)
+        return PackedSamples(torch.zeros(0, dtype=torch.int64, device=device), empty, empty.clone(),
+                             torch.zeros(n_rays, 2, dtype=torch.int64, device=device)), 0
+    ray = torch.cat(rays)
+    order = torch.sort(ray, stable=True)[1]   # by ray; rounds were appended in order, so t stays increasing
+    ray = ray[order]
+    counts = torch.bincount(ray, minlength=n_rays)
+    packed = torch.stack([torch.cumsum(counts, 0) - counts, counts], 1)
+    return PackedSamples(ray.contiguous(), torch.cat(starts)[order].contiguous(), torch.cat(ends)[order].contiguous(),
+                         packed), n_marched
 
 
 @torch.no_grad()

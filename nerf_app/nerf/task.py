@@ -1,10 +1,11 @@
 """The ``nerf`` training mode: posed photos -> Instant-NGP radiance field (Task, see nerf_app.train.task).
 
 Each step: (every ``grid.update_every`` steps) update the occupancy grid; sample rays uniformly over
-all training pixels; march, evaluate the field at the packed samples, composite over the batch's
-background; MSE to the pixel colours; backward. The ray count adapts so samples per step stay near
-``rays.target_samples``. Adam (eps 1e-15) with linear warm-up and exponential decay in the budget's
-second half.
+all training pixels; march; take the densities of all samples without gradients and keep each ray's samples
+before its transmittance falls below ``rays.t_threshold`` (compaction, ``rays.train_compact``); evaluate the
+field at those, composite over the batch's background; MSE to the pixel colours; backward. The ray count
+adapts so the compacted samples per step stay near ``rays.target_samples``. Adam (eps 1e-15) with linear
+warm-up and exponential decay in the budget's second half.
 """
 from __future__ import annotations
 
@@ -225,7 +226,7 @@ class NerfTask(Task):
             origins, dirs = correct_rays(origins, dirs, model.pose_delta[batch.image_index])
             loss = loss + cfg.cameras.weight * model.pose_delta.pow(2).sum(-1).mean()
         out = render_rays(model.field, model.grid, origins.contiguous(), dirs.contiguous(), bg, self.march,
-                          cfg.backend, near=near)
+                          cfg.backend, near=near, compact=cfg.rays.train_compact)
         color = out.color
         if self.use_appearance:
             A = model.appearance
@@ -254,7 +255,8 @@ class NerfTask(Task):
             want = n_rays * cfg.rays.target_samples / out.n_samples
             self.n_rays = int(min(cfg.rays.max_rays, max(cfg.rays.min_rays, math.sqrt(n_rays * want))))
         return {"loss": loss, "psnr": psnr_from_mse(mse.detach()), "rays": n_rays,
-                "samples": out.n_samples, "samples_per_ray": out.n_samples / max(1, n_rays), **logs}
+                "samples": out.n_samples, "samples_per_ray": out.n_samples / max(1, n_rays),
+                "marched_per_ray": out.n_marched / max(1, n_rays), **logs}
 
     def extra_state(self) -> Dict[str, Any]:
         state = {"n_rays": int(self.n_rays)}
