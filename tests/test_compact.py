@@ -59,6 +59,12 @@ def test_compact_keeps_exactly_the_prefix_a_loop_keeps(thr, with_depth0):
         first, c = kept.packed_info[r].tolist()
         assert (kept.ray_indices[first:first + c] == r).all()
         assert c == 0 or (c <= counts[r] and kept.t_starts[first] == s.t_starts[int(s.packed_info[r, 0])])
+    # a diverged field's samples are kept from the first non-finite density on (the loss must see them)
+    bad = sigmas.clone()
+    bad[s.packed_info[4, 0] + 3] = float("nan")
+    _, bad_index, _ = compact_samples(bad, s, thr, depth0)
+    ray4 = bad_index[s.ray_indices[bad_index] == 4]
+    assert len(ray4) == counts[4] and set(index.tolist()) <= set(bad_index.tolist())
     everything, all_index, _ = compact_samples(sigmas, s, 0.0)
     assert everything is s and torch.equal(all_index, torch.arange(s.n_samples))
 

@@ -135,7 +135,8 @@ def march_compacted(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor
             last = (s.packed_info[:, 0] + counts - 1).clamp(min=0)
             t[alive] = torch.where(counts > 0, s.t_ends[last], t_far[alive])
             marched_per_ray[alive] += counts.long()
-        keep = (counts >= k) & (depth[alive] <= limit) & (marched_per_ray[alive] < march.max_samples)
+        # ~(depth > limit): a ray whose density is not finite marches on (compact_samples keeps such samples)
+        keep = (counts >= k) & ~(depth[alive] > limit) & (marched_per_ray[alive] < march.max_samples)
         alive = alive[keep]
         k = min(2 * k, k_max)
     if not rays:

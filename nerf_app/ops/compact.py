@@ -25,7 +25,7 @@ def compact_samples(sigmas: torch.Tensor, samples: PackedSamples, t_threshold: f
     keeps its slot; its count may drop to 0), ``index [S']`` the kept samples' positions in the input,
     ``depth [R]`` each ray's optical depth after all its samples (float64). The transmittance before sample
     ``i`` of a ray is ``T_i = exp(-depth0 - sum_{j<i} sigma_j dt_j)``; it only falls along a ray, so what is
-    kept is a prefix. The factor 1/2 is a margin: the compositing kernel's own
+    kept is a prefix (samples from a non-finite density on are kept). The factor 1/2 is a margin: the compositing kernel's own
     ``T < t_threshold`` test (accumulated in float32, possibly from densities recomputed with gradients)
     can never reach a sample dropped here, so compositing the kept samples gives exactly what compositing
     all of them gives. ``t_threshold <= 0`` keeps everything.
@@ -46,7 +46,9 @@ def compact_samples(sigmas: torch.Tensor, samples: PackedSamples, t_threshold: f
     excl = incl - tau - before[ray]
     if depth0 is not None:
         excl = excl + depth0.double()[ray]
-    keep = excl <= math.log(2.0 / t_threshold)
+    # written as "not beyond" so a non-finite density keeps its samples: a diverged field must reach the loss,
+    # where the trainer's non-finite check sees it, instead of being compacted away to an empty batch
+    keep = ~(excl > math.log(2.0 / t_threshold))
     index = torch.nonzero(keep)[:, 0]
     ray_indices = samples.ray_indices[index]
     new_counts = torch.bincount(ray_indices.long(), minlength=samples.n_rays).to(counts.dtype)
