@@ -69,10 +69,10 @@ def render_rays(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, di
                 near: Optional[torch.Tensor] = None, compact: bool = False) -> RenderOutput:
     """``origins, dirs [R, 3]`` (unit dirs, normalised world), ``background [R, 3]`` or ``[3]``; ``near [R]``
     optional per-ray start distances. Every marched sample is evaluated (training: all get gradients) unless
-    ``compact``: then the densities of all marched samples are taken first without gradients, and the field
-    runs with gradients only on the samples compositing can still weigh (each ray's prefix down to
-    transmittance ``march.t_threshold``, :func:`nerf_app.ops.compact.compact_samples`). Colour, opacity,
-    depth and every gradient are the same either way; compaction only skips work on samples whose weight is 0."""
+    ``compact``: then rays are marched in rounds with densities taken without gradients
+    (:func:`march_compacted`), and the field runs with gradients only on the samples compositing can still
+    weigh (each ray's prefix down to transmittance ``march.t_threshold``). Colour, opacity, depth and every
+    gradient are the same either way; compaction only skips work on samples whose weight is 0."""
     t_near, t_far = _interval(origins, dirs, grid, march, backend, near)
     if compact and march.t_threshold > 0:
         samples, n_marched = march_compacted(field, grid, origins, dirs, t_near, t_far, march, backend)
@@ -104,7 +104,8 @@ def march_compacted(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor
     ``4 * march.round_samples_max``), resuming where the last round stopped, as
     :func:`render_rays_early_stop` does; each round's densities are taken without gradients and
     :func:`nerf_app.ops.compact.compact_samples` keeps the samples before the ray's transmittance falls
-    below ``t_threshold / 2``. A ray retires there, at the end of its interval or after ``march.max_samples``,
+    below ``t_threshold / 2``. A ray retires there, at the end of its interval or once it has marched
+    ``march.max_samples`` (the last round may take it up to ``k - 1`` past that),
     so the space behind an opaque surface is neither marched nor evaluated. The kept samples are the prefix
     of the single-pass march's samples that compositing can weigh, packed by ray in increasing t."""
     n_rays, device = origins.shape[0], origins.device
@@ -127,7 +128,7 @@ def march_compacted(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor
             mid = 0.5 * (s.t_starts + s.t_ends)
             x = o[s.ray_indices] + mid[:, None] * d[s.ray_indices]
             sigma, _ = field.density(x)
-            kept, index, depth_alive = compact_samples(sigma.float(), s, march.t_threshold, depth[alive])
+            kept, _, depth_alive = compact_samples(sigma.float(), s, march.t_threshold, depth[alive])
             depth[alive] = depth_alive
             rays.append(alive[kept.ray_indices.long()])
             starts.append(kept.t_starts)
