@@ -33,6 +33,13 @@ def _random_packed(counts, seed=0):
     return sigmas, PackedSamples(ray_indices, t_ends - dt, t_ends, torch.stack([starts, counts], 1))
 
 
+def _rays_into_box(n, z0, spread):
+    """``n`` unit rays from around ``(0.5, 0.5, z0)`` towards points within ``spread`` of the box centre."""
+    o = torch.tensor([0.5, 0.5, z0]) + 0.1 * torch.randn(n, 3)
+    d = 0.5 + spread * (torch.rand(n, 3) - 0.5) - o
+    return o, d / d.norm(dim=-1, keepdim=True)
+
+
 @pytest.mark.parametrize("thr,with_depth0", [(1e-4, False), (1e-2, False), (1e-3, True)])
 def test_compact_keeps_exactly_the_prefix_a_loop_keeps(thr, with_depth0):
     counts = [0, 1, 37, 0, 129, 5, 300, 2, 0, 64, 1, 17]
@@ -75,9 +82,7 @@ def test_compacted_training_render_equals_the_full_one_values_and_gradients():
     field = NerfField(0.0, 1.0, density_bias=4.0, backend="cpp")
     grid = OccupancyGrid(1, 16)
     n = 173
-    o = torch.tensor([0.5, 0.5, -0.4]) + 0.1 * torch.randn(n, 3)
-    d = 0.5 + 0.3 * (torch.rand(n, 3) - 0.5) - o
-    d = d / d.norm(dim=-1, keepdim=True)
+    o, d = _rays_into_box(n, -0.4, 0.3)
     bg = torch.rand(n, 3)
     target = torch.rand(n, 3)
     march = MarchSettings(512, 0.0, 1024, 0.0, 1e-4)
@@ -103,10 +108,7 @@ def test_march_compacted_is_the_single_march_cut_where_compositing_stops():
     torch.manual_seed(5)
     field = NerfField(0.0, 1.0, density_bias=3.0, backend="cpp")
     grid = OccupancyGrid(2, 16)
-    n = 211
-    o = torch.tensor([0.5, 0.5, -0.3]) + 0.1 * torch.randn(n, 3)
-    d = 0.5 + 0.4 * (torch.rand(n, 3) - 0.5) - o
-    d = d / d.norm(dim=-1, keepdim=True)
+    o, d = _rays_into_box(211, -0.3, 0.4)
     march = MarchSettings(384, 1 / 256, 1024, 0.0, 1e-3, round_samples=3, round_samples_max=5)
     t0, t1 = _interval(o, d, grid, march, "cpp")
     full = march_rays(o, d, t0, t1, grid.bitfield, grid.n_cascades, grid.resolution, march.dt_min(),

@@ -93,6 +93,21 @@ def render_rays(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, di
     return RenderOutput(color, opacity, depth, samples.n_samples, samples, sigma, n_marched)
 
 
+def _next_round(origins, dirs, t, t_far, alive, grid: OccupancyGrid, march: MarchSettings, k: int, backend):
+    """March the live rays ``alive`` up to ``k`` more samples each, from ``t`` (advanced in place to where each
+    stopped) -> ``(samples, positions [S, 3], directions [S, 3])``; packed over the live rays, in their order."""
+    o, d = origins[alive].contiguous(), dirs[alive].contiguous()
+    s = march_rays(o, d, t[alive], t_far[alive], grid.bitfield, grid.n_cascades, grid.resolution,
+                   march.dt_min(), march.dt_max(grid), march.cone_angle, k, backend=backend)
+    if not s.n_samples:
+        return s, o[:0], d[:0]
+    counts = s.packed_info[:, 1]
+    last = (s.packed_info[:, 0] + counts - 1).clamp(min=0)
+    t[alive] = torch.where(counts > 0, s.t_ends[last], t_far[alive])
+    ds = d[s.ray_indices].contiguous()
+    return s, o[s.ray_indices] + (0.5 * (s.t_starts + s.t_ends))[:, None] * ds, ds
+
+
 @torch.no_grad()
 def march_compacted(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, dirs: torch.Tensor,
                     t_near: torch.Tensor, t_far: torch.Tensor, march: MarchSettings,
@@ -119,22 +134,16 @@ def march_compacted(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor
     rays, starts, ends = [], [], []
     n_marched = 0
     while alive.numel():
-        o, d = origins[alive].contiguous(), dirs[alive].contiguous()
-        s = march_rays(o, d, t[alive], t_far[alive], grid.bitfield, grid.n_cascades, grid.resolution,
-                       march.dt_min(), march.dt_max(grid), march.cone_angle, k, backend=backend)
+        s, x, _ = _next_round(origins, dirs, t, t_far, alive, grid, march, k, backend)
         counts = s.packed_info[:, 1]
         if s.n_samples:
             n_marched += s.n_samples
-            mid = 0.5 * (s.t_starts + s.t_ends)
-            x = o[s.ray_indices] + mid[:, None] * d[s.ray_indices]
             sigma, _ = field.density(x)
             kept, _, depth_alive = compact_samples(sigma.float(), s, march.t_threshold, depth[alive])
             depth[alive] = depth_alive
             rays.append(alive[kept.ray_indices.long()])
             starts.append(kept.t_starts)
             ends.append(kept.t_ends)
-            last = (s.packed_info[:, 0] + counts - 1).clamp(min=0)
-            t[alive] = torch.where(counts > 0, s.t_ends[last], t_far[alive])
             marched_per_ray[alive] += counts.long()
         # ~(depth > limit): a ray whose density is not finite marches on (compact_samples keeps such samples)
         keep = (counts >= k) & ~(depth[alive] > limit) & (marched_per_ray[alive] < march.max_samples)
@@ -171,15 +180,10 @@ def render_rays_early_stop(field: NerfField, grid: OccupancyGrid, origins: torch
     k = max(1, int(march.round_samples))
     total = 0
     while alive.numel():
-        o, d = origins[alive].contiguous(), dirs[alive].contiguous()
-        s = march_rays(o, d, t[alive], t_far[alive], grid.bitfield, grid.n_cascades, grid.resolution,
-                       march.dt_min(), march.dt_max(grid), march.cone_angle, k, backend=backend)
+        s, x, ds = _next_round(origins, dirs, t, t_far, alive, grid, march, k, backend)
         counts = s.packed_info[:, 1]
         if s.n_samples:
             total += s.n_samples
-            mid = 0.5 * (s.t_starts + s.t_ends)
-            ds = d[s.ray_indices].contiguous()
-            x = o[s.ray_indices] + mid[:, None] * ds
             tr = trans[alive]
             if march.render_min_weight > 0 and hasattr(field, "color"):
                 # density first; colour only where the sample's weight along the whole ray is worth it
@@ -198,8 +202,6 @@ def render_rays_early_stop(field: NerfField, grid: OccupancyGrid, origins: torch
             color[alive] += tr[:, None] * c
             depth[alive] += tr * dep
             trans[alive] = tr * (1.0 - op)
-            last = (s.packed_info[:, 0] + counts - 1).clamp(min=0)
-            t[alive] = torch.where(counts > 0, s.t_ends[last], t_far[alive])
         keep = counts >= k
         if march.render_t_threshold > 0:   # 0: no early termination (every marched sample, as render_rays)
             keep &= trans[alive] > march.render_t_threshold
