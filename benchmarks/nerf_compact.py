@@ -37,7 +37,7 @@ def main() -> None:
     losses = {}
     for i in range(2 * (args.steps + 1)):
         compact = bool(i % 2)
-        task.config.rays.train_compact = compact
+        task.train_compact = compact
         task.n_rays = args.rays
         # the same rays for both variants of a pair (the sampler's generator state is replayed)
         if not compact:

@@ -123,3 +123,16 @@ def test_march_compacted_is_the_single_march_cut_where_compositing_stops():
                                                                                        atol=1e-6)
     # rays retire behind the opaque part: far fewer samples marched than the single pass marches
     assert got.n_samples <= n_marched < 0.6 * full.n_samples
+
+
+def test_train_compact_setting_is_checked_and_off_only_on_cuda_by_default(shared_data):
+    from nerf_app.errors import ConfigError
+    from nerf_app.nerf.config import NerfConfig
+    from nerf_app.nerf.task import NerfTask, train_compact_on
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert train_compact_on("auto", cpu) and not train_compact_on("auto", cuda)
+    assert train_compact_on("always", cuda) and not train_compact_on("never", cpu)
+    cfg = NerfConfig(input=str(shared_data / "lego"))
+    cfg.rays.train_compact = "sometimes"
+    with pytest.raises(ConfigError, match="rays.train_compact"):
+        NerfTask(cfg).build()

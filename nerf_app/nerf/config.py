@@ -70,10 +70,12 @@ class NerfRaySettings:
     free_space_margin: float = 0.8
     max_samples: int = 1024
     t_threshold: float = 1e-4
-    # training: densities of every marched sample first (no gradients), then the field with gradients only on
+    # training: densities first, marched in rounds without gradients, then the field with gradients only on
     # each ray's samples before its transmittance falls below t_threshold (Instant-NGP's compaction; the loss
-    # and gradients are unchanged). target_samples then counts these compacted samples
-    train_compact: bool = True
+    # and gradients are unchanged); target_samples then counts these compacted samples.
+    # auto | always | never. auto: on, except on CUDA, where each round costs host synchronisations and
+    # the step is built for at most two (tests/test_gpu_training_step.py); not yet measured on a GPU
+    train_compact: str = "auto"
     # inference (eval/render/export): rounds of round_samples per live ray (doubling to round_samples_max);
     # a ray stops once its transmittance is below render_t_threshold (early ray termination)
     round_samples: int = 8

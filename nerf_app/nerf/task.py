@@ -1,11 +1,11 @@
 """The ``nerf`` training mode: posed photos -> Instant-NGP radiance field (Task, see nerf_app.train.task).
 
 Each step: (every ``grid.update_every`` steps) update the occupancy grid; sample rays uniformly over
-all training pixels; march; take the densities of all samples without gradients and keep each ray's samples
-before its transmittance falls below ``rays.t_threshold`` (compaction, ``rays.train_compact``); evaluate the
-field at those, composite over the batch's background; MSE to the pixel colours; backward. The ray count
-adapts so the compacted samples per step stay near ``rays.target_samples``. Adam (eps 1e-15) with linear
-warm-up and exponential decay in the budget's second half.
+all training pixels; march in rounds, taking densities without gradients, and keep each ray's samples before
+its transmittance falls below ``rays.t_threshold`` (compaction, ``rays.train_compact``; not on CUDA by
+default); evaluate the field at those, composite over the batch's background; MSE to the pixel colours;
+backward. The ray count adapts so the (compacted) samples per step stay near ``rays.target_samples``. Adam
+(eps 1e-15) with linear warm-up and exponential decay in the budget's second half.
 """
 from __future__ import annotations
 
@@ -74,6 +74,14 @@ def apply_affine(color: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     return color + torch.einsum("rij,rj->ri", delta[:, :, :3], color) + delta[:, :, 3]
 
 
+def train_compact_on(setting: str, device: torch.device) -> bool:
+    """Whether the training step compacts its samples (``rays.train_compact``: auto | always | never). ``auto``
+    is on except on CUDA, where each marching round costs host synchronisations (docs/training.md)."""
+    if setting not in ("auto", "always", "never"):
+        raise ConfigError(f"rays.train_compact must be auto, always or never, got {setting!r}")
+    return setting == "always" or (setting == "auto" and device.type != "cuda")
+
+
 class NerfTask(Task):
     config_class = NerfConfig
     description = "radiance field from posed photos"
@@ -87,6 +95,7 @@ class NerfTask(Task):
             raise ConfigError(f"optim.lr must be a positive number and optim.eps >= 0 (got lr={o.lr}, eps={o.eps})")
         if cfg.rays.target_samples < 1 or cfg.rays.min_rays < 1 or cfg.rays.max_rays < cfg.rays.min_rays:
             raise ConfigError("rays.target_samples, rays.min_rays >= 1 and rays.max_rays >= rays.min_rays needed")
+        self.train_compact = train_compact_on(cfg.rays.train_compact, self.device)
         self.scene = load_scene(cfg.input, format=cfg.data.format, downscale=cfg.data.downscale,
                                 holdout_every=cfg.data.holdout_every)
         # the training images are decoded by the sampler below; the held-out ones only at eval: check now
@@ -226,7 +235,7 @@ class NerfTask(Task):
             origins, dirs = correct_rays(origins, dirs, model.pose_delta[batch.image_index])
             loss = loss + cfg.cameras.weight * model.pose_delta.pow(2).sum(-1).mean()
         out = render_rays(model.field, model.grid, origins.contiguous(), dirs.contiguous(), bg, self.march,
-                          cfg.backend, near=near, compact=cfg.rays.train_compact)
+                          cfg.backend, near=near, compact=self.train_compact)
         color = out.color
         if self.use_appearance:
             A = model.appearance
