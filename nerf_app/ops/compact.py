@@ -25,10 +25,10 @@ def compact_samples(sigmas: torch.Tensor, samples: PackedSamples, t_threshold: f
     keeps its slot; its count may drop to 0), ``index [S']`` the kept samples' positions in the input,
     ``depth [R]`` each ray's optical depth after all its samples (float64). The transmittance before sample
     ``i`` of a ray is ``T_i = exp(-depth0 - sum_{j<i} sigma_j dt_j)``; it only falls along a ray, so what is
-    kept is a prefix (samples from a non-finite density on are kept). The factor 1/2 is a margin: the compositing kernel's own
-    ``T < t_threshold`` test (accumulated in float32, possibly from densities recomputed with gradients)
-    can never reach a sample dropped here, so compositing the kept samples gives exactly what compositing
-    all of them gives. ``t_threshold <= 0`` keeps everything.
+    kept is a prefix (samples from a non-finite density on are kept). The factor 1/2 is a margin: the
+    compositing kernel's own ``T < t_threshold`` test (accumulated in float32, possibly from densities
+    recomputed with gradients) can never reach a sample dropped here, so compositing the kept samples gives
+    exactly what compositing all of them gives. ``t_threshold <= 0`` keeps everything.
     """
     n = samples.n_samples
     counts = samples.packed_info[:, 1]
