@@ -49,7 +49,7 @@ class RenderOutput:
     n_samples: int                            # samples evaluated with gradients (training) / at all (inference)
     samples: Optional[PackedSamples] = None   # the packed samples (training: for the distortion loss)
     sigmas: Optional[torch.Tensor] = None     # [S] their densities (differentiable)
-    n_marched: int = 0                        # samples marched (more than n_samples when compacted)
+    n_marched: int = 0                        # samples marched (more than n_samples when training compacts)
 
 
 def _interval(origins, dirs, grid: OccupancyGrid, march: MarchSettings, backend, near=None):
@@ -209,7 +209,7 @@ def render_rays_early_stop(field: NerfField, grid: OccupancyGrid, origins: torch
         k = min(2 * k, max(k, int(march.round_samples_max)))
     opacity = 1.0 - trans
     color = color + trans[:, None] * background.expand(n_rays, 3)
-    return RenderOutput(color, opacity, depth, total)
+    return RenderOutput(color, opacity, depth, total, n_marched=total)
 
 
 @torch.no_grad()
