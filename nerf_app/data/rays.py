@@ -103,7 +103,9 @@ class RaySampler:
         self._fixed_bg = background_colour(background)
         self.device = torch.device(device)
         self.jitter = jitter
-        self.generator = torch.Generator().manual_seed(seed)
+        # the generator lives on the sampler's device: every draw of a batch happens there (on a GPU, no host
+        # round trip per step); on the CPU this is the same stream as before
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
         cams = [scene.cameras[int(i)] for i in self.indices]
         sizes = [c.width * c.height for c in cams]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -125,11 +127,13 @@ class RaySampler:
             if not keep.any():
                 raise ValueError(f"every pixel of the {split!r} images is masked out")
             if not keep.all():
-                self._kept = torch.from_numpy(np.flatnonzero(keep))
+                self._kept = torch.from_numpy(np.flatnonzero(keep)).to(self.device)
         dev = self.device
         self.pixels = torch.from_numpy(packed).to(dev)
-        self._offsets_t = torch.from_numpy(self.offsets)
-        self._widths = torch.tensor([c.width for c in cams], dtype=torch.int64)
+        # everything a batch looks up lives on the device (sample() makes no host read and no host copy)
+        self._offsets_t = torch.from_numpy(self.offsets).to(dev)
+        self._widths = torch.tensor([c.width for c in cams], dtype=torch.int64).to(dev)
+        self._indices_t = torch.from_numpy(np.asarray(self.indices, np.int64)).to(dev)
         self._c2w = torch.from_numpy(scene.c2w[self.indices]).to(dev, torch.float32)
         # pinhole intrinsics per image (used where the camera has no distortion)
         self._K = torch.tensor([[c.fx, c.fy, c.cx, c.cy] for c in cams], dtype=torch.float64).to(dev)
@@ -141,6 +145,11 @@ class RaySampler:
             self._lut = torch.zeros(0, 3, device=dev)
         else:
             self._build_luts(cams, lut_bytes)
+        # which direction rules occur at all (fixed per sampler: sample() needs no per-batch test)
+        self._rules = {int(r) for r in torch.unique(self._how).tolist()}
+        self._how = self._how.to(dev)
+        self._lut_base = self._lut_base.to(dev)
+        self._fixed_bg_t = None if self._fixed_bg is None else torch.from_numpy(self._fixed_bg).to(dev)
 
     def _build_luts(self, cams: List[Camera], budget: int) -> None:
         """One table of per-pixel directions per distinct distorted camera, within ``budget`` bytes."""
@@ -167,53 +176,60 @@ class RaySampler:
         return int(self.offsets[-1]) if self._kept is None else int(self._kept.numel())
 
     def sample(self, n: int) -> RayBatch:
+        """``n`` random training rays. Everything is drawn and gathered on the sampler's device: no host read and
+        no host-to-device copy, so a GPU step does not wait here (the one exception: cameras on the exact
+        unprojection rule, see :meth:`_directions`). Per seed the draws are deterministic on each device;
+        the CPU draws are the ones this sampler always made."""
+        dev, g = self.device, self.generator
         if self._kept is None:
-            flat = torch.randint(0, int(self.offsets[-1]), (n,), generator=self.generator)
+            flat = torch.randint(0, int(self.offsets[-1]), (n,), generator=g, device=dev)
         else:
-            flat = self._kept[torch.randint(0, int(self._kept.numel()), (n,), generator=self.generator)]
+            flat = self._kept[torch.randint(0, int(self._kept.numel()), (n,), generator=g, device=dev)]
         local = torch.searchsorted(self._offsets_t, flat, right=True) - 1  # which image of the split
         within = flat - self._offsets_t[local]
         widths = self._widths[local]
         px = torch.stack([within % widths, within // widths], -1)
         if self.jitter:
-            xy = px.double() + torch.rand(n, 2, generator=self.generator, dtype=torch.float64)
+            xy = px.double() + torch.rand(n, 2, generator=g, dtype=torch.float64, device=dev)
         else:
             xy = px.double() + 0.5
-        dev = self.device
-        local_d, flat_d = local.to(dev), flat.to(dev)
-        d_cam = self._directions(local, local_d, within, xy)
-        c2w = self._c2w[local_d]
+        d_cam = self._directions(local, within, xy)
+        c2w = self._c2w[local]
         d = torch.einsum("bij,bj->bi", c2w[:, :3, :3], d_cam)
         d = d / d.norm(dim=-1, keepdim=True)
-        colour = self.pixels[flat_d].float() / 255.0
+        colour = self.pixels[flat].float() / 255.0
         bg = None
         if self.channels == 4 and self.background != "keep":
-            if self._fixed_bg is None:  # random
-                bg = torch.rand(n, 3, generator=self.generator).to(dev)
+            if self._fixed_bg_t is None:  # random
+                bg = torch.rand(n, 3, generator=g, device=dev)
             else:
-                bg = torch.from_numpy(self._fixed_bg).to(dev).expand(n, 3)
+                bg = self._fixed_bg_t.expand(n, 3)
             a = colour[:, 3:4]
             colour = colour[:, :3] * a + bg * (1 - a)
-        image_index = torch.from_numpy(self.indices)[local]
-        return RayBatch(c2w[:, :3, 3].contiguous(), d, colour, bg, image_index.to(dev), px.to(dev))
+        return RayBatch(c2w[:, :3, 3].contiguous(), d, colour, bg, self._indices_t[local], px)
 
-    def _directions(self, local, local_d, within, xy) -> torch.Tensor:
-        dev = self.device
-        how = self._how[local]
-        out = torch.empty(len(local), 3, dtype=torch.float32, device=dev)
-        closed = torch.nonzero(how == 0).squeeze(1)
-        if closed.numel():
-            K = self._K[local_d[closed.to(dev)]]
-            p = xy[closed].to(dev)
-            d = torch.stack([(p[:, 0] - K[:, 2]) / K[:, 0], (p[:, 1] - K[:, 3]) / K[:, 1], torch.ones_like(p[:, 0])], -1)
-            out[closed.to(dev)] = (d / d.norm(dim=-1, keepdim=True)).float()
-        table = torch.nonzero(how == 1).squeeze(1)
-        if table.numel():
-            rows = self._lut_base[local[table]] + within[table]
-            out[table.to(dev)] = self._lut[rows.to(dev)]
-        exact = torch.nonzero(how == 2).squeeze(1)
-        if exact.numel():
-            idx = self.indices[local[exact].numpy()]
-            d = camera_directions(self.scene.cameras, idx, xy[exact].numpy())
-            out[exact.to(dev)] = torch.from_numpy(d).float().to(dev)
+    def _directions(self, local, within, xy) -> torch.Tensor:
+        """Camera-frame unit directions ``[n, 3]`` float32. Rule 0 (closed form) and rule 1 (lookup table) are
+        computed for every ray and selected per ray, without a host read (per element the same arithmetic as
+        computing each group alone). Rule 2 (exact iterative unprojection: a jittered distorted camera, or one
+        whose table did not fit ``lut_bytes``) runs on the host and costs host synchronisations on a GPU."""
+        rules = self._rules
+        out = None
+        if 0 in rules:
+            K = self._K[local]
+            d = torch.stack([(xy[:, 0] - K[:, 2]) / K[:, 0], (xy[:, 1] - K[:, 3]) / K[:, 1],
+                             torch.ones_like(xy[:, 0])], -1)
+            out = (d / d.norm(dim=-1, keepdim=True)).float()
+        if 1 in rules:
+            rows = (self._lut_base[local] + within).clamp(max=self._lut.shape[0] - 1)  # other rules' rows: any
+            table = self._lut[rows]
+            out = table if out is None else torch.where((self._how[local] == 1)[:, None], table, out)
+        if 2 in rules:
+            if out is None:
+                out = torch.empty(len(local), 3, dtype=torch.float32, device=self.device)
+            exact = torch.nonzero(self._how[local] == 2).squeeze(1)  # host reads: see the docstring
+            if exact.numel():
+                idx = self.indices[local[exact].cpu().numpy()]
+                d = camera_directions(self.scene.cameras, idx, xy[exact].cpu().numpy())
+                out[exact] = torch.from_numpy(d).float().to(self.device)
         return out
