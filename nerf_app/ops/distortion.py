@@ -29,9 +29,11 @@ def _segment_exclusive_cumsum(x: torch.Tensor, ray_indices: torch.Tensor, n_rays
     excl = cs - x.double()
     first = torch.ones_like(ray_indices, dtype=torch.bool)
     first[1:] = ray_indices[1:] != ray_indices[:-1]
-    base = torch.zeros(n_rays, dtype=torch.float64, device=x.device)
-    base = base.index_put((ray_indices[first],), excl[first])
-    return (excl - base[ray_indices]).to(x.dtype)
+    # each sample's ray starts at the last "first" position at or before it (a ray's samples are contiguous):
+    # found with a running max, not by boolean indexing, which would read the count back to the host on a GPU
+    pos = torch.arange(x.numel(), device=x.device)
+    start = torch.cummax(torch.where(first, pos, torch.zeros_like(pos)), 0).values
+    return (excl - excl[start]).to(x.dtype)
 
 
 def packed_weights(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor, ray_indices: torch.Tensor,
