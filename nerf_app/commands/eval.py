@@ -18,6 +18,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mesh", default=None,
                         help="score an exported mesh instead: rendered at the held-out cameras (PSNR/SSIM next to "
                              "the NeRF's own) and Chamfer to the truth where there is one")
+    parser.add_argument("--sheet", choices=("worst", "all"), default=None,
+                        help="(nerf) contact sheet: worst (default: the 4 lowest-PSNR views, worst first, then the "
+                             "median and the best, each labelled with its PSNR) or all (every view, worst first)")
     parser.add_argument("--supersample", type=int, default=2, help="(--mesh) rays per pixel side (default 2: 2x2)")
 
 
@@ -30,6 +33,13 @@ def run(args) -> int:
     if args.supersample < 1 or args.supersample > 8:
         from ..errors import ConfigError
         raise ConfigError(f"--supersample must be from 1 to 8, got {args.supersample}")
+    if args.sheet is not None:
+        from ..train.modes import load_run_config
+        mode = load_run_config(args.run, args.overrides)[1].mode
+        if mode != "nerf" or args.mesh is not None:
+            from ..errors import ConfigError
+            raise ConfigError(f"--sheet: only a nerf run's own evaluation has a contact sheet of held-out views "
+                              f"(this is {'--mesh' if args.mesh is not None else f'a {mode} run'})")
     task, run_dir, _ = open_run(args.run, args.checkpoint, args.overrides)
     if args.mesh is not None:
         from ..mesh_outputs import evaluate_mesh
@@ -40,7 +50,11 @@ def run(args) -> int:
         print(f"wrote {path}")
         return 0
     opts = {k: v for k, v in {"split": args.split, "limit": args.limit}.items() if v is not None}
-    metrics = task.evaluate(run_dir.path, **opts)
+    if args.sheet is not None and task.config.mode == "nerf":
+        from ..nerf.evaluate import evaluate_nerf   # the nerf task's evaluate, with the sheet chosen
+        metrics = evaluate_nerf(task, run_dir.path, sheet=args.sheet, **opts)
+    else:
+        metrics = task.evaluate(run_dir.path, **opts)
     path = run_dir.write_metrics(metrics, args.out)
     print(json.dumps(metrics))
     print(f"wrote {path}")

@@ -87,8 +87,74 @@ def fit_left_score_right(rgb: np.ndarray, gt: np.ndarray, mask: Optional[np.ndar
             "psnr_unfitted": psnr(rgb[:, half:], right_gt, mask=right_mask)}
 
 
+SHEETS = ("worst", "all")
+TILE_SIDE = 400   # contact-sheet tiles are at most this many pixels on a side
+
+
+def sheet_order(psnrs, sheet: str = "worst", rows: int = 4) -> List[tuple]:
+    """Which views a contact sheet shows, in order, with a label each: ``[(position, label)]``.
+
+    ``worst``: the ``rows`` lowest-PSNR views, worst first, then the median and the best view (when not
+    already shown); ``all``: every view, worst first. Views without a score (NaN) come last."""
+    if sheet not in SHEETS:
+        from ..errors import ConfigError
+        raise ConfigError(f"--sheet must be one of {', '.join(SHEETS)}, got {sheet!r}")
+    p = np.asarray(psnrs, dtype=np.float64)
+    n = len(p)
+    if n == 0:
+        return []
+    order = sorted(range(n), key=lambda k: (not np.isfinite(p[k]), p[k] if np.isfinite(p[k]) else 0.0, k))
+    if sheet == "all":
+        return [(k, f"{r + 1}/{n} (worst first)") for r, k in enumerate(order)]
+    picks = [(k, f"worst {r + 1}/{n}") for r, k in enumerate(order[:max(1, rows)])]
+    scored = [k for k in order if np.isfinite(p[k])]
+    shown = {k for k, _ in picks}
+    if scored:
+        for k, label in ((scored[len(scored) // 2], "median"), (scored[-1], "best")):
+            if k not in shown:
+                picks.append((k, f"{label} of {n}"))
+                shown.add(k)
+    return picks
+
+
+def _tile(image: np.ndarray) -> np.ndarray:
+    """A float [0,1] image -> uint8 at most ``TILE_SIDE`` pixels on a side (what a sheet tile shows)."""
+    from PIL import Image
+    from ..results import to_uint8
+    im = Image.fromarray(np.ascontiguousarray(to_uint8(np.clip(image, 0, 1))[..., :3]))
+    scale = TILE_SIDE / max(im.size)
+    if scale < 1:
+        im = im.resize((max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))), Image.BILINEAR)
+    return np.asarray(im)
+
+
+def label_tile(tile: np.ndarray, lines: List[str]) -> np.ndarray:
+    """``lines`` written into the top-left corner of a uint8 tile, black on a white box (readable on any
+    image)."""
+    from PIL import Image, ImageDraw, ImageFont
+    im = Image.fromarray(np.ascontiguousarray(tile))
+    size = max(10, im.size[1] // 18)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one fixed size
+        font = ImageFont.load_default()
+    draw = ImageDraw.Draw(im)
+    y = 2
+    for line in lines:
+        box = draw.textbbox((4, y), line, font=font)
+        draw.rectangle((box[0] - 2, box[1] - 1, box[2] + 2, box[3] + 1), fill=(255, 255, 255))
+        draw.text((4, y), line, fill=(0, 0, 0), font=font)
+        y = box[3] + 3
+    return np.asarray(im)
+
+
 def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int] = None,
-                  sheet_rows: int = 4) -> Dict[str, Any]:
+                  sheet_rows: int = 4, sheet: str = "worst") -> Dict[str, Any]:
+    """Score ``split`` (or ``limit`` views of it): PSNR/SSIM(/LPIPS) per image, renders in RUN/eval_SPLIT/,
+    the contact sheet RUN/contact_sheet_SPLIT.png (:func:`sheet_order`: the worst views first, then the
+    median and the best, each labelled with its PSNR; ``sheet="all"``: every view, worst first), the
+    training curve."""
+    sheet_order([], sheet)  # an unknown sheet: the one-line error before any rendering
     scene = task.scene
     indices = eval_views(scene, split, limit)
     out_dir = run_dir / f"eval_{split}"
@@ -122,9 +188,9 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
         per_image.append(row)
         bar.set_postfix(psnr=f"{p:.2f}", s=f"{seconds[-1]:.1f}", spr=f"{row['samples_per_ray']:.1f}")
         write_png(out_dir / f"{k:03d}_{Path(scene.names[int(i)]).stem}.png", rgb)
-        if len(rows) < sheet_rows:
-            err = np.abs(rgb - gt).mean(-1, keepdims=True) * 4
-            rows.append([gt, rgb, colorize_depth(depth, opacity), np.repeat(np.clip(err, 0, 1), 3, -1)])
+        # every view's tiles, small (the sheet picks its rows once all are scored)
+        err = np.abs(rgb - gt).mean(-1, keepdims=True) * 4
+        rows.append([_tile(t) for t in (gt, rgb, colorize_depth(depth, opacity), np.repeat(np.clip(err, 0, 1), 3, -1))])
     metrics = {
         "split": split,
         "n_images": len(per_image),
@@ -147,7 +213,18 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
             v = np.array([r["fit_left"][key] for r in per_image])   # NaN: a right half masked out entirely
             fit[key] = float(np.nanmean(v)) if np.isfinite(v).any() else None
         metrics["fit_left"] = fit
-    contact_sheet(run_dir / f"contact_sheet_{split}.png", rows, ["ground truth", "render", "depth", "|error| x4"])
+    picks = sheet_order([r["psnr"] for r in per_image], sheet, sheet_rows)
+    sheet_tiles = []
+    for k, label in picks:
+        r = per_image[k]
+        gt_t, rgb_t, depth_t, err_t = rows[k]
+        sheet_tiles.append([label_tile(gt_t, [label, str(r["name"])]),
+                            label_tile(rgb_t, [f"PSNR {r['psnr']:.2f} dB", f"SSIM {r['ssim']:.3f}"]),
+                            depth_t, err_t])
+    contact_sheet(run_dir / f"contact_sheet_{split}.png", sheet_tiles,
+                  ["ground truth", "render (PSNR)", "depth", "|error| x4"])
+    metrics["contact_sheet_views"] = [{"row": n, "name": per_image[k]["name"], "label": label,
+                                       "psnr": per_image[k]["psnr"]} for n, (k, label) in enumerate(picks)]
     log = []
     log_path = run_dir / "log.jsonl"
     if log_path.exists():

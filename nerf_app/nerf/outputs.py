@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -18,59 +19,91 @@ from .evaluate import colorize_depth
 from .renderer import render_image
 
 
+def train_fov(scene) -> float:
+    """Vertical fov (degrees) of the first training camera."""
+    cam = scene.cameras[int(scene.split_indices("train")[0])]
+    return math.degrees(2 * math.atan(0.5 * cam.height / cam.fy))
+
+
+def scene_capture_frame(scene):
+    """Where the training cameras are (:func:`nerf_app.camera_paths.capture.capture_frame`), normalised
+    coordinates: centred on the point their optical axes pass closest to (the unit cube's centre for
+    objects on a known background, or when that point is outside the region of interest)."""
+    from ..camera_paths.capture import capture_frame
+    train = scene.split_indices("train")
+    if len(train) == 0:
+        raise ConfigError("the scene has no training cameras to place a camera path by")
+    return capture_frame(scene.c2w[train], (0.5, 0.5, 0.5), use_axes=not scene.bounded)
+
+
 def orbit_frame(scene):
     """Where the training cameras look and from where: the point their optical axes pass closest to (the
-    object), their mean up direction (-y in OpenCV), median distance, mean elevation, and the first
-    training camera's vertical fov. Normalised coordinates."""
-    train = scene.split_indices("train")
-    c2w = scene.c2w[train]
-    centres, forward = c2w[:, :3, 3], c2w[:, :3, 2]
-    # least-squares point nearest to every optical axis: sum_i (I - f f^T)(p - c_i) = 0
-    A = np.zeros((3, 3))
-    b = np.zeros(3)
-    for c, f in zip(centres, forward):
-        P = np.eye(3) - np.outer(f, f)
-        A += P
-        b += P @ c
-    target = np.linalg.lstsq(A, b, rcond=None)[0]
-    if scene.bounded or not np.all(np.abs(target - 0.5) < 1.0):
-        target = np.array([0.5, 0.5, 0.5])
-    up = -c2w[:, :3, 1].mean(axis=0)
-    up /= np.linalg.norm(up)
-    offsets = centres - target
-    radius = float(np.median(np.linalg.norm(offsets, axis=1)))
-    elevation = float(np.degrees(np.mean(np.arcsin(np.clip(offsets @ up / np.linalg.norm(offsets, axis=1), -1, 1)))))
-    cam = scene.cameras[int(train[0])]
-    fov_y = math.degrees(2 * math.atan(0.5 * cam.height / cam.fy))
-    return target, up, radius, elevation, fov_y
+    object), the capture's up direction, median distance, mean elevation, and the first training camera's
+    vertical fov. Normalised coordinates."""
+    f = scene_capture_frame(scene)
+    return f.target, f.up, f.radius, f.elevation_deg, train_fov(scene)
 
 
 def scene_orbit(scene, n_frames: int):
-    """An orbit framing the capture (see :func:`orbit_frame`): ``(c2w [n,4,4], fov_y_deg)``."""
-    target, up, radius, elevation, fov_y = orbit_frame(scene)
-    return orbit_path(target, radius, n_frames, elevation, up), fov_y
+    """The default orbit framing the capture (see :func:`nerf_app.camera_paths.capture.capture_orbit`: a
+    full turn, or a swing over the covered arc): ``(c2w [n,4,4], fov_y_deg)``."""
+    from ..camera_paths.capture import capture_orbit
+    return capture_orbit(scene_capture_frame(scene), n_frames), train_fov(scene)
 
 
-def camera_path(task, path: str, frames: int):
-    """Poses (normalised, OpenCV c2w) and vertical fov for ``path``: ``orbit``, ``spiral`` (the orbit with
-    the elevation swinging +-15 degrees, two turns), ``test`` (the held-out cameras in order) or a
-    nerfstudio ``camera_path.json`` in the capture's coordinates (keyframes interpolated to ``frames``)."""
+PATHS = "orbit, orbit-full, spiral, capture, test or a camera_path.json file"
+
+
+def camera_path_info(task, path: str, frames: int):
+    """``(poses, fovs, info)`` for ``path`` (normalised, OpenCV c2w; vertical fov per frame; what was
+    chosen and any note for the user):
+
+    - ``orbit``: a full turn when the training cameras cover >= 300 degrees of azimuth, else a swing over
+      the arc they cover (:func:`nerf_app.camera_paths.capture.capture_orbit`); fewer than 3 training
+      cameras: a full turn at their distance and mean elevation (and a note saying so); ``orbit-full``:
+      always a full turn;
+    - ``spiral``: the orbit's azimuths twice over, the elevation swinging +-15 degrees about the cameras';
+    - ``capture``: a smooth path through the training cameras in capture order
+      (:func:`nerf_app.camera_paths.capture.capture_path`);
+    - ``test``: the held-out cameras in order;
+    - a nerfstudio ``camera_path.json`` in the capture's coordinates (keyframes interpolated to ``frames``).
+    """
+    from ..camera_paths import capture as cp
     scene = task.scene
-    if path == "orbit":
-        poses, fov = scene_orbit(scene, frames)
-        return poses, [fov] * len(poses)
-    if path == "spiral":
-        target, up, radius, elevation, fov = orbit_frame(scene)
-        # two turns, the elevation swinging +-15 degrees about the cameras' own
-        poses = np.stack([orbit_path(target, radius, 1, elevation + 15 * math.sin(2 * math.pi * i / frames), up,
-                                     start_deg=720.0 * i / frames)[0] for i in range(frames)])
-        return poses, [fov] * len(poses)
+    info: dict = {"path": str(path), "notes": []}
+    if path in ("orbit", "orbit-full", "spiral", "capture"):
+        frame = scene_capture_frame(scene)
+        fov = train_fov(scene)
+        info["capture"] = frame.describe()
+        info["notes"] = list(frame.notes)
+        if path in ("orbit", "orbit-full"):
+            poses = cp.capture_orbit(frame, frames, force_full=path == "orbit-full")
+            info["kind"] = "full turn" if (path == "orbit-full" or frame.full_turn) else "swing over the covered arc"
+            if path == "orbit" and not frame.full_turn:
+                info["notes"].append(f"the training cameras cover {frame.arc_deg:.0f} degrees of azimuth: the orbit "
+                                     f"swings over that arc (--path orbit-full for a full turn)")
+            return poses, [fov] * len(poses), info
+        if path == "spiral":
+            az = cp.orbit_azimuths(frame, frames, turns=2.0)
+            el = (frame.elevation_deg if frame.n_cameras < cp.MIN_CAMERAS else cp._elevation_along(frame, az)) \
+                + 15.0 * np.sin(2 * math.pi * np.arange(frames) / frames)
+            info["kind"] = "spiral, " + ("two full turns" if frame.full_turn else "two swings over the covered arc")
+            poses = cp.poses_at(frame, az, el)
+            return poses, [fov] * len(poses), info
+        train = scene.split_indices("train")
+        names = [scene.names[int(i)] for i in train]
+        order, how = cp.capture_order(names, scene.c2w[train, :3, 3])
+        info["kind"] = f"through the {len(train)} training cameras in {how}"
+        info["notes"] = []
+        poses = cp.capture_path(scene.c2w[train], order, frames)
+        return poses, [fov] * len(poses), info
     if path == "test":
         idx = scene.split_indices("test")
         if len(idx) == 0:
             raise ConfigError("the scene has no test views (--path test)")
         cams = [scene.cameras[int(i)] for i in idx]
-        return scene.c2w[idx], [math.degrees(2 * math.atan(0.5 * c.height / c.fy)) for c in cams]
+        info["kind"] = "the held-out cameras"
+        return scene.c2w[idx], [math.degrees(2 * math.atan(0.5 * c.height / c.fy)) for c in cams], info
     if path.endswith(".json"):
         from ..camera_paths.keyframes import interpolate_poses, read_camera_path
         c2w, fov, _ = read_camera_path(path)
@@ -78,8 +111,15 @@ def camera_path(task, path: str, frames: int):
         if frames and frames > len(c2w):
             fov = list(np.interp(np.linspace(0, len(fov) - 1, frames), np.arange(len(fov)), fov))
             c2w = interpolate_poses(c2w, frames)
-        return c2w, fov
-    raise ConfigError(f"--path must be orbit, spiral, test or a camera_path.json file, got {path!r}")
+        info["kind"] = "camera path file"
+        return c2w, fov, info
+    raise ConfigError(f"--path must be {PATHS}, got {path!r}")
+
+
+def camera_path(task, path: str, frames: int):
+    """Poses (normalised, OpenCV c2w) and vertical fov per frame for ``path`` (see :func:`camera_path_info`)."""
+    poses, fovs, _ = camera_path_info(task, path, frames)
+    return poses, fovs
 
 
 def render_camera_path(task, run_dir: Path, path: str = "orbit", frames: int = 60, fps: int = 24,
@@ -88,8 +128,11 @@ def render_camera_path(task, run_dir: Path, path: str = "orbit", frames: int = 6
     """Render a camera path to an mp4 of RGB and one of colour-mapped depth; the path itself is written
     back as a nerfstudio ``camera_path.json`` (capture coordinates) beside the video for editing."""
     from ..camera_paths.keyframes import write_camera_path
+    from ..camera_paths.capture import path_coverage
     scene = task.scene
-    poses, fovs = camera_path(task, path, frames)
+    poses, fovs, info = camera_path_info(task, path, frames)
+    for note in info.get("notes", []):
+        print(f"render: {note}", file=sys.stderr)
     cam = scene.cameras[int(scene.split_indices("train")[0])]
     height = int(resolution or min(cam.height, 400)) // 2 * 2  # H.264 (yuv420p) needs even sizes
     width = int(round(height * cam.width / cam.height)) // 2 * 2 if not resolution else height
@@ -121,9 +164,25 @@ def render_camera_path(task, run_dir: Path, path: str = "orbit", frames: int = 6
     path_file = write_camera_path(rgb_path.with_name(rgb_path.stem + "_camera_path.json"),
                                   scene.normalization.c2w_to_capture(poses[:len(rgb_frames)]),
                                   fovs[:len(rgb_frames)], width, height, fps)
+    # how much of the path looks from where the capture looked (normalised coordinates; ratios are unit-free)
+    train = scene.split_indices("train")
+    target = info.get("capture", {}).get("target")
+    if target is None:
+        target = scene_capture_frame(scene).target
+    cov = path_coverage(poses[:len(rgb_frames)], scene.c2w[train], target,
+                        names=[scene.names[int(i)] for i in train])
+    cov.update({k: v for k, v in info.items() if k != "notes"})
+    cov_path = rgb_path.with_name(rgb_path.stem + "_coverage.json")
+    from ..results import write_json
+    write_json(cov_path, cov)
+    print(f"render: {cov['n_within']}/{cov['n_frames']} frames ({100 * cov['within']:.0f}%) within "
+          f"{cov['near_deg']:.0f} degrees of a training camera's view direction "
+          f"({info.get('kind', path)}; worst {cov['angle_deg_max']:.1f} degrees) -> {cov_path}",
+          file=sys.stderr)
     return {"video": str(rgb_path), "depth_video": str(depth_path), "camera_path": str(path_file),
             "frames": len(rgb_frames), "width": width, "height": height,
-            "seconds": round(time.perf_counter() - start, 2)}
+            "seconds": round(time.perf_counter() - start, 2),
+            "coverage": {"within_20deg": round(cov["within"], 4), "file": str(cov_path)}}
 
 
 def export_points(task, path: Path, n_views: int = 8, max_side: int = 200) -> Dict[str, Any]:

@@ -1,0 +1,94 @@
+"""eval's contact sheet: the worst views first (then the median and the best), each labelled with its PSNR;
+--sheet all for every view. Checked on the PNG itself with a stub task whose views have known errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from nerf_app.nerf import evaluate as ev
+
+H, W = 120, 160
+NOISE = [0.02, 0.30, 0.08, 0.01, 0.15, 0.05, 0.20]   # per view: bigger -> lower PSNR
+COLOURS = np.array([[230, 30, 30], [30, 230, 30], [30, 30, 230], [230, 230, 30], [30, 230, 230],
+                    [230, 30, 230], [120, 60, 200]], np.uint8)
+
+
+class StubImages:
+    def rgb(self, i, background=None):
+        return np.broadcast_to(COLOURS[i] / 255.0, (H, W, 3)).astype(np.float32)
+
+    def mask(self, i):
+        return None
+
+    mask_paths = []
+
+
+class StubTask:
+    """Seven held-out views: a flat colour each, rendered with a fixed-amplitude +-noise pattern."""
+    def __init__(self):
+        self.scene = SimpleNamespace(split_indices=lambda split: np.arange(len(NOISE)),
+                                     images=StubImages(), names=[f"view_{i}.jpg" for i in range(len(NOISE))],
+                                     cameras=[SimpleNamespace(width=W, height=H)] * len(NOISE), splits={"test": 0})
+        self.config = SimpleNamespace(data=SimpleNamespace(eval_background="white"))
+
+    def render_view(self, i, bg, stats=None):
+        gt = self.scene.images.rgb(i)
+        sign = np.where((np.arange(H)[:, None] + np.arange(W)[None, :]) % 2 == 0, 1.0, -1.0)[..., None]
+        rgb = np.clip(gt + NOISE[i] * sign, 0, 1)
+        return rgb.astype(np.float32), np.ones((H, W), np.float32), np.ones((H, W), np.float32)
+
+
+def test_sheet_order():
+    p = [25.0, 17.5, 30.0, float("nan"), 22.0, 33.8, 28.0]
+    picks = ev.sheet_order(p, "worst", rows=3)
+    assert [k for k, _ in picks] == [1, 4, 0, 6, 5]    # 3 worst, then the median (28.0 of 6 scored), the best
+    assert picks[0][1] == "worst 1/7" and picks[3][1].startswith("median") and picks[4][1].startswith("best")
+    allp = ev.sheet_order(p, "all")
+    assert [k for k, _ in allp] == [1, 4, 0, 6, 2, 5, 3]   # NaN last
+    assert ev.sheet_order([20.0, 10.0], "worst", rows=4) == [(1, "worst 1/2"), (0, "worst 2/2")]
+    from nerf_app.errors import ConfigError
+    with pytest.raises(ConfigError, match="--sheet"):
+        ev.sheet_order(p, "best")
+
+
+def rows_in_sheet(path, n_rows):
+    """The flat colour of each row's ground-truth tile (the middle of the tile, below the label box)."""
+    from PIL import Image
+    img = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    head = 18
+    side = (img.shape[0] - head) // n_rows
+    assert img.shape[1] == 4 * side
+    out = []
+    for r in range(n_rows):
+        px = img[head + r * side + int(0.8 * side), side // 2]
+        out.append(int(np.argmin(np.abs(COLOURS.astype(int) - px).sum(1))))
+    return out, img, side
+
+
+@pytest.mark.parametrize("sheet", ["worst", "all"])
+def test_contact_sheet_shows_worst_first_with_psnr(tmp_path, monkeypatch, sheet):
+    monkeypatch.setattr(ev, "lpips_unavailable_reason", lambda: "lpips skipped in this test")
+    metrics = ev.evaluate_nerf(StubTask(), tmp_path, "test", None, sheet_rows=3, sheet=sheet)
+    psnr = {r["name"]: r["psnr"] for r in metrics["per_image"]}
+    by_psnr = sorted(range(len(NOISE)), key=lambda i: psnr[f"view_{i}.jpg"])
+    expect = by_psnr[:3] + [by_psnr[3], by_psnr[-1]] if sheet == "worst" else by_psnr
+    shown = [int(Path(v["name"]).stem.split("_")[1]) for v in metrics["contact_sheet_views"]]
+    assert shown == expect and shown[0] == int(np.argmax(NOISE))
+    rows, img, side = rows_in_sheet(tmp_path / "contact_sheet_test.png", len(expect))
+    assert rows == expect          # the picture agrees with the metrics
+    # a white label box with dark text in the top-left corner of the render tile (the PSNR)
+    top = 18 + (side - round(H * side / W)) // 2          # tiles keep their aspect, centred in a square
+    corner = img[top + 3:top + 14, side + 2:side + 60]
+    assert (corner == 255).all(-1).mean() > 0.3 and (corner < 80).all(-1).any()
+    for v in metrics["contact_sheet_views"]:
+        assert v["psnr"] == pytest.approx(psnr[v["name"]])
+
+
+def test_label_tile_writes_readable_text():
+    tile = np.zeros((200, 300, 3), np.uint8)
+    out = ev.label_tile(tile, ["PSNR 17.52 dB"])
+    assert out.shape == tile.shape and (out[:30, :150] == 255).any() and (out[60:] == 0).all()
