@@ -12,7 +12,8 @@ REPO_DATA = Path(__file__).resolve().parents[2] / "data" / "demo"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo; replaced if it exists)")
+    parser.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo; an earlier demo run there "
+                        "is replaced, any other existing folder is refused)")
     parser.add_argument("--scene", default=None, help="scene folder (default: the embedded data/demo, generated if missing)")
     parser.add_argument("--max-time", type=float, default=None, help="training seconds (default: configs/demo.yaml)")
     parser.add_argument("--frames", type=int, default=48, help="orbit video frames")
@@ -32,6 +33,28 @@ def _scene_path(args) -> Path:
     return target
 
 
+def _replaceable(out: Path) -> bool:
+    """Whether ``--out`` holds an earlier demo run to replace (True) or does not exist (False).
+
+    Anything else is refused with one line: the demo once deleted whatever folder ``--out`` named, and
+    ``--out ""`` or ``--out .`` took the current folder (a git checkout included) with it."""
+    from ..errors import ConfigError
+    if not out.exists() and not out.is_symlink():
+        return False
+    here = Path.cwd().resolve()
+    if not str(out).strip() or out.resolve() == here or out.resolve() in here.parents:
+        raise ConfigError(f"--out {str(out)!r} is the current folder or one above it: name a new folder")
+    if out.is_symlink() or not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder: name a new folder")
+    empty = not any(out.iterdir())
+    config = out / "config.yaml"
+    earlier_demo = (out / "demo_summary.json").is_file() or (
+        config.is_file() and "demo" in config.read_text(errors="replace"))
+    if not (empty or earlier_demo):
+        raise ConfigError(f"--out {out}: the folder exists and holds no earlier demo run: name a new folder")
+    return True
+
+
 def run(args) -> int:
     import shutil
 
@@ -44,7 +67,7 @@ def run(args) -> int:
     start = time.perf_counter()
     scene = _scene_path(args)
     out = Path(args.out)
-    if out.exists():
+    if _replaceable(out):
         shutil.rmtree(out)
     overrides = list(args.overrides)
     if args.max_time is not None:
