@@ -3,7 +3,7 @@
 - :func:`psnr` — ``-10 log10(MSE)`` for signals in [0, 1], or ``10 log10(R² / MSE)`` for a peak-to-peak
   range ``R``; MSE is floored at 1e-12 so a perfect match is finite (120 dB) rather than inf. An optional
   boolean ``mask`` restricts it to the pixels that count.
-- :func:`psnr_from_mse` — the same from an MSE already computed (training logs).
+- :func:`psnr_from_mse` — the same from an MSE already computed (training logs; a tensor stays a tensor).
 - :func:`ssim` — structural similarity of two ``[H, W, C]`` images in [0, 1] as the NeRF papers compute it
   (mip-NeRF / NeRF / Instant-NGP evaluation code): an 11x11 Gaussian window with sigma 1.5, population
   covariances, K1 = 0.01, K2 = 0.03, channels averaged. scikit-image's *default* (a 7x7 uniform window with
@@ -24,8 +24,13 @@ import numpy as np
 MSE_FLOOR = 1e-12
 
 
-def psnr_from_mse(mse: float, data_range: float = 1.0) -> float:
-    """``10 log10(R² / mse)`` with ``mse`` floored at 1e-12 (float or 0-d tensor)."""
+def psnr_from_mse(mse, data_range: float = 1.0):
+    """``10 log10(R² / mse)`` with ``mse`` floored at 1e-12. A float gives a float; a tensor gives a float64
+    tensor on its device, computed there without reading it back (a training step's PSNR is read only
+    when the step is logged, so it costs a GPU no synchronisation)."""
+    if hasattr(mse, "detach") and hasattr(mse, "clamp"):  # a torch tensor (torch is not imported here)
+        import torch
+        return 10.0 * torch.log10(data_range ** 2 / mse.detach().double().clamp(min=MSE_FLOOR))
     return 10.0 * math.log10(data_range ** 2 / max(float(mse), MSE_FLOOR))
 
 

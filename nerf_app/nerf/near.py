@@ -68,10 +68,10 @@ def free_space_loss(density: Callable[[torch.Tensor], torch.Tensor], origins: to
          torch.rand(R, S, device=origins.device, dtype=origins.dtype)) * seg[:, None]
     x = origins[:, None] + u[..., None] * dirs[:, None]                   # [R, S, 3]
     x = x.reshape(-1, 3)
-    length = seg.repeat_interleave(S)                                     # [R*S], per point
+    length = seg[:, None].expand(R, S).reshape(-1)                        # [R*S], per point
     inside = ((x >= lo) & (x <= hi)).all(-1) & (length > 0)
-    if not bool(inside.any()):
-        return origins.new_zeros(())
-    sigma = density(x[inside].contiguous())
-    opacity = 1.0 - torch.exp(-sigma * length[inside])
+    # every point is evaluated (the ones outside clamped into the box) and the outside ones are masked out:
+    # selecting the inside points first would read their count back to the host on a GPU, every step
+    sigma = density(torch.where(inside[:, None], x, x.clamp(lo, hi)).contiguous())
+    opacity = torch.where(inside, 1.0 - torch.exp(-sigma * length), torch.zeros_like(sigma))
     return opacity.sum() / (R * S)

@@ -6,6 +6,12 @@ its transmittance falls below ``rays.t_threshold`` (compaction, ``rays.train_com
 default); evaluate the field at those, composite over the batch's background; MSE to the pixel colours;
 backward. The ray count adapts so the (compacted) samples per step stay near ``rays.target_samples``. Adam
 (eps 1e-15) with linear warm-up and exponential decay in the budget's second half.
+
+Host synchronisations (what a GPU step waits for): a step that neither updates the grid nor compacts reads
+the device once, for the march's sample count (csrc/march.cpp sizes its outputs with it), and the trainer
+reads it once more (loss and gradient finiteness). Batches are drawn on the device, the PSNR and the
+auxiliary losses stay tensors (read only when a step is logged), and the distortion and free-space losses
+select nothing by boolean masks. tests/test_sync_guard.py fails on the CPU when the step gains a host read.
 """
 from __future__ import annotations
 
@@ -159,6 +165,8 @@ class NerfTask(Task):
             raise ConfigError(f"data.background must be random, white or black, got {bg!r}")
         self._sampler = None
         self.n_rays = cfg.rays.initial_rays
+        # the background of RGB batches, made once: a tensor built from host data each step is a blocking copy
+        self._train_bg = torch.tensor(eval_background(cfg), device=self.device)
 
     def march_dt_min(self) -> float:
         return math.sqrt(3.0) / self.config.rays.steps_per_unit_diagonal
@@ -225,8 +233,7 @@ class NerfTask(Task):
                               self.march.dt_min(), cfg.grid.decay, subset_fraction=self.grid_subset,
                               min_threshold=self.sharp_density * ramp)
         batch = self.sampler.sample(self.n_rays)
-        bg = batch.background if batch.background is not None else \
-            torch.tensor(eval_background(cfg), device=self.device)
+        bg = batch.background if batch.background is not None else self._train_bg
         near = None if self.near_images is None else self.near_images[batch.image_index]
         origins, dirs = batch.origins, batch.directions
         loss = 0.0
@@ -263,6 +270,7 @@ class NerfTask(Task):
         if out.n_samples > 0:
             want = n_rays * cfg.rays.target_samples / out.n_samples
             self.n_rays = int(min(cfg.rays.max_rays, max(cfg.rays.min_rays, math.sqrt(n_rays * want))))
+        # the PSNR stays a device tensor: the trainer reads it only on the steps it logs
         return {"loss": loss, "psnr": psnr_from_mse(mse.detach()), "rays": n_rays,
                 "samples": out.n_samples, "samples_per_ray": out.n_samples / max(1, n_rays),
                 "marched_per_ray": out.n_marched / max(1, n_rays), **logs}
@@ -276,7 +284,12 @@ class NerfTask(Task):
     def load_extra_state(self, state: Dict[str, Any]) -> None:
         self.n_rays = int(state.get("n_rays", self.n_rays))
         if "sampler_rng" in state:
-            self.sampler.generator.set_state(state["sampler_rng"])
+            try:
+                self.sampler.generator.set_state(state["sampler_rng"])
+            except RuntimeError:  # the sampler draws on its device: a CPU run resumed on CUDA (or back)
+                import warnings
+                warnings.warn(f"the checkpoint's ray-sampler state is for another device than "
+                              f"{self.device}; the sampler continues from its seed instead")
 
     # -- evaluation -----------------------------------------------------------------------------
 

@@ -35,8 +35,13 @@ def seed_everything(seed: int) -> None:
 
 
 def _scalar(v: Any) -> Any:
+    """A log value as a plain number (None if it is not one). Tensors are read here, on logging steps only;
+    a floating tensor keeps its precision (a float64 PSNR logs as the float it was before it stayed a tensor)."""
     if isinstance(v, torch.Tensor):
-        return v.detach().float().item() if v.numel() == 1 else None
+        if v.numel() != 1:
+            return None
+        v = v.detach()
+        return v.item() if v.is_floating_point() else v.float().item()
     if isinstance(v, (np.floating, np.integer)):
         return v.item()
     return v if isinstance(v, (int, float, str, bool)) else None
