@@ -279,6 +279,34 @@ def test_camera_path_panel_saves_a_path_render_reads_and_renders_it(nerf_run, tm
         viewer.stop()
 
 
+@requires_cpp
+def test_camera_path_panel_path_from_the_capture(nerf_run, tmp_path):
+    """'Path from the capture' = `render --path capture`: the saved camera_path.json holds the same poses;
+    adding a keyframe goes back to keyframes."""
+    from nerf_app.camera_paths.keyframes import read_camera_path
+    from nerf_app.nerf.outputs import camera_path
+    from nerf_app.train.modes import open_run
+    from nerf_app.viewer.headless import _free_port
+    from nerf_app.viewer.server import Viewer
+    run, _ = nerf_run
+    task, rd, _ = open_run(run)
+    viewer = Viewer(task, rd.path, host="127.0.0.1", port=_free_port(), log=lambda m: None).start()
+    try:
+        viewer.gui["kf_frames"].value = 9
+        msg = viewer.use_capture_path()
+        assert "path from the capture: 9 frames" in msg and "% within 20 degrees" in msg
+        out = viewer.save_path(str(tmp_path / "camera_path.json"))
+        expect, _ = camera_path(task, "capture", 9)
+        back, _ = camera_path(task, str(out), 0)
+        assert np.allclose(back, expect, atol=1e-6)
+        viewer.clear_keyframes()
+        assert not viewer.capture_path
+        with pytest.raises(ValueError, match="two keyframes"):
+            viewer.path_poses()
+    finally:
+        viewer.stop()
+
+
 # -- the page, in headless Chromium -----------------------------------------------------------------
 
 @requires_cpp

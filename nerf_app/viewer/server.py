@@ -91,6 +91,7 @@ class Viewer:
         self.clients: Dict[int, ClientState] = {}
         self._clients_lock = threading.Lock()
         self.keyframes: List[tuple] = []      # (c2w, fov_deg)
+        self.capture_path = False             # the path is the capture's (render --path capture), not keyframes
         self.stats: Dict[str, Any] = {}
         self._last_stats_t = 0.0
         self._last_refresh_t = 0.0
@@ -347,6 +348,7 @@ class Viewer:
             g["kf_add"] = gui.add_button("Add keyframe (current view)")
             g["kf_remove"] = gui.add_button("Remove last keyframe")
             g["kf_clear"] = gui.add_button("Clear keyframes")
+            g["kf_capture"] = gui.add_button("Path from the capture")
             g["kf_frames"] = gui.add_number("Frames", initial_value=120, min=2, max=10000, step=1)
             g["kf_fps"] = gui.add_number("FPS", initial_value=24, min=1, max=120, step=1)
             g["kf_preview"] = gui.add_button("Preview path")
@@ -357,6 +359,7 @@ class Viewer:
         g["kf_add"].on_click(lambda e: self.add_keyframe(e.client))
         g["kf_remove"].on_click(lambda e: self.remove_keyframe())
         g["kf_clear"].on_click(lambda e: self.clear_keyframes())
+        g["kf_capture"].on_click(lambda e: self._guard(self.use_capture_path))
         g["kf_preview"].on_click(lambda e: threading.Thread(target=self.preview_path, args=(e.client,), daemon=True).start())
         g["kf_save"].on_click(lambda e: self._guard(self.save_path))
         g["kf_render"].on_click(lambda e: threading.Thread(target=self._guard, args=(self.render_path,), daemon=True).start())
@@ -380,7 +383,33 @@ class Viewer:
                                      cast_shadow=False, receive_shadow=False)
         self.gui["kf_status"].content = f"{len(self.keyframes)} keyframe(s)"
 
+    def use_capture_path(self) -> str:
+        """The path becomes the capture's own (``render --path capture``: through the training cameras in
+        capture order, constant speed, eased ends), drawn as green frusta every few frames; adding a
+        keyframe or clearing goes back to keyframes."""
+        if self.task is None or self.task.config.mode != "nerf":
+            raise ValueError("a path from the capture needs a nerf run (training cameras)")
+        from ..camera_paths.capture import path_coverage
+        from ..nerf.outputs import camera_path_info
+        task = self.renderer.task
+        n = int(self.gui["kf_frames"].value)
+        poses, fovs, info = camera_path_info(task, "capture", n)
+        train = task.scene.split_indices("train")
+        cov = path_coverage(poses, task.scene.c2w[train], info["capture"]["target"])
+        self.keyframes = []
+        self.capture_path = True
+        shown = [(poses[k], fovs[k]) for k in np.unique(np.linspace(0, n - 1, min(n, 24)).round().astype(int))]
+        self.keyframes, saved = shown, self.keyframes
+        self._draw_keyframes()
+        self.keyframes = saved
+        msg = (f"path from the capture: {n} frames {info['kind'][len('through '):]}; "
+               f"{100 * cov['within']:.0f}% within 20 degrees of a training camera")
+        self.gui["kf_status"].content = msg
+        return msg
+
     def add_keyframe(self, client) -> None:
+        if self.capture_path:
+            self.clear_keyframes()
         self.keyframes.append((c2w_from_camera(client.camera), math.degrees(client.camera.fov)))
         self._draw_keyframes()
 
@@ -391,11 +420,20 @@ class Viewer:
         self.gui["kf_status"].content = f"{len(self.keyframes)} keyframe(s)"
 
     def clear_keyframes(self) -> None:
+        if self.capture_path:
+            self.capture_path = False
+            scene = self.server.scene
+            scene.remove_by_name("/keyframes") if hasattr(scene, "remove_by_name") else None
         while self.keyframes:
             self.remove_keyframe()
+        self.gui["kf_status"].content = "no keyframes"
 
     def path_poses(self, n_frames: Optional[int] = None):
         from ..camera_paths.keyframes import interpolate_poses
+        if self.capture_path:
+            from ..nerf.outputs import camera_path_info
+            poses, fovs, _ = camera_path_info(self.renderer.task, "capture", int(n_frames or self.gui["kf_frames"].value))
+            return poses, list(map(float, fovs))
         if len(self.keyframes) < 2:
             raise ValueError("add at least two keyframes")
         n = int(n_frames or self.gui["kf_frames"].value)
