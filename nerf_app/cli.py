@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
+from pathlib import Path
 from typing import List, Optional
 
-from .errors import NerfAppError
+from .errors import NerfAppError, OutputError
 
 # verb -> (module, one-line help). Add a verb by adding a module and a line here.
 VERBS = {
@@ -34,13 +36,62 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nerf-app", description="Neural radiance fields and implicit neural representations.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    parser.verb_parsers = {}
     for verb, (module_name, help_text) in VERBS.items():
         module = importlib.import_module(module_name)
         p = sub.add_parser(verb, help=help_text, description=help_text)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
+        parser.verb_parsers[verb] = p
     return parser
+
+
+def check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """Every output flag of the verb (tagged by the ``output_*`` types of commands/arguments.py) checked
+    before the verb runs: one OutputError line naming the flag, nothing touched. Returns ``(folder,
+    existed)`` for the folder outputs that are new or empty (what the command puts there is removed again
+    if a write into them fails)."""
+    from .commands.arguments import output_flags
+    from .results import check_output, clear_outputs
+
+    clear_outputs()
+    new_folders = []
+    for flag, value in output_flags(parser.verb_parsers[args.verb], args):
+        check_output(value, flag, value.kind)
+        if value.kind == "folder" and (not os.path.lexists(value) or _empty_folder(value)):
+            new_folders.append((Path(value).absolute(), os.path.lexists(value)))
+    return new_folders
+
+
+def _empty_folder(path) -> bool:
+    try:
+        return os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path)
+    except OSError:
+        return False
+
+
+def _remove_made_folders(folders) -> None:
+    """After a failed write, what this command put in its output folders is removed: a folder that did
+    not exist when the command started is removed, an empty one it filled is emptied again; unless it
+    now holds a checkpoint (a run that trained is kept, resumable). Only real folders (no symlinks), never
+    the current folder or one above it."""
+    import shutil
+    here = Path.cwd().resolve()
+    for folder, existed in folders:
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        real = folder.resolve()
+        if real == here or real in here.parents or any((folder / "checkpoints").glob("*.pt")):
+            continue
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        for entry in folder.iterdir():  # the folder was empty: everything in it is this command's
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -49,9 +100,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "verb", None):
         parser.print_help()
         return 1
+    new_folders = []
     try:
+        new_folders = check_outputs(parser, args)
         return int(args._run(args) or 0)
     except NerfAppError as exc:
+        if isinstance(exc, OutputError):
+            _remove_made_folders(new_folders)
         if args.debug:
             traceback.print_exc()
         print(f"nerf-app {args.verb}: error: {exc}", file=sys.stderr)

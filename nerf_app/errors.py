@@ -34,3 +34,16 @@ class DatasetError(NerfAppError):
         self.reason = message
         where = f"{self.path}" + (f" [{field}]" if field else "")
         super().__init__(f"{where}: {message}")
+
+
+class OutputError(NerfAppError):
+    """An output path cannot be written: a folder where a file is wanted, a path under a file, a place
+    that refuses new files (a kernel pseudo-filesystem, a read-only mount), a full disk or a file-size
+    limit. ``flag`` names the option the path came from (``--out``, ``--mesh`` ...) when it is known."""
+
+    def __init__(self, path, message: str, flag: Optional[str] = None):
+        self.path = str(path)
+        self.flag = flag
+        self.reason = message
+        where = f"{flag} {self.path}" if flag else self.path
+        super().__init__(f"{where}: {message}")

@@ -10,23 +10,176 @@ meshes and metrics stay readable by the user's group or web server.
 Helpers: :func:`atomic_write` (any writer), :func:`write_json`, :func:`write_text`, :func:`write_png`,
 :func:`write_figure` (matplotlib), :func:`write_video` (H.264 mp4), :func:`contact_sheet` (a titled
 grid of images).
+
+Output paths are input too: :func:`check_output` is run by the CLI on every output flag before a verb
+starts (a folder where a file is wanted, a path under a file, ``/dev/null``, a pseudo-filesystem or
+read-only folder, a full disk: one :class:`~nerf_app.errors.OutputError` line naming the flag, nothing
+touched). What no up-front check can see (a disk that fills while a file is written, a file-size limit)
+is caught by :func:`atomic_write`: the temp file and any folder it made are removed, the target is left
+as it was, and the error is one line naming the flag the path came from.
 """
 from __future__ import annotations
 
 import errno
+import io
 import json
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import NerfAppError
+from .errors import NerfAppError, OutputError
 
 __all__ = ["atomic_write", "write_json", "write_text", "write_png", "write_figure", "write_video",
-           "contact_sheet", "to_uint8", "default_file_mode"]
+           "contact_sheet", "to_uint8", "default_file_mode", "check_output", "register_output",
+           "clear_outputs", "OutputError"]
+
+# the kinds of output flags: one file (metrics, a render, a plot), a mesh file (its texture and .mtl are
+# written beside it), a folder (a run, a capture, a scene)
+OUTPUT_KINDS = ("file", "mesh", "folder")
+_NAME_MAX = 255
+
+# absolute path -> the flag it came from (filled by the CLI through check_output), so a write that fails
+# later names the flag: ``--out runs/x: cannot write runs/x/checkpoints/last.pt: no space left ...``
+_OUTPUTS: Dict[str, tuple] = {}  # absolute path -> (flag, the path as the user wrote it)
+
+
+def register_output(path, flag: str) -> None:
+    _OUTPUTS[os.path.abspath(os.fsdecode(path))] = (flag, os.fsdecode(path))
+
+
+def clear_outputs() -> None:
+    _OUTPUTS.clear()
+
+
+def _registered(path):
+    """``(root, flag, as written)``: the registered output that is ``path`` or the nearest folder above it."""
+    p = os.path.abspath(os.fsdecode(path))
+    best = None
+    for root, (flag, text) in _OUTPUTS.items():
+        if (p == root or p.startswith(root.rstrip(os.sep) + os.sep)) and (best is None or len(root) > len(best[0])):
+            best = (root, flag, text)
+    return best
+
+
+def output_flag(path) -> Optional[str]:
+    """The flag whose registered path is ``path`` or a folder above it (the nearest), else None."""
+    found = _registered(path)
+    return found[1] if found else None
+
+
+def _reason(exc: OSError) -> str:
+    """An OSError as a few words a user can act on."""
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on device (free some space and run the command again)"
+    if code == errno.EFBIG:
+        return "file too large (the process's file-size limit, ulimit -f, or the file system's)"
+    if code == errno.EROFS:
+        return "the file system is read-only"
+    if code in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if code == errno.EISDIR:
+        return "is a folder: name a file"
+    if code == errno.ENOTDIR:
+        return "a part of the path is a file, not a folder"
+    if code == errno.ENAMETOOLONG:
+        return "the name is too long"
+    if code == errno.ENOENT:
+        return "this place does not accept new files"
+    if code == errno.EEXIST:
+        return "exists and is not a regular file (a device, pipe or socket): name a regular file"
+    return exc.strerror or str(exc)
+
+
+def _probe_new_file(folder: str) -> Optional[OSError]:
+    """Whether ``folder`` accepts a new file, leaving nothing behind: an O_TMPFILE (nameless) file where
+    the file system has them, else a named temp file removed at once. Returns the error, or None."""
+    tmpfile = getattr(os, "O_TMPFILE", None)
+    if tmpfile is not None:
+        try:
+            fd = os.open(folder, tmpfile | os.O_WRONLY, 0o600)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.EISDIR):
+                return exc
+        else:
+            os.close(fd)
+            return None
+    try:
+        fd, name = tempfile.mkstemp(prefix=".nerf-app-probe.", dir=folder)
+    except OSError as exc:
+        return exc
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def check_output(path, flag: str, kind: str = "file") -> Path:
+    """Refuse, before any work, an output path that cannot be written; register it for later messages.
+
+    ``kind`` is ``file`` or ``mesh`` (one file is wanted: not an existing folder, not a device or pipe,
+    no trailing '/') or ``folder`` (a folder is made or filled: not an existing file). For both: not empty,
+    no NUL, no name over 255 bytes, not under a file, and the nearest existing folder must accept a new file
+    (a probe that leaves nothing: a kernel pseudo-filesystem such as /proc or /sys refuses) on a file system
+    that is neither read-only nor full. Raises :class:`OutputError` naming ``flag``; returns the path."""
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"kind must be one of {OUTPUT_KINDS}, got {kind!r}")
+    text = os.fsdecode(path) if path is not None else ""
+    if not text.strip():
+        raise OutputError(repr(text), "an empty name: name a " + ("folder" if kind == "folder" else "file"), flag)
+    if "\x00" in text:
+        raise OutputError(repr(text), "the name contains a NUL byte", flag)
+    if any(len(os.fsencode(part)) > _NAME_MAX for part in text.split(os.sep)):
+        raise OutputError(text[:80] + "...", f"a name in the path is longer than {_NAME_MAX} bytes", flag)
+    want = "folder" if kind == "folder" else "file"
+    if kind != "folder" and (text.endswith(os.sep) or text.endswith(os.sep + ".") or os.path.basename(text) in (".", "..")):
+        raise OutputError(text, "names a folder (it ends in '/' or '.'): name a file", flag)
+    p = Path(text)
+    try:
+        st = os.stat(text)
+    except FileNotFoundError:
+        st = None
+    except NotADirectoryError:
+        st = None  # under a file: found below, naming the file
+    except OSError as exc:
+        raise OutputError(text, _reason(exc), flag) from None
+    if st is not None:
+        if kind == "folder" and not stat.S_ISDIR(st.st_mode):
+            raise OutputError(text, "exists and is not a folder: name a folder", flag)
+        if kind != "folder":
+            if stat.S_ISDIR(st.st_mode):
+                raise OutputError(text, "is a folder: name a file (e.g. a file inside it)", flag)
+            if not stat.S_ISREG(st.st_mode):
+                raise OutputError(text, "exists and is not a regular file (a device, pipe or socket): "
+                                        "name a regular file", flag)
+    # the nearest folder that exists: the one that will receive the new file or folder
+    if st is not None and kind == "folder":
+        base = p
+    else:
+        base = p.parent
+        while not os.path.lexists(base) and base != base.parent:
+            base = base.parent
+    base_text = str(base) or "."
+    if not os.path.isdir(base_text):
+        raise OutputError(text, f"{base_text} is a file, not a folder: a path cannot go under a file", flag)
+    try:
+        fs = os.statvfs(base_text)
+    except OSError:
+        fs = None
+    if fs is not None and fs.f_flag & getattr(os, "ST_RDONLY", 1):
+        raise OutputError(text, f"{base_text} is on a read-only file system", flag)
+    if fs is not None and fs.f_blocks > 0 and fs.f_bavail == 0:
+        raise OutputError(text, f"no space left on device ({base_text} is full; free some space and run the "
+                                f"command again)", flag)
+    problem = _probe_new_file(base_text)
+    if problem is not None:
+        raise OutputError(text, f"{base_text} does not accept new files ({_reason(problem)})", flag)
+    register_output(text, flag)
+    return p
 
 
 def default_file_mode() -> int:
@@ -36,42 +189,85 @@ def default_file_mode() -> int:
     return 0o666 & ~mask
 
 
+def _make_parents(folder: Path) -> List[Path]:
+    """``mkdir -p folder``; returns the folders it created, deepest first (to undo)."""
+    missing = []
+    p = folder
+    while not os.path.lexists(p) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_empty(folders: List[Path]) -> None:
+    for d in folders:  # deepest first; only folders this call created, only while empty
+        try:
+            os.rmdir(d)
+        except OSError:
+            break
+
+
+def write_error(exc: OSError, path) -> OutputError:
+    """A failed write as one line naming the output flag the path came from (when the CLI registered one)."""
+    found = _registered(path)
+    if found is None:
+        return OutputError(path, f"cannot write it: {_reason(exc)}; nothing was replaced")
+    root, flag, text = found
+    inner = "" if os.path.abspath(os.fsdecode(path)) == root else f"cannot write {path}: "
+    return OutputError(text, f"{inner}{_reason(exc)}; nothing was replaced", flag)
+
+
 def atomic_write(path, writer: Callable[[str], None]) -> None:
     """Call ``writer(tmp_path)``, then rename the temp file onto ``path`` (same folder: atomic).
 
     The temp name keeps ``path``'s suffix, so writers that pick a format by extension work. On any
-    failure the temp file is removed and ``path`` is left exactly as it was.
+    failure the temp file and the folders this call made are removed and ``path`` is left exactly as it
+    was; a failed write (an OSError: full disk, file-size limit, read-only or refusing folder, a folder in
+    the way) is raised as one :class:`OutputError` line naming the output flag.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=str(path.parent))
-    os.close(fd)
+    made: List[Path] = []
+    tmp = None
     try:
+        made = _make_parents(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=str(path.parent))
+        os.close(fd)
         writer(tmp)
         os.chmod(tmp, default_file_mode())
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+        if os.path.exists(path) and not os.path.isfile(path):
+            # a device, pipe or socket (``/dev/null`` as root): never renamed over
+            raise OSError(errno.EEXIST, "exists and is not a regular file", str(path))
         os.replace(tmp, path)
     except BaseException as exc:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.lexists(tmp):
             os.unlink(tmp)
+        _remove_empty(made)
         if isinstance(exc, OSError):
-            raise_if_disk_full(exc, path)
+            raise write_error(exc, path) from None
         raise
 
 
-def raise_if_disk_full(exc: OSError, path) -> None:
-    """A full disk (or quota) as one clear project error; anything else is left to the caller."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise NerfAppError(f"no space left on device while writing {path}; the previous copy of it is kept "
-                           f"(free some space and run the command again)") from None
-
-
-def write_text(path, text: str) -> None:
+def write_bytes(path, data: bytes) -> None:
+    """Bytes (encoded in memory first, so an encoder never sees a half-written file) -> ``path``, synced."""
     def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
     atomic_write(path, write)
+
+
+def raise_if_disk_full(exc: OSError, path) -> None:
+    """A full disk (or quota, or file-size limit) as one clear project error; anything else is left to the caller."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        raise write_error(exc, path) from None
+
+
+def write_text(path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path, obj: Any) -> None:
@@ -92,16 +288,20 @@ def write_png(path, image: np.ndarray) -> None:
     data = to_uint8(image)
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]
-    atomic_write(path, lambda tmp: iio.imwrite(tmp, data, extension=".png"))
+    write_bytes(path, iio.imwrite("<bytes>", data, extension=".png"))  # encoded in memory
 
 
 def write_figure(path, fig, dpi: int = 100, close: bool = True) -> None:
     """A matplotlib figure -> PNG (the format comes from ``path``'s suffix)."""
     fmt = Path(path).suffix.lstrip(".") or "png"
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=fmt))
-    if close:
-        import matplotlib.pyplot as plt
-        plt.close(fig)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, dpi=dpi, format=fmt)  # encoded in memory
+    finally:
+        if close:
+            import matplotlib.pyplot as plt
+            plt.close(fig)
+    write_bytes(path, buf.getvalue())
 
 
 def write_video(path, frames: Iterable[np.ndarray], fps: int = 24) -> None:
@@ -150,7 +350,9 @@ def contact_sheet(path, rows: Sequence[Sequence[np.ndarray]], column_titles: Opt
             if label:
                 draw.text((j * size + 4, head + i * size + 4), str(label), fill=(20, 20, 20))
             k += 1
-    atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG"))
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")  # encoded in memory
+    write_bytes(path, buf.getvalue())
 
 
 def grid(tiles: Sequence[np.ndarray], cols: int) -> List[List[np.ndarray]]:

@@ -77,3 +77,49 @@ def check_render_side(mode: str, value) -> None:
     from ..errors import ConfigError
     if mode != "audio" and isinstance(value, int) and value > MAX_RENDER_SIDE:
         raise ConfigError(f"--resolution must be between 1 and {MAX_RENDER_SIDE} for a {mode} run, got {value}")
+
+
+# ------------------------------------------------------------------------------------------- outputs
+# Output paths are input too. These ``type=`` helpers only tag the value with what it names (a file, a
+# mesh file, a folder); ``nerf_app.cli.main`` checks every tagged value with
+# :func:`nerf_app.results.check_output` before the verb runs, so a folder where a file is wanted, a path
+# under a file, /dev/null, /proc, a read-only or full file system are one line naming the flag, exit 2,
+# and nothing is touched.
+
+class OutputPath(str):
+    """An output path given on the command line, with the kind of thing it names."""
+    kind = "file"
+
+
+def _output(kind: str, name: str):
+    def parse(text: str) -> OutputPath:
+        value = OutputPath(text)
+        value.kind = kind
+        return value
+    parse.__name__ = name
+    return parse
+
+
+output_file = _output("file", "output file")
+output_mesh = _output("mesh", "output mesh")
+output_folder = _output("folder", "output folder")
+
+
+def output_file_or_none(text: str):
+    """An output file, or ``none`` (write nothing)."""
+    return "none" if str(text).strip().lower() == "none" else output_file(text)
+
+
+output_file_or_none.__name__ = "output file or none"
+
+
+def output_flags(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """``(flag, value)`` for each output path given (or defaulted) in ``args``; ``flag`` is the option
+    string (``--out``) or, for a positional, its name (``OUT``)."""
+    found = []
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if isinstance(value, OutputPath):
+            flag = action.option_strings[-1] if action.option_strings else (action.metavar or action.dest.upper())
+            found.append((flag, value))
+    return found

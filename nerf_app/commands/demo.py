@@ -8,11 +8,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .arguments import output_folder
+
 REPO_DATA = Path(__file__).resolve().parents[2] / "data" / "demo"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo; an earlier demo run there "
+    parser.add_argument("--out", type=output_folder, default="runs/demo", help="run folder (default: runs/demo; an earlier demo run there "
                         "is replaced, any other existing folder is refused)")
     parser.add_argument("--scene", default=None, help="scene folder (default: the embedded data/demo, generated if missing)")
     parser.add_argument("--max-time", type=float, default=None, help="training seconds (default: configs/demo.yaml)")

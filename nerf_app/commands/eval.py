@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .arguments import int_in
+from .arguments import int_in, output_file
 
 
 def add_arguments(parser) -> None:
@@ -14,7 +14,7 @@ def add_arguments(parser) -> None:
                         help="override a config value for this evaluation (e.g. eval.n_points=200000)")
     parser.add_argument("--split", default=None, help="(nerf) split to evaluate")
     parser.add_argument("--limit", type=int_in(1), default=None, help="(nerf) evaluate at most N images")
-    parser.add_argument("--out", default=None, help="metrics file (default: RUN/metrics.json; RUN/metrics_mesh.json with --mesh)")
+    parser.add_argument("--out", type=output_file, default=None, help="metrics file (default: RUN/metrics.json; RUN/metrics_mesh.json with --mesh)")
     parser.add_argument("--mesh", default=None,
                         help="score an exported mesh instead: rendered at the held-out cameras (PSNR/SSIM next to "
                              "the NeRF's own) and Chamfer to the truth where there is one")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .arguments import MAX_MESH_RESOLUTION, float_in, int_in, number_or_auto
+from .arguments import MAX_MESH_RESOLUTION, float_in, int_in, number_or_auto, output_file, output_mesh
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("run", help="run folder made by `nerf-app train`")
-    parser.add_argument("--mesh", default=None, help="output mesh (.ply/.obj/.glb; default RUN/mesh.ply)")
+    parser.add_argument("--mesh", type=output_mesh, default=None, help="output mesh (.ply/.obj/.glb; default RUN/mesh.ply)")
     parser.add_argument("--resolution", type=int_in(8, MAX_MESH_RESOLUTION), default=None,
                         help="marching-cubes samples per axis")
     parser.add_argument("--threshold", type=number_or_auto, default=None,
@@ -34,7 +34,7 @@ def add_arguments(parser) -> None:
                              "decimation, so the face budget goes to the surface the photos show)")
     parser.add_argument("--blender", action="store_true",
                         help="(--texture) z-up capture turned y-up, so Blender's glTF/OBJ importers restore it")
-    parser.add_argument("--points", default=None, help="(nerf) also write a coloured point cloud from rendered depth (.ply)")
+    parser.add_argument("--points", type=output_file, default=None, help="(nerf) also write a coloured point cloud from rendered depth (.ply)")
     parser.add_argument("--shape", default=None, help="(latent sdf) export this shape only (default: every shape)")
     parser.add_argument("--interpolate", nargs=2, default=None, metavar=("SHAPE_A", "SHAPE_B"),
                         help="(latent sdf) meshes along the straight line between two shapes' codes")

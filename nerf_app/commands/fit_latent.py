@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 
+from .arguments import output_folder
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("run", help="a latent sdf run (`nerf-app train FOLDER_OF_MESHES --mode sdf`)")
     parser.add_argument("mesh", help="the new shape (.obj/.ply/.off/.stl/.glb)")
     parser.add_argument("--steps", type=int, default=None, help="optimisation steps (default latent.fit_steps)")
-    parser.add_argument("--out", default=None, help="output folder (default RUN/fit)")
+    parser.add_argument("--out", type=output_folder, default=None, help="output folder (default RUN/fit)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint path or name (last/final; default: newest)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value (e.g. latent.fit_lr=0.005, eval.resolution=128)")

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from ..results import write_figure
+from .arguments import output_file_or_none
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("path", help="scene folder, COLMAP model folder or transforms*.json")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--png", default=None,
+    parser.add_argument("--png", type=output_file_or_none, default=None,
                         help="where to write the frusta plot (default: ./inspect_<scene>.png; 'none' to skip)")
     parser.add_argument("--format", default="auto", choices=["auto", "colmap", "transforms", "llff"])
     parser.add_argument("--no-image-check", action="store_true", help="skip comparing image headers with cameras")

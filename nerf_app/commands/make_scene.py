@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import time
 
+from .arguments import output_folder
+
 
 def add_arguments(parser) -> None:
-    parser.add_argument("out", help="output folder (created; the scene's own files in it are overwritten)")
+    parser.add_argument("out", type=output_folder, help="output folder (created; the scene's own files in it are overwritten)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 

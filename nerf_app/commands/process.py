@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import sys
 
+from .arguments import output_folder
+
 
 def add_arguments(parser) -> None:
     from ..process import MATCHERS, ProcessOptions
 
     d = ProcessOptions()
     parser.add_argument("input", help="a folder of JPEG/PNG photos (subfolders too; any mix of sizes) or a video file")
-    parser.add_argument("--out", required=True, help="the capture folder to create (must be empty or new)")
+    parser.add_argument("--out", type=output_folder, required=True, help="the capture folder to create (must be empty or new)")
     parser.add_argument("--frames", type=int, default=d.frames,
                         help=f"video: how many frames to keep, the sharpest of each equal window (default {d.frames})")
     parser.add_argument("--matcher", default=d.matcher, choices=MATCHERS,

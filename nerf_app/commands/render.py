@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .arguments import check_render_side, int_in, resolution
+from .arguments import check_render_side, int_in, output_file, resolution
 
 
 def add_arguments(parser) -> None:
@@ -18,7 +18,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--resolution", type=resolution, default=None,
                         help="image height and width in pixels (image mode: also WxH)")
     parser.add_argument("--shading", default=None, help="(sdf/occupancy) normals | lambert")
-    parser.add_argument("--out", default=None, help="output file (default: RUN/render_<path>.mp4)")
+    parser.add_argument("--out", type=output_file, default=None, help="output file (default: RUN/render_<path>.mp4)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint path or name (last/final; default: newest)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .arguments import float_in, int_in
+from .arguments import float_in, int_in, output_folder
 
 
 def add_arguments(parser) -> None:
@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--config", default=None, help="YAML config file (over the configs/<mode>.yaml preset)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, dotted keys (e.g. --set train.log_every=10); repeatable")
-    parser.add_argument("--out", default=None, help="run folder to create (default: runs/<mode>-<input>-<time>)")
+    parser.add_argument("--out", type=output_folder, default=None, help="run folder to create (default: runs/<mode>-<input>-<time>)")
     parser.add_argument("--max-time", type=float_in(0, low_open=True), default=None, help="training time budget in seconds (alone, it replaces any step budget)")
     parser.add_argument("--max-steps", type=int_in(1), default=None, help="step budget (alone, it replaces any time budget)")
     parser.add_argument("--seed", type=int_in(0, 2 ** 63 - 1), default=None)

@@ -27,6 +27,7 @@ interleaving logs and overwriting each other's checkpoints. See docs/run-folder.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -39,7 +40,7 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError, NerfAppError
-from ..results import atomic_write, raise_if_disk_full, write_json, write_text
+from ..results import atomic_write, raise_if_disk_full, write_bytes, write_json, write_text
 
 CONFIG_NAME = "config.yaml"
 LOG_NAME = "log.jsonl"
@@ -253,16 +254,12 @@ class RunDir:
 
     def save_checkpoint(self, state: Dict[str, Any], name: str = "last") -> Path:
         path = self.checkpoint_path(name)
-        try:
-            atomic_write(path, lambda tmp: torch.save(state, tmp))
-        except OSError as exc:
-            raise_if_disk_full(exc, path)
-            raise
-        except RuntimeError as exc:  # torch reports a failed write (e.g. a full disk) as RuntimeError
-            if "space" in str(exc).lower() or "write" in str(exc).lower():
-                raise NerfAppError(f"could not write {path} ({_first_line(exc)}): is the disk full? "
-                                   f"The previous checkpoint is kept") from None
-            raise
+        # serialised in memory first: torch reports a failed file write (a full disk, a file-size limit) as a
+        # RuntimeError; a plain write of the bytes fails with an OSError, which atomic_write turns into one
+        # line naming the output flag, the previous checkpoint kept
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        write_bytes(path, buf.getbuffer())
         return path
 
     def checkpoints(self, log=None) -> List[Tuple[int, Path]]:
