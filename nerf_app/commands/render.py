@@ -31,7 +31,8 @@ def check_path(mode: str, path: str) -> None:
     """``--path`` against the run's mode, before the model is loaded: one line naming the flag."""
     if mode != "nerf" and (path in CAMERA_PATHS or str(path).endswith(".json")):
         from ..errors import ConfigError
-        raise ConfigError(f"--path {path}: a {mode} run has no training cameras to follow "
+        article = "an" if mode[:1] in "aeiou" else "a"
+        raise ConfigError(f"--path {path}: {article} {mode} run has no training cameras to follow "
                           f"(camera paths from a capture need a nerf run)")
 
 
