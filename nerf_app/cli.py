@@ -59,8 +59,13 @@ def check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace):
     new_folders = []
     for flag, value in output_flags(parser.verb_parsers[args.verb], args):
         check_output(value, flag, value.kind)
-        if value.kind == "folder" and (not os.path.lexists(value) or _empty_folder(value)):
-            new_folders.append((Path(value).absolute(), os.path.lexists(value)))
+        if value.kind == "folder" and not os.path.lexists(value):
+            top = Path(value).absolute()
+            while not os.path.lexists(top.parent) and top.parent != top:
+                top = top.parent  # runs/new with no runs/ yet: runs/ is this command's too
+            new_folders.append((top, False))
+        elif value.kind == "folder" and _empty_folder(value):
+            new_folders.append((Path(value).absolute(), True))
     return new_folders
 
 
