@@ -139,14 +139,27 @@ def check_output(path, flag: str, kind: str = "file") -> Path:
     if kind != "folder" and (text.endswith(os.sep) or text.endswith(os.sep + ".") or os.path.basename(text) in (".", "..")):
         raise OutputError(text, "names a folder (it ends in '/' or '.'): name a file", flag)
     p = Path(text)
+    # walk the path as the OS will (os.path, not pathlib: Path("f/.") is "f"): every folder it goes
+    # through must be a folder, and a ".." may only follow a folder that exists (a command would have to
+    # make "missing/" to reach "missing/.."; the folder would be left behind)
+    parts = text.split(os.sep)
+    prefix = os.sep if text.startswith(os.sep) else ""
+    for i, part in enumerate(parts[:-1]):
+        if not part:
+            continue
+        prefix = os.path.join(prefix, part) if prefix else part
+        if os.path.lexists(prefix) and not os.path.isdir(prefix):
+            raise OutputError(text, f"{prefix} is a file, not a folder: a path cannot go under a file", flag)
+        if not os.path.lexists(prefix) and ".." in parts[i + 1:]:
+            raise OutputError(text, f"'..' after {prefix}, which does not exist: name the folder directly", flag)
     try:
         st = os.stat(text)
     except FileNotFoundError:
         st = None
-    except NotADirectoryError:
-        st = None  # under a file: found below, naming the file
     except OSError as exc:
         raise OutputError(text, _reason(exc), flag) from None
+    if st is None and kind == "folder" and parts[-1] in (".", ".."):
+        raise OutputError(text, "names a folder by '.' or '..' that does not exist: name the folder directly", flag)
     if st is not None:
         if kind == "folder" and not stat.S_ISDIR(st.st_mode):
             raise OutputError(text, "exists and is not a folder: name a folder", flag)
@@ -158,12 +171,14 @@ def check_output(path, flag: str, kind: str = "file") -> Path:
                                         "name a regular file", flag)
     # the nearest folder that exists: the one that will receive the new file or folder
     if st is not None and kind == "folder":
-        base = p
+        base = text
     else:
-        base = p.parent
-        while not os.path.lexists(base) and base != base.parent:
-            base = base.parent
-    base_text = str(base) or "."
+        base = os.path.dirname(text.rstrip(os.sep)) or "."
+        while not os.path.lexists(base) and os.path.dirname(base) not in ("", base):
+            base = os.path.dirname(base)
+        if not os.path.lexists(base):
+            base = "." if not base.startswith(os.sep) else os.sep
+    base_text = base
     if not os.path.isdir(base_text):
         raise OutputError(text, f"{base_text} is a file, not a folder: a path cannot go under a file", flag)
     try:

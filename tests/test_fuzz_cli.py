@@ -18,6 +18,7 @@ import os
 import pickle
 import random
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -370,4 +371,98 @@ def test_fuzz_checkpoints(base):
             TALLY.fail(family, "tracebacks", f"seed={k} {kinds}: a pickle in a checkpoint ran code")
             marker.unlink()
     TALLY.emit()
+    assert TALLY.bad(family) == 0, TALLY.report(family)
+
+
+# ------------------------------------------------------------------------------------------- output paths
+
+# (verb, flag, kind, argv builder(target, case folder, base)): every verb's output flag
+OUTPUT_FLAGS = [
+    ("train", "--out", "folder", lambda t, c, b: ["train", b / "tiny.png", "--out", t, "--max-steps", "1", *SMALL]),
+    ("process", "--out", "folder", lambda t, c, b: ["process", b / "empty", "--out", t, "--no-progress"]),
+    ("render", "--out", "file", lambda t, c, b: ["render", c / "run", "--out", t, "--frames", "1", "--resolution", "8"]),
+    ("eval", "--out", "file", lambda t, c, b: ["eval", c / "run", "--out", t]),
+    ("export", "--mesh", "file", lambda t, c, b: ["export", c / "run", "--mesh", t]),
+    ("export", "--points", "file", lambda t, c, b: ["export", c / "run", "--points", t]),
+    ("demo", "--out", "folder", lambda t, c, b: ["demo", "--out", t, "--scene", b / "empty", "--max-time", "1"]),
+    ("fit-latent", "--out", "folder", lambda t, c, b: ["fit-latent", c / "run", b / "tiny.png", "--out", t]),
+    ("make-scene", "OUT", "folder", lambda t, c, b: ["make-scene", t, "--json"]),
+    ("inspect", "--png", "file", lambda t, c, b: ["inspect", b / "empty", "--png", t]),
+]
+# the pieces a target is made of: folders it goes under and the names it ends in
+OUT_PREFIXES = ["", "./", "adir/", "afile/", "node/", "fifo/", "link_to_file/", "link_to_dir/", "loop/", "missing/a/",
+                "adir/../afile/", "/proc/", "/proc/self/", "/sys/", "/sys/kernel/", "/proc/nerf_app_fuzz/"]
+OUT_NAMES = ["adir", "afile", "node", "fifo", "link_to_file", "link_to_dir", "loop", "", "x.out", "x.out/", ".",
+             "..", "n" * 300, "a\x00b", "new", "new/"]
+
+
+def _output_case_folder(base: Path, k: int) -> Path:
+    """A fresh case folder: a folder with a file, a file, a character device (1,3, made here: never the
+    machine's /dev/null), a FIFO, symlinks to the file and the folder, a symlink loop, a copy of the run."""
+    case = base / f"outcase{k % 2}"
+    if case.exists():
+        shutil.rmtree(case)
+    (case / "adir").mkdir(parents=True)
+    (case / "adir" / "keep.txt").write_text("keep")
+    (case / "afile").write_text("precious")
+    try:
+        os.mknod(case / "node", 0o20666, os.makedev(1, 3))
+    except OSError:
+        os.mkfifo(case / "node")
+    os.mkfifo(case / "fifo")
+    os.symlink("afile", case / "link_to_file")
+    os.symlink("adir", case / "link_to_dir")
+    os.symlink("loop", case / "loop")
+    shutil.copytree(base / "pristine", case / "run")
+    return case
+
+
+def _surely_bad(target: str, kind: str, case: Path) -> bool:
+    """Whether no command may succeed writing ``target`` as ``kind`` (the refusals the check promises)."""
+    if not target.strip() or "\x00" in target or any(len(p.encode()) > 255 for p in target.split("/")):
+        return True
+    if target.startswith(("/proc/", "/sys/")):
+        return True
+    parts = target.rstrip("/").split("/")
+    under = parts[:-1]
+    for i in range(len(under)):
+        p = case.joinpath(*under[:i + 1])
+        if os.path.lexists(p) and not os.path.isdir(p):
+            return True  # under a file, a device, a FIFO, a symlink loop
+    full = case / target
+    if kind == "folder":
+        return os.path.lexists(full) and not os.path.isdir(full)
+    return target.endswith("/") or parts[-1] in (".", "..") or os.path.isdir(full) or \
+        (os.path.lexists(full) and not os.path.isfile(full))
+
+
+def test_fuzz_output_paths(base):
+    """Every verb's output flag into generated targets: under files, devices, FIFOs, symlinks (loops too),
+    /proc and /sys, existing folders and files, '', '.', '..', trailing '/', NUL, 300-byte names. Each case
+    runs with its working folder inside its own case folder (never the repository). Exit 0, or exit 2 with
+    one line; a failed case leaves the case folder (and its run copy) exactly as it was; a surely bad target
+    (see _surely_bad) that exits 0 is a bad_success; the device node stays a device."""
+    family = "output-paths"
+    rng = random.Random(0)
+    n = cases(80, 1500)
+    k = 0
+    while k < n:
+        verb, flag, kind, build = rng.choice(OUTPUT_FLAGS)
+        target = rng.choice(OUT_PREFIXES) + rng.choice(OUT_NAMES)
+        case = _output_case_folder(base, k)
+        bad = _surely_bad(target, kind, case)
+        if not bad and verb in ("make-scene", "train"):
+            continue  # a good target for a slow verb: its success is covered by the verb's own tests
+        k += 1
+        argv = build(target, case, base)
+        repro = f"case {k} (cwd=CASE): nerf-app {' '.join(map(repr, map(str, argv)))}"
+        with contextlib.chdir(case):
+            rc = _run_cli(argv, family, repro, [base], run_dir=case)
+        if bad and rc == 0:
+            TALLY.fail(family, "bad_success", f"{repro}: exit 0 for a target that cannot be written")
+        node = os.lstat(case / "node").st_mode
+        if not (stat.S_ISCHR(node) or stat.S_ISFIFO(node)) or (case / "afile").read_text() != "precious":
+            TALLY.fail(family, "damaged_run_folders", f"{repro}: replaced the device node or the file")
+    TALLY.emit()
+    assert TALLY.family(family)["cases"] == n
     assert TALLY.bad(family) == 0, TALLY.report(family)
