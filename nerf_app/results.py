@@ -319,8 +319,50 @@ def write_figure(path, fig, dpi: int = 100, close: bool = True) -> None:
     write_bytes(path, buf.getvalue())
 
 
-def write_video(path, frames: Iterable[np.ndarray], fps: int = 24) -> None:
-    """H.264 mp4 (yuv420p, plays everywhere) through imageio-ffmpeg; frames float [0,1] or uint8."""
+def video_unavailable_reason() -> Optional[str]:
+    """None when an mp4 can be written (imageio-ffmpeg and its ffmpeg binary), else why, in a few words."""
+    try:
+        import imageio.v2  # noqa: F401
+        import imageio_ffmpeg
+        imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as exc:  # ImportError, or imageio-ffmpeg without a usable binary (RuntimeError)
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:160]
+    return None
+
+
+#: mp4 path -> the PNG-frame folder written in its place (when there was no imageio-ffmpeg)
+WRITTEN_AS_FRAMES: Dict[str, str] = {}
+
+
+def videos_as_written(result: Dict[str, Any]) -> Dict[str, Any]:
+    """A render result whose videos that went to PNG frames (see :func:`write_video`) name their folders."""
+    return {k: WRITTEN_AS_FRAMES.get(v, v) if isinstance(v, str) else v for k, v in result.items()}
+
+
+def write_video(path, frames: Iterable[np.ndarray], fps: int = 24) -> Path:
+    """H.264 mp4 (yuv420p, plays everywhere) through imageio-ffmpeg; frames float [0,1] or uint8. Returns what
+    was written: ``path``, or, without imageio-ffmpeg, the folder ``<stem>_frames/`` of PNG frames (with
+    one line on stderr, once per process, saying so and how to make the mp4)."""
+    reason = video_unavailable_reason()
+    if reason is not None:
+        import sys
+        from PIL import Image
+        path = Path(path)
+        folder = path.with_name(path.stem + "_frames")
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("frame_*.png"):
+            old.unlink()
+        n = 0
+        for n, frame in enumerate(frames, 1):
+            buf = io.BytesIO()
+            Image.fromarray(to_uint8(frame)).save(buf, format="PNG")
+            write_bytes(folder / f"frame_{n - 1:04d}.png", buf.getvalue())
+        if not WRITTEN_AS_FRAMES:
+            print(f"[render] no imageio-ffmpeg ({reason}): videos are written as PNG frames ({n} in {folder}/); "
+                  f"make the mp4 with: ffmpeg -framerate {fps} -i {folder}/frame_%04d.png -c:v libx264 "
+                  f"-pix_fmt yuv420p {path}", file=sys.stderr)
+        WRITTEN_AS_FRAMES[str(path)] = str(folder)
+        return folder
     import imageio.v2 as imageio
 
     def write(tmp):
@@ -329,6 +371,7 @@ def write_video(path, frames: Iterable[np.ndarray], fps: int = 24) -> None:
             for fr in frames:
                 w.append_data(to_uint8(fr))
     atomic_write(path, write)
+    return Path(path)
 
 
 def contact_sheet(path, rows: Sequence[Sequence[np.ndarray]], column_titles: Optional[List[str]] = None,

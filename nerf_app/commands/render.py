@@ -47,5 +47,6 @@ def run(args) -> int:
     opts = {k: v for k, v in {"path": args.path, "frames": args.frames, "fps": args.fps,
                               "resolution": args.resolution, "shading": args.shading, "out": args.out}.items()
             if v is not None}
-    print(json.dumps(task.render(run_dir.path, **opts)))
+    from ..results import videos_as_written  # without imageio-ffmpeg the videos are PNG-frame folders
+    print(json.dumps(videos_as_written(task.render(run_dir.path, **opts))))
     return 0

@@ -153,11 +153,20 @@ def extract_mesh(field: Callable[[torch.Tensor], torch.Tensor], lo: Sequence[flo
     return lo + uniq * step, faces
 
 
-def remove_small_components(vertices: np.ndarray, faces: np.ndarray, min_fraction: float = 0.05):
-    """Drop connected pieces with fewer faces than ``min_fraction`` x the largest piece's."""
-    import trimesh
+def _trimesh():
+    """trimesh, or None when it is not installed (then meshes are written as plain PLY, uncleaned)."""
+    try:
+        import trimesh
+    except ImportError:
+        return None
+    return trimesh
 
-    if faces.shape[0] == 0 or min_fraction <= 0:
+
+def remove_small_components(vertices: np.ndarray, faces: np.ndarray, min_fraction: float = 0.05):
+    """Drop connected pieces with fewer faces than ``min_fraction`` x the largest piece's (without trimesh:
+    nothing is dropped)."""
+    trimesh = _trimesh()
+    if faces.shape[0] == 0 or min_fraction <= 0 or trimesh is None:
         return vertices, faces
     mesh = trimesh.Trimesh(vertices, faces, process=False)
     parts = mesh.split(only_watertight=False)
@@ -180,10 +189,40 @@ def apply_transform(vertices: np.ndarray, faces: np.ndarray, matrix: Optional[np
     return v, faces
 
 
-def write_mesh(path, vertices: np.ndarray, faces: np.ndarray, colors: Optional[np.ndarray] = None) -> Path:
-    """Write ``.ply``/``.obj``/``.glb`` through trimesh, atomically. ``colors``: [V,3|4] in [0,1] or uint8."""
-    import trimesh
+def write_plain_ply(path, vertices: np.ndarray, faces: np.ndarray, colors: Optional[np.ndarray] = None) -> Path:
+    """Binary little-endian PLY without trimesh: double ``x y z``, optional uchar ``red green blue alpha``,
+    triangles as ``vertex_indices`` lists (the layout trimesh writes). ``colors``: [V,3|4] uint8."""
+    v = np.ascontiguousarray(vertices, np.float64).reshape(-1, 3)
+    f = np.asarray(faces, np.int64).reshape(-1, 3)
+    vdt = [("x", "<f8"), ("y", "<f8"), ("z", "<f8")]
+    header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(v)}",
+              "property double x", "property double y", "property double z"]
+    if colors is not None:
+        c = np.asarray(colors, np.uint8).reshape(len(v), -1)
+        if c.shape[1] == 3:
+            c = np.concatenate([c, np.full((len(v), 1), 255, np.uint8)], 1)
+        vdt += [("red", "u1"), ("green", "u1"), ("blue", "u1"), ("alpha", "u1")]
+        header += ["property uchar red", "property uchar green", "property uchar blue", "property uchar alpha"]
+    header += [f"element face {len(f)}", "property list uchar int vertex_indices", "end_header"]
+    vert = np.empty(len(v), dtype=vdt)
+    vert["x"], vert["y"], vert["z"] = v[:, 0], v[:, 1], v[:, 2]
+    if colors is not None:
+        for k, name in enumerate(("red", "green", "blue", "alpha")):
+            vert[name] = c[:, k]
+    face = np.empty(len(f), dtype=[("n", "u1"), ("i", "<i4", (3,))])
+    face["n"], face["i"] = 3, f
+    data = ("\n".join(header) + "\n").encode("ascii") + vert.tobytes() + face.tobytes()
 
+    def write(tmp):
+        with open(tmp, "wb") as out:
+            out.write(data)
+    atomic_write(path, write)
+    return Path(path)
+
+
+def write_mesh(path, vertices: np.ndarray, faces: np.ndarray, colors: Optional[np.ndarray] = None) -> Path:
+    """Write ``.ply``/``.obj``/``.glb`` through trimesh, atomically. ``colors``: [V,3|4] in [0,1] or uint8.
+    Without trimesh a ``.ply`` is written plainly (:func:`write_plain_ply`); other formats need it."""
     path = Path(path)
     if path.suffix.lower() not in MESH_FORMATS:
         raise ConfigError(f"mesh output {path}: format must be one of {', '.join(MESH_FORMATS)}")
@@ -191,6 +230,12 @@ def write_mesh(path, vertices: np.ndarray, faces: np.ndarray, colors: Optional[n
         colors = np.asarray(colors)
         if colors.dtype != np.uint8:
             colors = (np.clip(colors, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    trimesh = _trimesh()
+    if trimesh is None:
+        if path.suffix.lower() != ".ply":
+            raise ConfigError(f"mesh output {path}: {path.suffix} needs trimesh (pip install trimesh); "
+                              f"a .ply is written without it")
+        return write_plain_ply(path, vertices, faces, colors)
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, vertex_colors=colors, process=False)
     suffix = path.suffix.lower()[1:]
     atomic_write(path, lambda tmp: mesh.export(tmp, file_type=suffix))
@@ -202,7 +247,15 @@ def export_field_mesh(path, field, lo, hi, resolution=256, level=0.0, inside="be
                       color_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, device="cpu",
                       progress: bool = True):
     """Extract, clean, colour (``color_fn(points [N,3]) -> rgb [N,3]`` in the field's coordinates),
-    transform to original coordinates (4x4 ``to_original``) and write a mesh. Returns ``(V, F)``."""
+    transform to original coordinates (4x4 ``to_original``) and write a mesh. Returns ``(V, F)``. Without trimesh:
+    a plain PLY, small pieces kept (one line on stderr says so); other formats are refused before extraction."""
+    if _trimesh() is None:
+        import sys
+        if Path(path).suffix.lower() != ".ply":
+            raise ConfigError(f"mesh output {path}: {Path(path).suffix} needs trimesh (pip install trimesh); "
+                              f"a .ply is written without it")
+        print(f"[export] trimesh is not installed: writing a plain PLY without its cleanup (small pieces are kept, "
+              f"--min-component ignored); pip install trimesh for the cleanup and .obj/.glb", file=sys.stderr)
     v, f = extract_mesh(field, lo, hi, resolution, level, inside, chunks, device=device, progress=progress)
     if f.shape[0] == 0:
         raise NerfAppError(f"no surface at level {level} inside the box: nothing to write to {path}")
