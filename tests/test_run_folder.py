@@ -149,15 +149,31 @@ def test_default_checkpoint_cadence_is_a_minute():
     assert 0 < TrainSettings().checkpoint_every_s <= 60
 
 
-def test_time_checkpoint_comes_within_half_the_interval(tmp_path):
-    """With step checkpoints off, the first time-based checkpoint lands after ~half the interval."""
+def test_time_checkpoint_comes_within_half_the_interval(tmp_path, monkeypatch):
+    """With step checkpoints off, the first time-based checkpoint lands at half the interval.
+
+    The trainer's clock is replaced by one that advances 0.125 s per reading, so every step takes exactly
+    0.125 s of training time whatever the machine's load: half of a 2 s interval is reached at step 8 and
+    the budget (1.5 s) at step 12. A checkpoint at the full interval would not come within the budget at
+    all, one at the first step would be at step 1: both fail here."""
+    import types
+    from nerf_app.train import trainer as trainer_module
+    ticks = {"n": 0}
+
+    def fake_perf_counter():
+        ticks["n"] += 1
+        return ticks["n"] * 0.125
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=fake_perf_counter,
+                                                                      time=time.time, sleep=time.sleep))
     cfg = make_config(**{"train.max_steps": 0, "train.max_time": 1.5, "train.checkpoint_every": 0,
                          "train.checkpoint_every_s": 2.0})
     run = tmp_path / "run"
-    Trainer(ToyTask, cfg, run).fit()
+    result = Trainer(ToyTask, cfg, run).fit()
+    assert result.steps == 12 and result.elapsed == 1.5  # the fake clock is what the loop measured
     last = RunDir(run).checkpoint_path("last")
     assert last.is_file(), "no time-based checkpoint within the first 1.5 s of a 2 s interval"
-    assert 0.9 <= torch.load(last, weights_only=True)["elapsed"] <= 1.5
+    state = torch.load(last, weights_only=True)
+    assert (state["step"], state["elapsed"]) == (8, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------
