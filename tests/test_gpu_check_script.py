@@ -154,3 +154,17 @@ ptxas info    : Used 20 registers, used 0 barriers, 400 bytes cmem[0]
     assert [(r["registers"], r["spill_stores"], r["smem_bytes"], r["stack_bytes"]) for r in rows] == \
         [(72, 4, 38912, 8), (20, 0, 0, 0)]
     assert rows[0]["kernel"] in ("foo(float*)", "_Z3fooPf") and rows[0]["arch"] == "sm_90"
+
+
+def test_gpu_tests_fail_with_one_line_when_the_data_is_missing(tmp_path):
+    """Where the GPU tests do run, missing data is one failure line, never a skip (the fixture, used alone)."""
+    probe = tmp_path / "test_probe.py"
+    probe.write_text(f"import sys\nsys.path.insert(0, {str(REPO_ROOT / 'tests')!r})\n"
+                     "from test_gpu_training_step import lego  # noqa: F401\n\n"
+                     "def test_needs_lego(lego):\n    assert lego.is_dir()\n")
+    env = dict(os.environ, NERF_APP_DATA=str(tmp_path / "nowhere"))
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE", str(probe)],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert p.returncode == 1, p.stdout[-2000:]
+    errors = [line for line in p.stdout.splitlines() if "GPU test data not found" in line]
+    assert errors and "gpu_check.sh --prepare" in errors[0] and "Traceback" not in p.stdout
