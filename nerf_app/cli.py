@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import List, Optional
 
-from .errors import NerfAppError, OutputError
+from .errors import NerfAppError
 
 # verb -> (module, one-line help). Add a verb by adding a module and a line here.
 VERBS = {
@@ -51,7 +51,7 @@ def check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace):
     """Every output flag of the verb (tagged by the ``output_*`` types of commands/arguments.py) checked
     before the verb runs: one OutputError line naming the flag, nothing touched. Returns ``(folder,
     existed)`` for the folder outputs that are new or empty (what the command puts there is removed again
-    if a write into them fails)."""
+    if it fails)."""
     from .commands.arguments import output_flags
     from .results import check_output, clear_outputs
 
@@ -77,8 +77,9 @@ def _empty_folder(path) -> bool:
 
 
 def _remove_made_folders(folders) -> None:
-    """After a failed write, what this command put in its output folders is removed: a folder that did
-    not exist when the command started is removed, an empty one it filled is emptied again; unless it
+    """After a failed command (a NerfAppError: a failed write, a bad input found late), what it put in its
+    output folders is removed: a folder that did not exist when the command started is removed, an empty
+    one it filled is emptied again; unless it
     now holds a checkpoint (a run that trained is kept, resumable). Only real folders (no symlinks), never
     the current folder or one above it."""
     import shutil
@@ -110,8 +111,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         new_folders = check_outputs(parser, args)
         return int(args._run(args) or 0)
     except NerfAppError as exc:
-        if isinstance(exc, OutputError):
-            _remove_made_folders(new_folders)
+        _remove_made_folders(new_folders)  # a failed command leaves no folder it made (unless it holds a checkpoint)
         if args.debug:
             traceback.print_exc()
         print(f"nerf-app {args.verb}: error: {exc}", file=sys.stderr)

@@ -160,6 +160,8 @@ def check_output(path, flag: str, kind: str = "file") -> Path:
         raise OutputError(text, _reason(exc), flag) from None
     if st is None and kind == "folder" and parts[-1] in (".", ".."):
         raise OutputError(text, "names a folder by '.' or '..' that does not exist: name the folder directly", flag)
+    if st is not None and kind == "folder" and os.path.realpath(text) == os.path.realpath(os.sep):
+        raise OutputError(text, "is the root of the file system: name a folder of its own", flag)
     if st is not None:
         if kind == "folder" and not stat.S_ISDIR(st.st_mode):
             raise OutputError(text, "exists and is not a folder: name a folder", flag)
