@@ -114,11 +114,11 @@ class HostReadCounter(TorchDispatchMode):
         return super().__exit__(*exc)
 
 
-def run_training(config, run_dir, steps: int) -> Dict[int, List[tuple]]:
-    """Train ``config`` for ``steps`` steps with the real Trainer loop and return the host reads of each step
+def run_training(config, run_dir, steps: int):
+    """Train ``config`` for ``steps`` steps with the real Trainer loop; return the host reads of each step
     (from the start of ``train_step`` to the start of the next one: the step, the trainer's checks, the
-    optimizer step and ``after_step``). Step 0 updates the occupancy grid; the last step also logs and
-    writes the final checkpoint."""
+    optimizer step and ``after_step``) and the trained task. Step 0 updates the occupancy grid; the last
+    step also logs and writes the final checkpoint."""
     from nerf_app.nerf.task import NerfTask
     from nerf_app.train.trainer import Trainer
 
@@ -135,7 +135,8 @@ def run_training(config, run_dir, steps: int) -> Dict[int, List[tuple]]:
     config.train.log_every = 10 ** 6
     config.train.checkpoint_every = 0
     config.train.checkpoint_every_s = 0
+    trainer = Trainer(CountedTask, config, run_dir, log=lambda msg: None)
     with counter:
-        Trainer(CountedTask, config, run_dir, log=lambda msg: None).fit()
+        trainer.fit()
         counter.counting = False
-    return {s: counter.events.get(s, []) for s in range(steps)}
+    return {s: counter.events.get(s, []) for s in range(steps)}, trainer.task

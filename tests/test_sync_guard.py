@@ -56,14 +56,11 @@ def _format(reads) -> str:
 @pytest.mark.parametrize("setting", list(SETTINGS))
 def test_training_step_reads_the_host_at_most_twice(setting, tmp_path):
     path, overrides = SETTINGS[setting]
-    cfg = small_config(path, **overrides)
+    reads, task = run_training(small_config(path, **overrides), tmp_path / "run", STEPS)
     if setting.startswith("capture"):  # the real-capture terms are what this setting is for
-        from nerf_app.nerf.task import NerfTask
-        task = NerfTask(cfg)
-        task.build()
         assert task.use_appearance and task.distortion_weight > 0 and task.free_space_weight > 0 \
             and task.near_images is not None
-    reads = run_training(cfg, tmp_path / "run", STEPS)
+    assert not task.train_compact and task.sampler.device.type == "cpu"
     problems = []
     for step in PLAIN_STEPS:
         foreign = [r for r in reads[step] if not r[1].startswith(tuple(ALLOWED_SITES))]
