@@ -157,6 +157,7 @@ skip_stage() {  # NAME KIND WHY
 # ---- stages ---------------------------------------------------------------------------------------------
 ARCH="$("$PY" -c 'import torch; m, n = torch.cuda.get_device_capability(); print(f"{m}{n}")' 2>/dev/null)"
 [ "$DRY" = 1 ] || [ -z "$ARCH" ] && ARCH=90
+ARCH_DOT="${ARCH:0:${#ARCH}-1}.${ARCH: -1}"   # 90 -> 9.0, 100 -> 10.0 (TORCH_CUDA_ARCH_LIST's spelling)
 if [ "$DRY" = 1 ]; then DEV=cpu; else DEV=cuda; fi
 
 stage environment app 30 bash -c "
@@ -190,7 +191,7 @@ if [ "$DRY" = 1 ]; then
   stage build kernel 60 "$PY" -c "from nerf_app import backend; import sys; print(backend.build_report()); \
 sys.exit(0 if backend.has_cpp() else 'the C++ extension is not built')"
 else
-  stage build kernel 300 env NERF_APP_REQUIRE_CUDA=1 TORCH_CUDA_ARCH_LIST="${ARCH:0:1}.${ARCH:1}" MAX_JOBS="$(nproc)" \
+  stage build kernel 300 env NERF_APP_REQUIRE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH_DOT" MAX_JOBS="$(nproc)" \
     bash -c "$PY -m pip install --no-index --no-build-isolation --no-deps -e . ||
              { echo '[gpu-check] pip could not install the checkout: building in place instead'; \
                $PY setup.py build_ext --inplace; } &&
