@@ -112,10 +112,10 @@ def _params(run):
 def test_killed_and_resumed_run_is_bit_identical(lego, tmp_path):
     """SIGKILL a real training process after a checkpoint, resume it, and compare every parameter and
     buffer (hash table, MLPs, occupancy grid) with an uninterrupted run of the same budget."""
-    # One thread: with two, a NeRF run was seen (end of session 3) to differ between processes from its first
-    # occupancy update on, in about half of the runs - a multi-thread nondeterminism in a CPU path not yet found
-    # (in-process repeats and the image mode are bit-identical). Single-threaded runs resume bit-identically
-    # (8 of 8 kill/resume trials); the open item is in docs/run-folder.md.
+    # One thread. Issue 31's cause (gathers with repeated rows adding their gradients in thread order) is
+    # fixed and tests/test_determinism.py checks two-thread runs side by side; a one-ulp difference in the
+    # occupancy grid's first density estimates, seen in about 1 of 15 such runs, is still open
+    # (docs/run-folder.md), and a flipped cell would fail this bitwise comparison at random.
     common = ["--max-steps", "30", "--threads", "1", "--set", "train.checkpoint_every=4", "--set", "train.log_every=1",
               *TINY]
     full = tmp_path / "full"

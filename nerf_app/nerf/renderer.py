@@ -8,6 +8,7 @@ from typing import Callable, Optional
 import torch
 
 from ..ops.compact import compact_samples
+from ..ops.gather import take_rows
 from ..ops.march import PackedSamples, march_rays
 from ..ops.ray_aabb import ray_aabb
 from ..ops.volume_render import volume_render
@@ -86,8 +87,11 @@ def render_rays(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, di
         zeros = torch.zeros(n_rays, device=origins.device)
         return RenderOutput(background.clone(), zeros, zeros.clone(), 0, n_marched=n_marched)
     mid = 0.5 * (samples.t_starts + samples.t_ends)
-    x = origins[samples.ray_indices] + mid[:, None] * dirs[samples.ray_indices]
-    sigma, rgb = field(x, dirs[samples.ray_indices])
+    # take_rows: a ray's origin and direction repeat for each of its samples; with camera refinement they
+    # carry a gradient, and x[index]'s backward adds the repeats in thread order (nerf_app/ops/gather.py)
+    ray_dirs = take_rows(dirs, samples.ray_indices)
+    x = take_rows(origins, samples.ray_indices) + mid[:, None] * ray_dirs
+    sigma, rgb = field(x, ray_dirs)
     _, color, opacity, depth = volume_render(sigma, rgb, samples, march.t_threshold, backend=backend)
     color = color + (1.0 - opacity)[:, None] * background
     return RenderOutput(color, opacity, depth, samples.n_samples, samples, sigma, n_marched)

@@ -27,6 +27,7 @@ from ..data import load_scene
 from ..errors import ConfigError
 from ..metrics import psnr_from_mse
 from ..ops.distortion import contract_distance, distortion, packed_weights
+from ..ops.gather import take_rows
 from ..train.task import Task
 from .config import NerfConfig
 from .evaluate import eval_background
@@ -239,14 +240,14 @@ class NerfTask(Task):
         loss = 0.0
         logs = {}
         if model.pose_delta is not None:
-            origins, dirs = correct_rays(origins, dirs, model.pose_delta[batch.image_index])
+            origins, dirs = correct_rays(origins, dirs, take_rows(model.pose_delta, batch.image_index))
             loss = loss + cfg.cameras.weight * model.pose_delta.pow(2).sum(-1).mean()
         out = render_rays(model.field, model.grid, origins.contiguous(), dirs.contiguous(), bg, self.march,
                           cfg.backend, near=near, compact=self.train_compact)
         color = out.color
         if self.use_appearance:
             A = model.appearance
-            color = apply_affine(color, A[batch.image_index])
+            color = apply_affine(color, take_rows(A, batch.image_index))  # ops/gather.py: a deterministic backward
             loss = loss + cfg.appearance.weight * A.pow(2).sum(dim=(1, 2)).mean()
         mse = torch.mean((color - batch.rgb) ** 2)
         loss = loss + mse

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .gather import take_rows
+
 # tiny-cuda-nn's coherent primes (one per input dimension).
 HASH_PRIMES = (1, 2654435761, 805459861, 3674653429)
 _U32 = 0xFFFFFFFF
@@ -76,7 +78,7 @@ def hashgrid_encode(x: torch.Tensor, table: torch.Tensor, layout, smoothstep: bo
     index = torch.stack(indices, dim=1)                                       # [N, L, C]
     weight = torch.stack(weights, dim=1)                                      # [N, L, C]
     dtype = torch.promote_types(x.dtype, table.dtype)
-    features = table[index].to(dtype)                                         # [N, L, C, F]
+    features = take_rows(table, index).to(dtype)                              # [N, L, C, F]
     return (weight.to(dtype)[..., None] * features).sum(dim=2).reshape(n, -1)
 
 
@@ -252,7 +254,7 @@ def volume_render(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays: int, t_th
     first[1:] = ray_indices[1:] != ray_indices[:-1]
     base = torch.zeros(n_rays, dtype=torch.float64, device=sigmas.device)
     base[ray_indices[first]] = excl[first]
-    trans = torch.exp(-(excl - base[ray_indices])).to(sigmas.dtype)
+    trans = torch.exp(-(excl - take_rows(base, ray_indices))).to(sigmas.dtype)
     alive = (trans >= t_threshold).to(sigmas.dtype)
     weights = trans * (1.0 - torch.exp(-tau)) * alive
     color = torch.zeros(n_rays, 3, dtype=sigmas.dtype, device=sigmas.device).index_add(

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from .gather import take_rows
+
 
 def _segment_exclusive_cumsum(x: torch.Tensor, ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:
     """Per-ray exclusive prefix sums of packed ``x [S]`` (float64 inside, ``x``'s dtype out)."""
@@ -33,7 +35,9 @@ def _segment_exclusive_cumsum(x: torch.Tensor, ray_indices: torch.Tensor, n_rays
     # found with a running max, not by boolean indexing, which would read the count back to the host on a GPU
     pos = torch.arange(x.numel(), device=x.device)
     start = torch.cummax(torch.where(first, pos, torch.zeros_like(pos)), 0).values
-    return (excl - excl[start]).to(x.dtype)
+    # take_rows, not excl[start]: every sample of a ray reads its start, and x[index]'s backward adds those
+    # repeats in thread order (nerf_app/ops/gather.py)
+    return (excl - take_rows(excl, start)).to(x.dtype)
 
 
 def packed_weights(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor, ray_indices: torch.Tensor,
