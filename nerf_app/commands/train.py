@@ -10,7 +10,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("input", nargs="?", help="mesh file (.obj/.ply/.off/.stl/.glb), folder of meshes (with --mode sdf: one "
                              "latent-conditioned sdf for all), or scene folder/transforms.json")
     parser.add_argument("--mode", default=None, help="sdf | occupancy | nerf (default: from the input)")
-    parser.add_argument("--config", default=None, help="YAML config file (over the configs/<mode>.yaml preset)")
+    parser.add_argument("--config", default=None, help="YAML config file, or a preset name (e.g. nerf_real, "
+                        "nerf_synthetic), applied over the configs/<mode>.yaml preset")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, dotted keys (e.g. --set train.log_every=10); repeatable")
     parser.add_argument("--out", type=output_folder, default=None, help="run folder to create (default: runs/<mode>-<input>-<time>)")

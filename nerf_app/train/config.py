@@ -43,6 +43,24 @@ def preset_path(name: str) -> Path:
     """``configs/<name>.yaml`` wherever the presets are installed."""
     return preset_dir() / f"{name}.yaml"
 
+
+def preset_names() -> list:
+    """The presets' names (``nerf_real``, ``sdf``, ...), for ``--config NAME`` and its error message."""
+    return sorted(p.stem for p in preset_dir().glob("*.yaml"))
+
+
+def resolve_config(name_or_path: str) -> Path:
+    """``--config``'s value: a YAML file, or a preset's name (``--config nerf_real``), which works from an
+    installed package where no ``configs/`` folder is at hand. A file of that name wins over a preset."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
+    if path.parent == Path(".") and stem and (preset_dir() / f"{stem}.yaml").is_file():
+        return preset_dir() / f"{stem}.yaml"
+    raise ConfigError(f"--config {name_or_path}: no such file, and not a preset name "
+                      f"(presets: {', '.join(preset_names())})")
+
 C = TypeVar("C", bound="BaseConfig")
 
 
@@ -244,6 +262,7 @@ def load_config(cls: Type[C], mode: str, config_file: Optional[str] = None, over
     if preset is not None and preset.is_file():
         update_from_dict(cfg, read_yaml(preset), str(preset))
     if config_file:
+        config_file = str(resolve_config(config_file))
         data = read_yaml(config_file)
         if data.get("mode", mode) not in ("", mode):
             raise ConfigError(f"{config_file}: config is for mode {data['mode']!r}, not {mode!r}")
