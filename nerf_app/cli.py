@@ -32,17 +32,28 @@ VERBS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_verb(argv: List[str]) -> Optional[str]:
+    """The verb of a command line (the first token that is not an option), if it names one."""
+    for token in argv:
+        if not token.startswith("-"):
+            return token if token in VERBS else None
+    return None
+
+
+def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
+    """The parser of ``argv``'s verb: only that verb's module is imported (the others get their help line)."""
+    chosen = _chosen_verb(sys.argv[1:] if argv is None else list(argv))
     parser = argparse.ArgumentParser(prog="nerf-app", description="Neural radiance fields and implicit neural representations.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     parser.verb_parsers = {}
     for verb, (module_name, help_text) in VERBS.items():
-        module = importlib.import_module(module_name)
         p = sub.add_parser(verb, help=help_text, description=help_text)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        if verb == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
         parser.verb_parsers[verb] = p
     return parser
 
@@ -101,7 +112,7 @@ def _remove_made_folders(folders) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "verb", None):
         parser.print_help()
