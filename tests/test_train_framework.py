@@ -276,3 +276,13 @@ def test_sigkill_during_a_checkpoint_write_and_before_the_first_checkpoint(tmp_p
     assert final_state_differences(reference, run) == []
     steps = [json.loads(l)["step"] for l in (run / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(0, 21)), steps
+
+
+def test_optional_abilities_are_declared_on_task(tmp_path):
+    """A mode without per-camera near planes, colour maps or latent codes gets the Task defaults (callers call
+    them instead of probing with hasattr): None, None, and fit_latent's one error naming the mode."""
+    task = ToyTask(make_config())
+    assert task.near_for_poses(np.eye(4)[None], 100.0, 100.0, 64, 48) is None
+    assert task.eval_color_transform(None) is None and task.eval_color_transform(3) is None
+    with pytest.raises(NerfAppError, match="mode 'toy' has no latent codes"):
+        task.fit_latent(tmp_path, tmp_path / "shape.obj")

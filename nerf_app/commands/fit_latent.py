@@ -20,13 +20,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..errors import NerfAppError
     from ..train.modes import open_run
 
     task, run_dir, _ = open_run(args.run, args.checkpoint, args.overrides)
-    if not hasattr(task, "fit_latent"):
-        raise NerfAppError(f"{args.run}: mode {task.config.mode!r} has no latent codes; fit-latent needs a run "
-                           f"trained on a folder of meshes with --mode sdf")
-    result = task.fit_latent(run_dir.path, args.mesh, steps=args.steps, out=args.out)
+    result = task.fit_latent(run_dir.path, args.mesh, steps=args.steps, out=args.out)  # Task: one line otherwise
     print(json.dumps({k: v for k, v in result.items() if k != "code"}))
     return 0

@@ -141,10 +141,8 @@ def render_camera_path(task, run_dir: Path, path: str = "orbit", frames: int = 6
     rgb_frames, depth_frames = [], []
     start = time.perf_counter()
     focal = [0.5 * height / math.tan(math.radians(f) / 2) for f in fovs]
-    nears = None
-    if hasattr(task, "near_for_poses"):
-        nears = [(task.near_for_poses(p[None], f, f, width, height) or [None])[0] for p, f in zip(poses, focal)]
-    transform = task.eval_color_transform(None) if hasattr(task, "eval_color_transform") else None
+    nears = [(task.near_for_poses(p[None], f, f, width, height) or [None])[0] for p, f in zip(poses, focal)]
+    transform = task.eval_color_transform(None)
     for k, (c2w, fov_y) in enumerate(tqdm(list(zip(poses, fovs)), desc=f"render {Path(path).stem}", unit="frame")):
         o, d = pinhole_rays(c2w, width, height, fov_y)
         o = torch.from_numpy(o).float().reshape(height, width, 3)

@@ -109,6 +109,23 @@ class Task(ABC):
         """Export meshes/point clouds (``nerf-app export``); return what was written."""
         raise NerfAppError(f"mode {self.config.mode!r} cannot export")
 
+    # ---- optional abilities: a mode without them keeps these defaults (callers never probe with hasattr)
+
+    def near_for_poses(self, c2w, fx: float, fy: float, width: int, height: int) -> Optional[list]:
+        """Near planes for novel pinhole cameras ``c2w [N,4,4]`` (camera paths, the viewer), or None: the
+        mode has no per-camera near plane."""
+        return None
+
+    def eval_color_transform(self, index: Optional[int] = None):
+        """The colour map applied when rendering image ``index`` (None: a novel view), or None: colours as
+        the field gives them."""
+        return None
+
+    def fit_latent(self, run_dir: Path, mesh_path, steps=None, out=None) -> Dict[str, Any]:
+        """A new shape's latent code with the decoder frozen (``nerf-app fit-latent``)."""
+        raise NerfAppError(f"mode {self.config.mode!r} has no latent codes; fit-latent needs a run trained on a "
+                           f"folder of meshes with --mode sdf")
+
     # ---- helpers ------------------------------------------------------------------------------
 
     def load_for_inference(self, checkpoint: Dict[str, Any]) -> None:

@@ -167,13 +167,9 @@ class NerfViewRenderer(ViewRenderer):
     def _novel_view_extras(self, c2w, fov_y_deg, width, height):
         """(near, colour transform) for a novel camera, from the task when it provides them."""
         task = self.task
-        near = transform = None
-        if hasattr(task, "near_for_poses"):
-            f = 0.5 * height / math.tan(math.radians(fov_y_deg) / 2)
-            near = (task.near_for_poses(np.asarray(c2w)[None], f, f, width, height) or [None])[0]
-        if hasattr(task, "eval_color_transform"):
-            transform = task.eval_color_transform(None)
-        return near, transform
+        f = 0.5 * height / math.tan(math.radians(fov_y_deg) / 2)
+        near = (task.near_for_poses(np.asarray(c2w)[None], f, f, width, height) or [None])[0]
+        return near, task.eval_color_transform(None)
 
     def nearest_camera(self, c2w: np.ndarray, split: str = "train") -> int:
         scene = self.task.scene
@@ -215,7 +211,7 @@ class NerfViewRenderer(ViewRenderer):
         d /= np.linalg.norm(d, axis=-1, keepdims=True)
         o = np.broadcast_to(c2w[:3, 3], d.shape)
         near = self.task.image_near(i)
-        transform = self.task.eval_color_transform(i) if hasattr(self.task, "eval_color_transform") else None
+        transform = self.task.eval_color_transform(i)
         rgb, _, _ = self._render_rays(o, d, req.max_samples, should_stop, near, transform)
         gt = scene.images.rgb(i, self.background)
         gt = cv2.resize(gt, (w, h), interpolation=cv2.INTER_AREA)
