@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -213,15 +214,23 @@ from nerf_app.train.trainer import Trainer
 from test_train_framework import ToyTask, make_config
 slow_write_at = int(sys.argv[2])
 if slow_write_at >= 0:   # the checkpoint of this step is written slowly: half the bytes, then a pause
-    real_save = run_module.torch.save
-    def slow_save(state, f, *a, **k):
-        real_save(state, f, *a, **k)
-        if state.get("step") == slow_write_at:
-            data = open(f, "rb").read()
-            open(f, "wb").write(data[: len(data) // 2])
+    # (checkpoints are serialised in memory, then written through write_bytes' atomic temp file)
+    real_save, real_write, current = run_module.torch.save, run_module.write_bytes, {{}}
+    def recording_save(state, f, *a, **k):
+        current["step"] = state.get("step")
+        return real_save(state, f, *a, **k)
+    def slow_write(path, data):
+        if current.get("step") != slow_write_at:
+            return real_write(path, data)
+        def write(tmp):
+            with open(tmp, "wb") as fh:
+                fh.write(bytes(data[: len(data) // 2]))
+                fh.flush()
             print("WRITING", flush=True)
             time.sleep(60)
-    run_module.torch.save = slow_save
+        run_module.atomic_write(path, write)
+    run_module.torch.save = recording_save
+    run_module.write_bytes = slow_write
 cfg = make_config(**{{"train.max_steps": 20, "train.checkpoint_every": 5, "train.log_every": 1}})
 Trainer(ToyTask, cfg, sys.argv[1]).fit(resume=sys.argv[3] == "resume")
 """
@@ -286,3 +295,17 @@ def test_optional_abilities_are_declared_on_task(tmp_path):
     assert task.eval_color_transform(None) is None and task.eval_color_transform(3) is None
     with pytest.raises(NerfAppError, match="mode 'toy' has no latent codes"):
         task.fit_latent(tmp_path, tmp_path / "shape.obj")
+
+
+def test_trainer_step_is_the_loop_s_step(tmp_path):
+    """Trainer.step (what fit runs each iteration) applies a finite step and drops a non-finite one."""
+    trainer = Trainer(ToyTask, make_config(**{"model.nan_at": "[1]", "train.max_steps": 0}), tmp_path / "run")
+    trainer.task = task = ToyTask(trainer.config)
+    task.build()
+    before = params(task)
+    out, loss, ok = trainer.step(0)
+    assert ok and math.isfinite(loss) and not all(torch.equal(a, b) for a, b in zip(before, params(task)))
+    after_good = params(task)
+    out, loss, ok = trainer.step(1)   # nan_at: the loss is NaN
+    assert not ok and all(torch.equal(a, b) for a, b in zip(after_good, params(task)))
+    assert all(p.grad is None for p in task.model.parameters())

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Type
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 import numpy as np
 import torch
@@ -114,6 +114,22 @@ class Trainer:
         if not math.isfinite(loss):
             return loss, False
         return loss, all(math.isfinite(v) for v in values[1:]) or self._grads_finite()
+
+    def step(self, step: int) -> Tuple[Dict[str, Any], Any, bool]:
+        """One optimizer step of the built task -> ``(the task's outputs, the loss as a number, whether it
+        was applied)``: gradients zeroed, the task's step, the finiteness check of the loss and every
+        gradient, then the update and ``after_step``, or the gradients dropped when anything is not finite.
+        :meth:`fit` runs it in its loop; the GPU tests time and count its host reads."""
+        task = self.task
+        task.optimizer.zero_grad(set_to_none=True)
+        out = task.train_step(step)
+        loss, ok = self._loss_and_grads_finite(out["loss"])
+        if ok:
+            task.optimizer.step()
+            task.after_step(step, out)
+        else:
+            task.optimizer.zero_grad(set_to_none=True)
+        return out, loss, ok
 
     def _checkpoint(self, step: int, elapsed: float, name: str) -> Optional[Path]:
         # Never replace a good checkpoint by NaN weights: a diverged model is not worth keeping.
@@ -228,16 +244,11 @@ class Trainer:
                 # how far through the budget this step is (for schedules): the larger of the two fractions
                 task.budget_fraction = max(step / tcfg.max_steps if tcfg.max_steps > 0 else 0.0,
                                            elapsed / tcfg.max_time if tcfg.max_time > 0 else 0.0)
-                task.optimizer.zero_grad(set_to_none=True)
-                out = task.train_step(step)
-                loss, ok = self._loss_and_grads_finite(out["loss"])
+                out, loss, ok = self.step(step)
                 if ok:
-                    task.optimizer.step()
-                    task.after_step(step, out)
                     bad_in_a_row = 0
                     last_loss = loss
                 else:
-                    task.optimizer.zero_grad(set_to_none=True)
                     bad_in_a_row += 1
                     msg = (f"[train] step {step + 1}: non-finite loss or gradient (loss={loss}); step skipped "
                            f"({bad_in_a_row}/{tcfg.nan_patience} in a row)")
