@@ -49,9 +49,11 @@ def _scene_name(scene) -> str:
     return root.name if root.name not in ("0", "sparse", "dense") else "_".join(root.parts[-3:])
 
 
-def write_frusta_png(scene, path: Path) -> None:
+def write_frusta_png(scene, path: Path, jumps=()) -> None:
     """Top view (looking along the axis the camera centres spread least along, i.e. an orbit's
-    normal) and a side view, in normalised coordinates, with the unit cube and the cascades' aabb."""
+    normal) and a side view, in normalised coordinates, with the unit cube and the cascades' aabb.
+    ``jumps``: pairs of image names (``process``'s continuity check) drawn as thick magenta lines
+    between their camera centres."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,6 +75,8 @@ def write_frusta_png(scene, path: Path) -> None:
     views = [("top (looking down)", a1, a2), ("side", a1, up)]
     fig, axes = plt.subplots(1, 2, figsize=(12, 6))
     size = 0.1 * max(np.ptp(centres, axis=0).max(), 1.0)
+    names = {nm[len("images/"):] if nm.startswith("images/") else nm: i for i, nm in enumerate(scene.names)}
+    jumps = [(names[a], names[b]) for a, b in jumps if a in names and b in names]
     corners = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]], float)
     for ax, (title, u, v) in zip(axes, views):
         to2d = lambda p: np.stack([p @ u, p @ v], -1)  # noqa: E731
@@ -91,6 +95,9 @@ def write_frusta_png(scene, path: Path) -> None:
             for k in range(4):
                 ax.plot([o[0], w2[k, 0]], [o[1], w2[k, 1]], color=colour, lw=0.5)
                 ax.plot([w2[k, 0], w2[(k + 1) % 4, 0]], [w2[k, 1], w2[(k + 1) % 4, 1]], color=colour, lw=0.5)
+        for a, b in jumps:
+            p = to2d(centres[[a, b]])
+            ax.plot(p[:, 0], p[:, 1], color="magenta", lw=2.0, zorder=5)
         for box, style in ((corners, "k-"), (scene.aabb[0] + corners * (scene.aabb[1] - scene.aabb[0]), "k:")):
             b = to2d(box)
             for i, j in ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)):
@@ -104,5 +111,6 @@ def write_frusta_png(scene, path: Path) -> None:
         ax.set_title(title)
         ax.set_aspect("equal")
     fig.suptitle(f"{scene.source}: {len(scene)} images (blue train, red test), unit cube solid, "
-                 f"{scene.n_cascades} cascades dotted", fontsize=9)
+                 f"{scene.n_cascades} cascades dotted"
+                 + (f"; {len(jumps)} trajectory jump(s) magenta" if len(jumps) else ""), fontsize=9)
     write_figure(Path(path), fig, dpi=110)

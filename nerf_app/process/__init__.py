@@ -21,6 +21,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..errors import ConfigError, DatasetError
+from .continuity import summary_lines as continuity_lines
 from .frames import IMAGE_SUFFIXES, copy_images, list_images, select_video_frames
 from .sfm import EXHAUSTIVE_MAX, MATCHERS, SfmOptions, extract, keypoint_counts, make_pairs, map_images, match
 
@@ -300,7 +301,9 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
                        "keypoints_mean": float(np.mean(list(counts.values()))) if counts else 0.0})
         report.update(reconstruction_stats(rec))
         shutil.rmtree(work)
-        report["check"] = _verify(tmp, out)
+        report["check"], report["continuity"] = _verify(tmp, out, all_names, kind)
+        for line in continuity_lines(report["continuity"]):  # issue 24: a folded trajectory is reported
+            print(line, file=sys.stderr)
         timings["write"] = time.perf_counter() - t
         cpu["write"] = time.process_time() - c
         timings["total"] = time.perf_counter() - t_start
@@ -318,21 +321,25 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
     return report
 
 
-def _verify(tmp: Path, out: Path) -> dict:
+def _verify(tmp: Path, out: Path, order: List[str], kind: str):
     """Load the written capture with our own loader (as train/eval/render will), measure the
-    reprojection error with our own camera models and draw the frusta PNG."""
+    reprojection error with our own camera models, check the trajectory's continuity in capture
+    order (process/continuity.py) and draw the frusta PNG with its jumps. Returns (check, continuity)."""
     from ..commands.inspect import write_frusta_png
     from ..data import load_scene
+    from .continuity import check_continuity, jump_pairs
 
     scene = load_scene(tmp)
     errors = scene.reprojection_errors()
+    poses = {nm[len("images/"):] if nm.startswith("images/") else nm: c for nm, c in zip(scene.names, scene.c2w)}
+    continuity = check_continuity(order, poses, kind="video" if kind == "video" else "images")
     scene.source = out / "sparse" / "0"  # the PNG's title names where the model will be
-    write_frusta_png(scene, tmp / FRUSTA_NAME)
+    write_frusta_png(scene, tmp / FRUSTA_NAME, jumps=jump_pairs(continuity))
     check = {"loaded_images": len(scene), "n_cascades": int(scene.n_cascades)}
     if errors is not None and errors.size:
         check["reprojection_error_px"] = {"mean": float(errors.mean()), "median": float(np.median(errors)),
                                           "p95": float(np.percentile(errors, 95))}
-    return check
+    return check, continuity
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:
