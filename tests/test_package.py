@@ -212,6 +212,17 @@ def test_import_graph_has_no_cycles():
     assert _cycles(graph) == []
 
 
+def test_only_the_cli_imports_the_verbs():
+    """commands/ is the top layer: the verbs import the library, never the other way round (``process``
+    used to import its frusta plot from ``commands.inspect``); only ``cli`` and the verbs import it."""
+    graph = _graph()
+    upward = sorted((name, m) for name, deps in graph.items() for m in deps
+                    if m.startswith("nerf_app.commands") and not (name == "nerf_app.cli" or
+                                                                 name.startswith("nerf_app.commands")))
+    assert upward == []
+    assert any(m.startswith("nerf_app.commands") for m in graph["nerf_app.cli"])  # the check sees imports
+
+
 # ----------------------------------------------------------------------------------------------
 # declared dependencies and the entry point
 

@@ -194,7 +194,7 @@ def test_photos_whose_order_is_no_path_do_not_warn():
 
 def test_frusta_png_marks_jumps(tmp_path, monkeypatch):
     """The frusta plot draws each jump as a magenta line between the two camera centres."""
-    import nerf_app.commands.inspect as inspect
+    import nerf_app.data.frusta as inspect
 
     class Cam:
         width, height = 40, 30

@@ -325,7 +325,7 @@ def _verify(tmp: Path, out: Path, order: List[str], kind: str):
     """Load the written capture with our own loader (as train/eval/render will), measure the
     reprojection error with our own camera models, check the trajectory's continuity in capture
     order (process/continuity.py) and draw the frusta PNG with its jumps. Returns (check, continuity)."""
-    from ..commands.inspect import write_frusta_png
+    from ..data.frusta import write_frusta_png
     from ..data import load_scene
     from .continuity import check_continuity, jump_pairs
 
