@@ -37,12 +37,12 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     from nerf_app.train.modes import open_run
-    from nerf_app.viewer.headless import Chromium, _free_port
+    from nerf_app.viewer.headless import Chromium
     from nerf_app.viewer.server import Viewer
     from nerf_app.viewer.worker import ViewRequest
     task, rd, _ = open_run(args.run)
     t_open = time.perf_counter() - t0
-    viewer = Viewer(task, rd.path, host="127.0.0.1", port=_free_port(), max_height=args.max_height,
+    viewer = Viewer(task, rd.path, host="127.0.0.1", port=0, max_height=args.max_height,
                     preview_height=args.preview_height).start()
     if args.mode:
         viewer.gui["mode"].value = args.mode

@@ -35,9 +35,8 @@ def one(variant, args, root):
     trainer = Trainer(task_cls, cfg, run)
     viewer = page = None
     if variant != "plain":
-        from nerf_app.viewer.headless import _free_port
         from nerf_app.viewer.server import Viewer
-        viewer = Viewer(run_dir=run, host="127.0.0.1", port=_free_port(), live=True, log=lambda m: None).start()
+        viewer = Viewer(run_dir=run, host="127.0.0.1", port=0, live=True, log=lambda m: None).start()
         trainer.on_step.append(lambda step, metrics: viewer.on_step(step, metrics, trainer))
         if variant == "browser":
             from nerf_app.viewer.headless import Chromium

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -36,10 +35,14 @@ def find_chromium() -> Tuple[Optional[str], str]:
     return exe, ""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _devtools_port(profile: str) -> int:
+    """The DevTools port a Chromium started with ``--remote-debugging-port=0`` chose (first line of
+    ``DevToolsActivePort`` in its profile); OSError until it has written it."""
+    with open(os.path.join(profile, "DevToolsActivePort"), encoding="utf-8") as f:
+        line = f.readline().strip()
+    if not line.isdigit():
+        raise OSError("DevToolsActivePort not written yet")
+    return int(line)
 
 
 class Chromium:
@@ -51,11 +54,13 @@ class Chromium:
             raise RuntimeError(find_chromium()[1])
         self.width, self.height = width, height
         self.profile = tempfile.mkdtemp(prefix="nerf-app-chromium-")
-        self.port = _free_port()
+        # port 0: Chromium binds a free port itself and writes it to DevToolsActivePort in the profile (a port
+        # found free here and handed over could be taken by another process in between)
+        self.port = None
         args = [exe, "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--no-first-run",
                 "--no-default-browser-check", "--disable-extensions", "--mute-audio",
                 "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist",
-                f"--remote-debugging-port={self.port}", "--remote-allow-origins=*",
+                "--remote-debugging-port=0", "--remote-allow-origins=*",
                 f"--user-data-dir={self.profile}", f"--window-size={width},{height}", "about:blank"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._id = 0
@@ -63,6 +68,7 @@ class Chromium:
         deadline = time.time() + timeout
         while True:
             try:
+                self.port = self.port or _devtools_port(self.profile)
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json", timeout=2) as r:
                     targets = [t for t in json.load(r) if t.get("type") == "page"]
                 if targets:
