@@ -94,12 +94,12 @@ def _remove_made_folders(folders) -> None:
     now holds a checkpoint (a run that trained is kept, resumable). Only real folders (no symlinks), never
     the current folder or one above it."""
     import shutil
-    here = Path.cwd().resolve()
+
+    from .results import is_current_or_above
     for folder, existed in folders:
         if folder.is_symlink() or not folder.is_dir():
             continue
-        real = folder.resolve()
-        if real == here or real in here.parents or any((folder / "checkpoints").glob("*.pt")):
+        if is_current_or_above(folder) or any((folder / "checkpoints").glob("*.pt")):
             continue
         if not existed:
             shutil.rmtree(folder, ignore_errors=True)

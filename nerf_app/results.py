@@ -72,28 +72,24 @@ def output_flag(path) -> Optional[str]:
     return found[1] if found else None
 
 
+# an OSError's errno as a few words a user can act on
+_REASONS = {
+    errno.ENOSPC: "no space left on device (free some space and run the command again)",
+    errno.EDQUOT: "no space left on device (free some space and run the command again)",
+    errno.EFBIG: "file too large (the process's file-size limit, ulimit -f, or the file system's)",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EISDIR: "is a folder: name a file",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENAMETOOLONG: "the name is too long",
+    errno.ENOENT: "this place does not accept new files",
+    errno.EEXIST: "exists and is not a regular file (a device, pipe or socket): name a regular file",
+}
+
+
 def _reason(exc: OSError) -> str:
-    """An OSError as a few words a user can act on."""
-    code = exc.errno
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        return "no space left on device (free some space and run the command again)"
-    if code == errno.EFBIG:
-        return "file too large (the process's file-size limit, ulimit -f, or the file system's)"
-    if code == errno.EROFS:
-        return "the file system is read-only"
-    if code in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if code == errno.EISDIR:
-        return "is a folder: name a file"
-    if code == errno.ENOTDIR:
-        return "a part of the path is a file, not a folder"
-    if code == errno.ENAMETOOLONG:
-        return "the name is too long"
-    if code == errno.ENOENT:
-        return "this place does not accept new files"
-    if code == errno.EEXIST:
-        return "exists and is not a regular file (a device, pipe or socket): name a regular file"
-    return exc.strerror or str(exc)
+    return _REASONS.get(exc.errno, exc.strerror or str(exc))
 
 
 def _probe_new_file(folder: str) -> Optional[OSError]:
@@ -197,6 +193,14 @@ def check_output(path, flag: str, kind: str = "file") -> Path:
         raise OutputError(text, f"{base_text} does not accept new files ({_reason(problem)})", flag)
     register_output(text, flag)
     return p
+
+
+def is_current_or_above(path) -> bool:
+    """Whether ``path`` is the current folder or a folder above it: never deleted or emptied by a command
+    (``demo --out ""`` once deleted a whole checkout)."""
+    here = Path.cwd().resolve()
+    real = Path(path).resolve()
+    return real == here or real in here.parents
 
 
 def default_file_mode() -> int:
@@ -348,7 +352,6 @@ def write_video(path, frames: Iterable[np.ndarray], fps: int = 24) -> Path:
     reason = video_unavailable_reason()
     if reason is not None:
         import sys
-        from PIL import Image
         path = Path(path)
         folder = path.with_name(path.stem + "_frames")
         folder.mkdir(parents=True, exist_ok=True)
@@ -356,9 +359,7 @@ def write_video(path, frames: Iterable[np.ndarray], fps: int = 24) -> Path:
             old.unlink()
         n = 0
         for n, frame in enumerate(frames, 1):
-            buf = io.BytesIO()
-            Image.fromarray(to_uint8(frame)).save(buf, format="PNG")
-            write_bytes(folder / f"frame_{n - 1:04d}.png", buf.getvalue())
+            write_png(folder / f"frame_{n - 1:04d}.png", frame)
         if not WRITTEN_AS_FRAMES:
             print(f"[render] no imageio-ffmpeg ({reason}): videos are written as PNG frames ({n} in {folder}/); "
                   f"make the mp4 with: ffmpeg -framerate {fps} -i {folder}/frame_%04d.png -c:v libx264 "

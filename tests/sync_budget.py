@@ -114,6 +114,16 @@ class HostReadCounter(TorchDispatchMode):
         return super().__exit__(*exc)
 
 
+def quiet_budget(config, steps: int) -> None:
+    """``steps`` steps, no progress bar, no log line or checkpoint before the last step (their host reads
+    are not the step's)."""
+    config.train.max_steps = steps
+    config.train.progress = False
+    config.train.log_every = 10 ** 6
+    config.train.checkpoint_every = 0
+    config.train.checkpoint_every_s = 0
+
+
 def run_training(config, run_dir, steps: int):
     """Train ``config`` for ``steps`` steps with the real Trainer loop; return the host reads of each step
     (from the start of ``train_step`` to the start of the next one: the step, the trainer's checks, the
@@ -130,11 +140,7 @@ def run_training(config, run_dir, steps: int):
             counter.counting = True
             return super().train_step(step)
 
-    config.train.max_steps = steps
-    config.train.progress = False
-    config.train.log_every = 10 ** 6
-    config.train.checkpoint_every = 0
-    config.train.checkpoint_every_s = 0
+    quiet_budget(config, steps)
     trainer = Trainer(CountedTask, config, run_dir, log=lambda msg: None)
     with counter:
         trainer.fit()

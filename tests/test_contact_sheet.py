@@ -92,3 +92,16 @@ def test_label_tile_writes_readable_text():
     tile = np.zeros((200, 300, 3), np.uint8)
     out = ev.label_tile(tile, ["PSNR 17.52 dB"])
     assert out.shape == tile.shape and (out[:30, :150] == 255).any() and (out[60:] == 0).all()
+
+
+def test_the_nerf_task_passes_the_sheet_choice_through(monkeypatch, tmp_path):
+    """`eval --sheet all` reaches evaluate_nerf through NerfTask.evaluate (the verb passes its options on)."""
+    from nerf_app.nerf import evaluate as ev
+    from nerf_app.nerf.task import NerfTask
+    seen = {}
+    monkeypatch.setattr(ev, "evaluate_nerf", lambda task, run_dir, split, limit, sheet="worst": seen.update(
+        split=split, limit=limit, sheet=sheet) or {})
+    NerfTask.evaluate(object(), tmp_path, limit=3, sheet="all")
+    assert seen == {"split": "test", "limit": 3, "sheet": "all"}
+    NerfTask.evaluate(object(), tmp_path)
+    assert seen["sheet"] == "worst"

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, requires_cuda
-from sync_budget import ALLOWED_SITES, DEMO, MAX_READS_PER_STEP, HostReadCounter
+from sync_budget import ALLOWED_SITES, DEMO, MAX_READS_PER_STEP, HostReadCounter, quiet_budget
 
 STEPS = 8
 MEASURED = range(3, STEPS - 1)   # after the grid update (0) and two warm-up steps; before the logging step
@@ -59,11 +59,7 @@ def cuda_syncs_per_step(config, run_dir, steps):
             torch.cuda.set_sync_debug_mode("warn")
             return super().train_step(step)
 
-    config.train.max_steps = steps
-    config.train.progress = False
-    config.train.log_every = 10 ** 6
-    config.train.checkpoint_every = 0
-    config.train.checkpoint_every_s = 0
+    quiet_budget(config, steps)
     with warnings.catch_warnings(record=True) as caught, counter:
         warnings.simplefilter("always")
         try:

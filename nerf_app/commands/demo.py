@@ -41,10 +41,10 @@ def _replaceable(out: Path) -> bool:
     Anything else is refused with one line: the demo once deleted whatever folder ``--out`` named, and
     ``--out ""`` or ``--out .`` took the current folder (a git checkout included) with it."""
     from ..errors import ConfigError
+    from ..results import is_current_or_above
     if not out.exists() and not out.is_symlink():
         return False
-    here = Path.cwd().resolve()
-    if not str(out).strip() or out.resolve() == here or out.resolve() in here.parents:
+    if not str(out).strip() or is_current_or_above(out):
         raise ConfigError(f"--out {str(out)!r} is the current folder or one above it: name a new folder")
     if out.is_symlink() or not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder: name a new folder")

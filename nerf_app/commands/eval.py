@@ -49,12 +49,8 @@ def run(args) -> int:
         print(json.dumps({k: v for k, v in metrics.items() if k != "per_image"}))
         print(f"wrote {path}")
         return 0
-    opts = {k: v for k, v in {"split": args.split, "limit": args.limit}.items() if v is not None}
-    if args.sheet is not None and task.config.mode == "nerf":
-        from ..nerf.evaluate import evaluate_nerf   # the nerf task's evaluate, with the sheet chosen
-        metrics = evaluate_nerf(task, run_dir.path, sheet=args.sheet, **opts)
-    else:
-        metrics = task.evaluate(run_dir.path, **opts)
+    opts = {k: v for k, v in {"split": args.split, "limit": args.limit, "sheet": args.sheet}.items() if v is not None}
+    metrics = task.evaluate(run_dir.path, **opts)
     path = run_dir.write_metrics(metrics, args.out)
     print(json.dumps(metrics))
     print(f"wrote {path}")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, NerfAppError
-from ..results import atomic_write
+from ..results import atomic_write, write_bytes
 
 MESH_FORMATS = (".ply", ".obj", ".glb")
 
@@ -189,6 +189,13 @@ def apply_transform(vertices: np.ndarray, faces: np.ndarray, matrix: Optional[np
     return v, faces
 
 
+def _check_format_without_trimesh(path) -> None:
+    """Without trimesh only ``.ply`` can be written (:func:`write_plain_ply`): anything else is one line."""
+    if Path(path).suffix.lower() != ".ply":
+        raise ConfigError(f"mesh output {path}: {Path(path).suffix} needs trimesh (pip install trimesh); "
+                          f"a .ply is written without it")
+
+
 def write_plain_ply(path, vertices: np.ndarray, faces: np.ndarray, colors: Optional[np.ndarray] = None) -> Path:
     """Binary little-endian PLY without trimesh: double ``x y z``, optional uchar ``red green blue alpha``,
     triangles as ``vertex_indices`` lists (the layout trimesh writes). ``colors``: [V,3|4] uint8."""
@@ -211,12 +218,7 @@ def write_plain_ply(path, vertices: np.ndarray, faces: np.ndarray, colors: Optio
             vert[name] = c[:, k]
     face = np.empty(len(f), dtype=[("n", "u1"), ("i", "<i4", (3,))])
     face["n"], face["i"] = 3, f
-    data = ("\n".join(header) + "\n").encode("ascii") + vert.tobytes() + face.tobytes()
-
-    def write(tmp):
-        with open(tmp, "wb") as out:
-            out.write(data)
-    atomic_write(path, write)
+    write_bytes(path, ("\n".join(header) + "\n").encode("ascii") + vert.tobytes() + face.tobytes())
     return Path(path)
 
 
@@ -232,9 +234,7 @@ def write_mesh(path, vertices: np.ndarray, faces: np.ndarray, colors: Optional[n
             colors = (np.clip(colors, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     trimesh = _trimesh()
     if trimesh is None:
-        if path.suffix.lower() != ".ply":
-            raise ConfigError(f"mesh output {path}: {path.suffix} needs trimesh (pip install trimesh); "
-                              f"a .ply is written without it")
+        _check_format_without_trimesh(path)
         return write_plain_ply(path, vertices, faces, colors)
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, vertex_colors=colors, process=False)
     suffix = path.suffix.lower()[1:]
@@ -251,9 +251,7 @@ def export_field_mesh(path, field, lo, hi, resolution=256, level=0.0, inside="be
     a plain PLY, small pieces kept (one line on stderr says so); other formats are refused before extraction."""
     if _trimesh() is None:
         import sys
-        if Path(path).suffix.lower() != ".ply":
-            raise ConfigError(f"mesh output {path}: {Path(path).suffix} needs trimesh (pip install trimesh); "
-                              f"a .ply is written without it")
+        _check_format_without_trimesh(path)
         print(f"[export] trimesh is not installed: writing a plain PLY without its cleanup (small pieces are kept, "
               f"--min-component ignored); pip install trimesh for the cleanup and .obj/.glb", file=sys.stderr)
     v, f = extract_mesh(field, lo, hi, resolution, level, inside, chunks, device=device, progress=progress)

@@ -91,14 +91,19 @@ SHEETS = ("worst", "all")
 TILE_SIDE = 400   # contact-sheet tiles are at most this many pixels on a side
 
 
+def check_sheet(sheet: str) -> None:
+    """An unknown ``--sheet`` as one line, before anything is rendered."""
+    if sheet not in SHEETS:
+        from ..errors import ConfigError
+        raise ConfigError(f"--sheet must be one of {', '.join(SHEETS)}, got {sheet!r}")
+
+
 def sheet_order(psnrs, sheet: str = "worst", rows: int = 4) -> List[tuple]:
     """Which views a contact sheet shows, in order, with a label each: ``[(position, label)]``.
 
     ``worst``: the ``rows`` lowest-PSNR views, worst first, then the median and the best view (when not
     already shown); ``all``: every view, worst first. Views without a score (NaN) come last."""
-    if sheet not in SHEETS:
-        from ..errors import ConfigError
-        raise ConfigError(f"--sheet must be one of {', '.join(SHEETS)}, got {sheet!r}")
+    check_sheet(sheet)
     p = np.asarray(psnrs, dtype=np.float64)
     n = len(p)
     if n == 0:
@@ -154,7 +159,7 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
     the contact sheet RUN/contact_sheet_SPLIT.png (:func:`sheet_order`: the worst views first, then the
     median and the best, each labelled with its PSNR; ``sheet="all"``: every view, worst first), the
     training curve."""
-    sheet_order([], sheet)  # an unknown sheet: the one-line error before any rendering
+    check_sheet(sheet)  # an unknown sheet: the one-line error before any rendering
     scene = task.scene
     indices = eval_views(scene, split, limit)
     out_dir = run_dir / f"eval_{split}"

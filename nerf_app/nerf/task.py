@@ -349,9 +349,10 @@ class NerfTask(Task):
             self.config.appearance.mode = "none"
         super().load_for_inference(checkpoint)
 
-    def evaluate(self, run_dir: Path, split: str = "test", limit: Optional[int] = None, **_) -> Dict[str, Any]:
+    def evaluate(self, run_dir: Path, split: str = "test", limit: Optional[int] = None, sheet: str = "worst",
+                 **_) -> Dict[str, Any]:
         from .evaluate import evaluate_nerf
-        return evaluate_nerf(self, Path(run_dir), split, limit)
+        return evaluate_nerf(self, Path(run_dir), split, limit, sheet=sheet)
 
     def render(self, run_dir: Path, **opts) -> Dict[str, Any]:
         from .outputs import render_camera_path
