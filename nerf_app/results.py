@@ -190,7 +190,8 @@ def check_output(path, flag: str, kind: str = "file") -> Path:
                                 f"command again)", flag)
     problem = _probe_new_file(base_text)
     if problem is not None:
-        raise OutputError(text, f"{base_text} does not accept new files ({_reason(problem)})", flag)
+        why = "" if problem.errno == errno.ENOENT else f" ({_reason(problem)})"  # ENOENT's reason says the same
+        raise OutputError(text, f"{base_text} does not accept new files{why}", flag)
     register_output(text, flag)
     return p
 
