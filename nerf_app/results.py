@@ -378,43 +378,89 @@ def write_video(path, frames: Iterable[np.ndarray], fps: int = 24) -> Path:
     return Path(path)
 
 
+def _font(size: int):
+    """Pillow's bundled scalable font at ``size`` pixels (Pillow < 10.1 has only its fixed 11-pixel one)."""
+    from PIL import ImageFont
+    try:
+        return ImageFont.load_default(size=max(8, int(size)))
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def sheet_layout(shapes: Sequence[Sequence[Sequence[int]]], column_titles: Optional[List[str]] = None,
+                 tile: Optional[int] = None, gap: int = 0) -> Dict[str, Any]:
+    """Where :func:`contact_sheet` puts each tile: ``shapes[i][j] = (height, width)`` of the tile in row i,
+    column j -> ``{"size", "scale"[i][j], "x"[j], "y"[i], "widths"[j], "heights"[i], "head", "font",
+    "sheet": (width, height)}``. Each tile is scaled so its longer side is ``size`` (``tile``, default the
+    first tile's longer side capped at 400); a column is as wide as its widest tile and a row as tall as its
+    tallest, so tiles of one aspect (portrait or landscape) leave no gaps; ``gap`` pixels between cells. The
+    column titles get a font about 1/14 of the narrowest column (at least 14 pixels), shrunk until every
+    title fits its column."""
+    n_cols = max(len(r) for r in shapes)
+    size = int(tile or min(400, max(shapes[0][0][:2])))
+    scale = [[size / max(h, w) for h, w in row] for row in shapes]
+    dims = [[(max(1, round(h * s)), max(1, round(w * s))) for (h, w), s in zip(row, sc)]
+            for row, sc in zip(shapes, scale)]
+    widths = [max((r[j][1] for r in dims if j < len(r)), default=size) for j in range(n_cols)]
+    heights = [max(h for h, _ in r) for r in dims]
+    font, head = 0, 0
+    if column_titles:
+        from PIL import Image, ImageDraw
+        font = max(14, min(widths) // 14)
+        draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+        while font > 10 and any(draw.textlength(str(t), font=_font(font)) > w - 8
+                                for t, w in zip(column_titles, widths)):
+            font -= 1
+        head = int(font * 1.6)
+    x = [sum(widths[:j]) + gap * j for j in range(n_cols)]
+    y = [head + sum(heights[:i]) + gap * i for i in range(len(shapes))]
+    return {"size": size, "scale": scale, "x": x, "y": y, "widths": widths, "heights": heights, "head": head,
+            "font": font, "sheet": (x[-1] + widths[-1], y[-1] + heights[-1])}
+
+
 def contact_sheet(path, rows: Sequence[Sequence[np.ndarray]], column_titles: Optional[List[str]] = None,
-                  labels: Optional[Sequence[Optional[str]]] = None, tile: Optional[int] = None) -> None:
+                  labels: Optional[Sequence[Optional[str]]] = None, tile: Optional[int] = None,
+                  gap: int = 0) -> Dict[str, Any]:
     """A grid of images as one PNG: ``rows[i][j]`` is the tile in row i, column j (float [0,1] or
-    uint8, any sizes: each is fitted into a ``tile``-pixel square, default the largest side of the first
-    image capped at 400). ``column_titles`` label the columns above the first row; ``labels[i]`` (one per
-    tile, row-major, ``None`` for none) is written into a tile's top-left corner."""
+    uint8, any sizes), laid out by :func:`sheet_layout` (each scaled to ``tile`` pixels on its longer side,
+    cells as big as their tiles, centred). ``column_titles`` label the columns above the first row in a
+    readable font; ``labels[i]`` (one per tile, row-major, ``None`` for none) is written into a tile's
+    top-left corner; ``gap`` white pixels between cells. Returns the layout."""
     from PIL import Image, ImageDraw
 
     rows = [list(r) for r in rows]
     if not rows or not rows[0]:
         raise ValueError("contact_sheet needs at least one image")
-    n_cols = max(len(r) for r in rows)
-    first = np.asarray(rows[0][0])
-    size = int(tile or min(400, max(first.shape[:2])))
-    head = 18 if column_titles else 0
-    sheet = Image.new("RGB", (n_cols * size, head + len(rows) * size), (255, 255, 255))
+    rows = [[to_uint8(np.asarray(img)) for img in r] for r in rows]
+    layout = sheet_layout([[img.shape[:2] for img in r] for r in rows], column_titles, tile, gap)
+    sheet = Image.new("RGB", layout["sheet"], (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    for j, title in enumerate(column_titles or []):
-        draw.text((j * size + 4, 3), str(title), fill=(0, 0, 0))
+    if column_titles:
+        font = _font(layout["font"])
+        for j, title in enumerate(column_titles[:len(layout["x"])]):
+            draw.text((layout["x"][j] + 4, int(layout["font"] * 0.25)), str(title), fill=(0, 0, 0), font=font)
     k = 0
     for i, row in enumerate(rows):
-        for j, img in enumerate(row):
-            data = to_uint8(img)
+        for j, data in enumerate(row):
             if data.ndim == 2:
                 data = np.repeat(data[..., None], 3, axis=2)
-            im = Image.fromarray(data[..., :3])
-            scale = size / max(im.size)
-            im = im.resize((max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))), Image.BILINEAR)
-            x, y = j * size + (size - im.size[0]) // 2, head + i * size + (size - im.size[1]) // 2
+            im = Image.fromarray(np.ascontiguousarray(data[..., :3]))
+            s = layout["scale"][i][j]
+            im = im.resize((max(1, round(im.size[0] * s)), max(1, round(im.size[1] * s))), Image.BILINEAR)
+            x = layout["x"][j] + (layout["widths"][j] - im.size[0]) // 2
+            y = layout["y"][i] + (layout["heights"][i] - im.size[1]) // 2
             sheet.paste(im, (x, y))
             label = labels[k] if labels is not None and k < len(labels) else None
             if label:
-                draw.text((j * size + 4, head + i * size + 4), str(label), fill=(20, 20, 20))
+                font = _font(max(12, layout["heights"][i] // 18))
+                box = draw.textbbox((x + 4, y + 4), str(label), font=font)
+                draw.rectangle((box[0] - 2, box[1] - 1, box[2] + 2, box[3] + 1), fill=(255, 255, 255))
+                draw.text((x + 4, y + 4), str(label), fill=(20, 20, 20), font=font)
             k += 1
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")  # encoded in memory
     write_bytes(path, buf.getvalue())
+    return layout
 
 
 def grid(tiles: Sequence[np.ndarray], cols: int) -> List[List[np.ndarray]]:

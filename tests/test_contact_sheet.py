@@ -56,17 +56,20 @@ def test_sheet_order():
 
 
 def rows_in_sheet(path, n_rows):
-    """The flat colour of each row's ground-truth tile (the middle of the tile, below the label box)."""
+    """The flat colour of each row's ground-truth tile (the middle of the tile, below the label box), read at
+    the positions :func:`nerf_app.results.sheet_layout` gives for tiles of this size."""
     from PIL import Image
+    from nerf_app.results import sheet_layout
     img = np.asarray(Image.open(path).convert("RGB")).astype(int)
-    head = 18
-    side = (img.shape[0] - head) // n_rows
-    assert img.shape[1] == 4 * side
+    scale = min(1.0, ev.TILE_SIDE / max(H, W))         # eval's tiles are shrunk to TILE_SIDE, never grown
+    tile = (round(H * scale), round(W * scale))
+    layout = sheet_layout([[tile] * 4] * n_rows, ev.SHEET_COLUMNS, gap=ev.SHEET_GAP)
+    assert img.shape[:2] == layout["sheet"][::-1]
     out = []
     for r in range(n_rows):
-        px = img[head + r * side + int(0.8 * side), side // 2]
+        px = img[layout["y"][r] + int(0.8 * layout["heights"][r]), layout["x"][0] + layout["widths"][0] // 2]
         out.append(int(np.argmin(np.abs(COLOURS.astype(int) - px).sum(1))))
-    return out, img, side
+    return out, img, layout
 
 
 @pytest.mark.parametrize("sheet", ["worst", "all"])
@@ -78,11 +81,11 @@ def test_contact_sheet_shows_worst_first_with_psnr(tmp_path, monkeypatch, sheet)
     expect = by_psnr[:3] + [by_psnr[3], by_psnr[-1]] if sheet == "worst" else by_psnr
     shown = [int(Path(v["name"]).stem.split("_")[1]) for v in metrics["contact_sheet_views"]]
     assert shown == expect and shown[0] == int(np.argmax(NOISE))
-    rows, img, side = rows_in_sheet(tmp_path / "contact_sheet_test.png", len(expect))
+    rows, img, layout = rows_in_sheet(tmp_path / "contact_sheet_test.png", len(expect))
     assert rows == expect          # the picture agrees with the metrics
     # a white label box with dark text in the top-left corner of the render tile (the PSNR)
-    top = 18 + (side - round(H * side / W)) // 2          # tiles keep their aspect, centred in a square
-    corner = img[top + 3:top + 14, side + 2:side + 60]
+    top, left = layout["y"][0], layout["x"][1]
+    corner = img[top + 3:top + 14, left + 2:left + 60]
     assert (corner == 255).all(-1).mean() > 0.3 and (corner < 80).all(-1).any()
     for v in metrics["contact_sheet_views"]:
         assert v["psnr"] == pytest.approx(psnr[v["name"]])
@@ -105,3 +108,25 @@ def test_the_nerf_task_passes_the_sheet_choice_through(monkeypatch, tmp_path):
     assert seen == {"split": "test", "limit": 3, "sheet": "all"}
     NerfTask.evaluate(object(), tmp_path)
     assert seen["sheet"] == "worst"
+
+
+@pytest.mark.parametrize("shape", [(400, 225), (300, 400), (200, 200)])
+def test_sheet_cells_fit_their_tiles(tmp_path, shape):
+    """Portrait and landscape tiles fill their cells (no white band above/below or beside them beyond the
+    gap), and the column titles are written large enough to read (cap height well over the old 7 pixels)."""
+    from PIL import Image
+    from nerf_app.results import contact_sheet
+    h, w = shape
+    rows = [[np.full((h, w, 3), 40 * (1 + r + c), np.uint8) for c in range(3)] for r in range(2)]
+    gap = 4
+    layout = contact_sheet(tmp_path / "s.png", rows, ["ground truth", "render (PSNR)", "depth"], gap=gap)
+    img = np.asarray(Image.open(tmp_path / "s.png").convert("RGB")).astype(int)
+    assert img.shape[:2] == (layout["head"] + 2 * h + gap, 3 * w + 2 * gap)
+    for r in range(2):
+        for c in range(3):
+            y, x = layout["y"][r], layout["x"][c]
+            assert (img[y:y + h, x:x + w] == 40 * (1 + r + c)).all()      # the tile, edge to edge
+    title = img[:layout["head"], :layout["widths"][0]]
+    ink = np.nonzero((title < 128).all(-1).any(1))[0]
+    assert layout["font"] >= 14 and ink.size and ink[-1] - ink[0] >= 10     # letters >= 10 pixels tall
+    assert (img[:layout["head"], layout["x"][1]:] < 128).all(-1).any()       # every column has its title

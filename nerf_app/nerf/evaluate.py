@@ -89,6 +89,8 @@ def fit_left_score_right(rgb: np.ndarray, gt: np.ndarray, mask: Optional[np.ndar
 
 SHEETS = ("worst", "all")
 TILE_SIDE = 400   # contact-sheet tiles are at most this many pixels on a side
+SHEET_GAP = 4     # white pixels between the contact sheet's cells (rows of views stay apart)
+SHEET_COLUMNS = ["ground truth", "render (PSNR)", "depth", "|error| x4"]
 
 
 def check_sheet(sheet: str) -> None:
@@ -138,7 +140,7 @@ def label_tile(tile: np.ndarray, lines: List[str]) -> np.ndarray:
     image)."""
     from PIL import Image, ImageDraw, ImageFont
     im = Image.fromarray(np.ascontiguousarray(tile))
-    size = max(10, im.size[1] // 18)
+    size = max(12, max(im.size) // 20)   # the same size on portrait and landscape tiles
     try:
         font = ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: one fixed size
@@ -227,7 +229,7 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
                             label_tile(rgb_t, [f"PSNR {r['psnr']:.2f} dB", f"SSIM {r['ssim']:.3f}"]),
                             depth_t, err_t])
     contact_sheet(run_dir / f"contact_sheet_{split}.png", sheet_tiles,
-                  ["ground truth", "render (PSNR)", "depth", "|error| x4"])
+                  SHEET_COLUMNS, gap=SHEET_GAP)
     metrics["contact_sheet_views"] = [{"row": n, "name": per_image[k]["name"], "label": label,
                                        "psnr": per_image[k]["psnr"]} for n, (k, label) in enumerate(picks)]
     log = []
