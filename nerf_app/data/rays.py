@@ -175,8 +175,10 @@ class RaySampler:
         """The number of pixels batches are drawn from (the kept ones when there are masks)."""
         return int(self.offsets[-1]) if self._kept is None else int(self._kept.numel())
 
-    def sample(self, n: int) -> RayBatch:
-        """``n`` random training rays. Everything is drawn and gathered on the sampler's device: no host read and
+    def sample(self, n: int, part: Optional[Sequence[int]] = None) -> RayBatch:
+        """``n`` random training rays (``part=(start, stop)``: only those rows of them, every draw made for all
+        ``n``, so the generator advances alike on every data-parallel rank and the rows equal the same rows of
+        the whole batch). Everything is drawn and gathered on the sampler's device: no host read and
         no host-to-device copy, so a GPU step does not wait here (the one exception: cameras on the exact
         unprojection rule, see :meth:`_directions`). Per seed the draws are deterministic on each device;
         the CPU draws are the ones this sampler always made."""
@@ -185,12 +187,15 @@ class RaySampler:
             flat = torch.randint(0, int(self.offsets[-1]), (n,), generator=g, device=dev)
         else:
             flat = self._kept[torch.randint(0, int(self._kept.numel()), (n,), generator=g, device=dev)]
+        rows = slice(None) if part is None else slice(int(part[0]), int(part[1]))
+        if part is not None:
+            flat = flat[rows]
         local = torch.searchsorted(self._offsets_t, flat, right=True) - 1  # which image of the split
         within = flat - self._offsets_t[local]
         widths = self._widths[local]
         px = torch.stack([within % widths, within // widths], -1)
         if self.jitter:
-            xy = px.double() + torch.rand(n, 2, generator=g, dtype=torch.float64, device=dev)
+            xy = px.double() + torch.rand(n, 2, generator=g, dtype=torch.float64, device=dev)[rows]
         else:
             xy = px.double() + 0.5
         d_cam = self._directions(local, within, xy)
@@ -201,9 +206,9 @@ class RaySampler:
         bg = None
         if self.channels == 4 and self.background != "keep":
             if self._fixed_bg_t is None:  # random
-                bg = torch.rand(n, 3, generator=g, device=dev)
+                bg = torch.rand(n, 3, generator=g, device=dev)[rows]
             else:
-                bg = self._fixed_bg_t.expand(n, 3)
+                bg = self._fixed_bg_t.expand(flat.shape[0], 3)
             a = colour[:, 3:4]
             colour = colour[:, :3] * a + bg * (1 - a)
         return RayBatch(c2w[:, :3, 3].contiguous(), d, colour, bg, self._indices_t[local], px)

@@ -108,6 +108,7 @@ def pixel_grid(w: int, h: int, crop=(0.0, 0.0, 1.0, 1.0)) -> torch.Tensor:
 class ImageTask(Task):
     config_class = ImageConfig
     description = "2D image: pixel coordinates -> colour"
+    distributed = True
 
     def build(self) -> None:
         cfg = self.config
@@ -129,11 +130,19 @@ class ImageTask(Task):
     def train_step(self, step: int) -> Dict[str, Any]:
         lr = self.decayed_lr(self.config.optim.lr, self.config.optim.lr_final)
         self.set_lr(lr)
-        idx = torch.randint(0, self.H * self.W, (self.config.optim.batch_size,))
+        n = self.config.optim.batch_size
+        idx = torch.randint(0, self.H * self.W, (n,))
+        if self.dist is not None:  # every rank draws the global batch (same RNG state everywhere) and keeps its rows
+            first, last, share = self.batch_part(n)
+            idx = idx[first:last]
         x = torch.stack([((idx % self.W).float() + 0.5) / self.W, ((idx // self.W).float() + 0.5) / self.H], -1)
         mse = ((self.model(x.to(self.device)) - self.pixels[idx].to(self.device)) ** 2).mean()
-        mse.backward()
-        return {"loss": mse, "psnr": psnr_from_mse(mse.detach()), "lr": lr}
+        if self.dist is None:
+            mse.backward()
+            return {"loss": mse, "psnr": psnr_from_mse(mse.detach()), "lr": lr}
+        (mse * share).backward()
+        global_mse = self.dist.sum_values([float(mse.detach()) * (last - first) / n])[0]
+        return {"loss": mse.detach() * share, "psnr": psnr_from_mse(torch.tensor(global_mse)), "lr": lr}
 
     def extra_state(self):
         return {"space": self.space, "shape": [self.H, self.W, self.C]}

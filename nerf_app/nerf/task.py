@@ -92,6 +92,7 @@ def train_compact_on(setting: str, device: torch.device) -> bool:
 class NerfTask(Task):
     config_class = NerfConfig
     description = "radiance field from posed photos"
+    distributed = True
 
     # -- setup ----------------------------------------------------------------------------------
 
@@ -233,7 +234,14 @@ class NerfTask(Task):
             model.grid.update(lambda x: model.field.density(x)[0], step < cfg.grid.warmup_steps,
                               self.march.dt_min(), cfg.grid.decay, subset_fraction=self.grid_subset,
                               min_threshold=self.sharp_density * ramp)
-        batch = self.sampler.sample(self.n_rays)
+            if self.dist is not None:  # computed alike on every rank; rank 0's copy makes them bit-equal on any threads
+                self.dist.broadcast_tensors([model.grid.density, model.grid.bitfield], "sharing the occupancy grid")
+        if self.dist is None:
+            batch = self.sampler.sample(self.n_rays)
+        else:  # the same global batch on every rank; this rank's rows of it (train/distributed.py)
+            self.n_rays = max(self.n_rays, self.dist.world)
+            first, last, share = self.batch_part(self.n_rays)
+            batch = self.sampler.sample(self.n_rays, part=(first, last))
         bg = batch.background if batch.background is not None else self._train_bg
         near = None if self.near_images is None else self.near_images[batch.image_index]
         origins, dirs = batch.origins, batch.directions
@@ -250,31 +258,40 @@ class NerfTask(Task):
             color = apply_affine(color, take_rows(A, batch.image_index))  # ops/gather.py: a deterministic backward
             loss = loss + cfg.appearance.weight * A.pow(2).sum(dim=(1, 2)).mean()
         mse = torch.mean((color - batch.rgb) ** 2)
-        loss = loss + mse
+        loss = loss + (mse if self.dist is None else mse * share)
         if self.distortion_weight > 0 and out.n_samples > 0:
             s = out.samples
             n = batch.origins.shape[0]
             w = packed_weights(out.sigmas, s.t_starts, s.t_ends, s.ray_indices, n)
             dist = distortion(w, contract_distance(s.t_starts), contract_distance(s.t_ends), s.ray_indices, n).mean()
-            loss = loss + self.distortion_weight * dist
+            loss = loss + self.distortion_weight * (dist if self.dist is None else dist * share)
             logs["distortion"] = dist.detach()
         if self.free_space_weight > 0:
-            k = min(origins.shape[0], FREE_SPACE_RAYS)
-            free = self.free_images[batch.image_index[:k]]
-            lo, hi = model.grid.bound
-            fs = free_space_loss(lambda x: model.field.density(x)[0], origins[:k], dirs[:k], free, lo, hi)
-            loss = loss + self.free_space_weight * fs
-            logs["free_space"] = fs.detach()
+            # the global batch's first FREE_SPACE_RAYS rays: on several ranks, this rank's share of them
+            k_all = min(self.n_rays, FREE_SPACE_RAYS)
+            k = min(origins.shape[0], FREE_SPACE_RAYS) if self.dist is None else max(0, min(last, k_all) - first)
+            if k > 0:
+                free = self.free_images[batch.image_index[:k]]
+                lo, hi = model.grid.bound
+                fs = free_space_loss(lambda x: model.field.density(x)[0], origins[:k], dirs[:k], free, lo, hi)
+                loss = loss + self.free_space_weight * (fs if self.dist is None else fs * (self.dist.world * k / k_all))
+                logs["free_space"] = fs.detach()
         loss.backward()
         n_rays = self.n_rays
+        n_samples, n_marched = out.n_samples, out.n_marched
+        if self.dist is not None:  # the global batch's counts (the next ray count is the same on every rank)
+            n_samples, n_marched, global_mse = self.dist.sum_values(
+                [n_samples, n_marched, float(mse.detach()) * (last - first) / n_rays])
+            n_samples, n_marched = int(n_samples), int(n_marched)
+            mse = torch.tensor(global_mse)
         # dynamic ray count: aim the next step at the target number of samples
-        if out.n_samples > 0:
-            want = n_rays * cfg.rays.target_samples / out.n_samples
+        if n_samples > 0:
+            want = n_rays * cfg.rays.target_samples / n_samples
             self.n_rays = int(min(cfg.rays.max_rays, max(cfg.rays.min_rays, math.sqrt(n_rays * want))))
         # the PSNR stays a device tensor: the trainer reads it only on the steps it logs
         return {"loss": loss, "psnr": psnr_from_mse(mse.detach()), "rays": n_rays,
-                "samples": out.n_samples, "samples_per_ray": out.n_samples / max(1, n_rays),
-                "marched_per_ray": out.n_marched / max(1, n_rays), **logs}
+                "samples": n_samples, "samples_per_ray": n_samples / max(1, n_rays),
+                "marched_per_ray": n_marched / max(1, n_rays), **logs}
 
     def extra_state(self) -> Dict[str, Any]:
         state = {"n_rays": int(self.n_rays)}

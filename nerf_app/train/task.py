@@ -38,6 +38,9 @@ class Task(ABC):
     config_class = BaseConfig
     #: file suffixes / detection are done by :mod:`nerf_app.train.modes`; this is for messages
     description = ""
+    #: whether the mode trains data-parallel over several ranks (torchrun / ``--nproc``): its ``train_step``
+    #: draws the global batch alike on every rank and keeps its :meth:`batch_part` (nerf_app/train/distributed.py)
+    distributed = False
 
     def __init__(self, config: BaseConfig, device: Optional[torch.device] = None):
         self.config = config
@@ -47,6 +50,8 @@ class Task(ABC):
         #: set by the trainer before each step: fraction of the step/time budget used (for schedules;
         #: a time-based fraction makes runs depend on the clock, so bit-identical resume needs step budgets)
         self.budget_fraction = 0.0
+        #: the data-parallel context (set by the trainer; None in a single process)
+        self.dist = None
 
     # ---- training ------------------------------------------------------------------------------
 
@@ -79,6 +84,16 @@ class Task(ABC):
 
     def load_extra_state(self, state: Dict[str, Any]) -> None:
         """Restore what :meth:`extra_state` returned."""
+
+    def batch_part(self, n: int):
+        """``(start, stop, weight)``: the rows of a global batch of ``n`` this rank computes, and the factor on its
+        per-row mean losses that makes the ranks' mean the global batch's mean (``K * rows / n``; 1 when ``n``
+        divides evenly). One process: ``(0, n, 1.0)``."""
+        if self.dist is None:
+            return 0, n, 1.0
+        from .distributed import part
+        a, b = part(n, self.dist.rank, self.dist.world)
+        return a, b, self.dist.world * (b - a) / max(1, n)
 
     # ---- learning-rate schedules (shared by the modes) -------------------------------------------
 

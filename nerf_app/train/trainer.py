@@ -80,11 +80,16 @@ class Trainer:
     ``config``.
     """
 
-    def __init__(self, task_cls: Type[Task], config: BaseConfig, run_dir, log=None):
+    def __init__(self, task_cls: Type[Task], config: BaseConfig, run_dir, log=None, dist=None):
         self.task_cls = task_cls
         self.config = config
         self.run = RunDir(run_dir)
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        #: this process's place in a data-parallel run (:class:`~nerf_app.train.distributed.Distributed`), or
+        #: None: one process, the path as it always was. Only rank 0 (``root``) writes the run folder, logs and
+        #: shows progress; every rank trains.
+        self.dist = dist
+        self.root = dist is None or dist.is_root
         self.task: Optional[Task] = None
         #: callbacks ``fn(steps_done, metrics)`` run after every step (e.g. the live viewer); ``metrics`` holds
         #: ``loss`` (float), ``time`` (training seconds) and the task's other outputs, unconverted. Keep them O(1).
@@ -123,6 +128,9 @@ class Trainer:
         task = self.task
         task.optimizer.zero_grad(set_to_none=True)
         out = task.train_step(step)
+        if self.dist is not None:  # the mean gradient and loss over the ranks (distributed.py)
+            self.dist.step = step
+            out["loss"] = self.dist.average_gradients(task.model.parameters(), out["loss"])
         loss, ok = self._loss_and_grads_finite(out["loss"])
         if ok:
             task.optimizer.step()
@@ -159,6 +167,13 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         try:
             return self._fit(resume)
+        except BaseException as exc:
+            if self.dist is not None:
+                from .distributed import RankLostError
+                if not isinstance(exc, RankLostError):  # this rank is where it went wrong: tell the others
+                    self.dist.report_failure(str(exc).strip().splitlines()[0][:400] if str(exc).strip()
+                                             else type(exc).__name__)
+            raise
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -174,13 +189,15 @@ class Trainer:
         checkpoint = None
         if resume:
             self.run.require()
-            self._lock = self.run.lock(exclusive=True, command="train --resume")
-            checkpoint = self.run.load_checkpoint(for_resume=True, log=self.log)
+            if self.root:
+                self._lock = self.run.lock(exclusive=True, command="train --resume")
+            checkpoint = self.run.load_checkpoint(for_resume=True, log=self.log if self.root else None)
             check_checkpoint_mode(checkpoint, cfg.mode, self.run.checkpoint_dir)
 
         t_build = time.perf_counter()
         seed_everything(cfg.seed)
         self.task = task = self.task_cls(cfg)
+        task.dist = self.dist
         try:
             task.build()
         except ValueError as exc:  # torch's own argument checks (e.g. a negative learning rate)
@@ -205,11 +222,12 @@ class Trainer:
                 raise DatasetError(self.run.checkpoint_dir, "the checkpoint does not fit this config (was a model "
                                    f"setting changed with --set?): {str(exc).strip().splitlines()[0][:300]}") from None
             step, elapsed = int(checkpoint["step"]), float(checkpoint.get("elapsed", 0.0))
+        if checkpoint is not None and self.root:
             save_config(cfg, self.run.config_path)  # now known to be valid: the resumed budgets are kept
             self.run.remove_stale_temp_files()
             self.run.truncate_log(step)
             self.log(f"[train] resumed {self.run.path} at step {step} ({elapsed:.1f} s trained)")
-        else:
+        elif self.root:
             self.run.create()
             self._lock = self.run.lock(exclusive=True, command="train")
             if any(self.run.checkpoint_path(n).is_file() for n in ("last", "final")):
@@ -219,6 +237,12 @@ class Trainer:
             save_config(cfg, self.run.config_path)
             self.run.reset_log({"step": 0, "time": 0.0, "wall": time.time(), "event": "start",
                                 "build_seconds": build_seconds})
+        if self.dist is not None:
+            self.dist.ready()                        # every rank built and loaded (or one rank's error line)
+            self.dist.broadcast_module(task.model)   # identical from the start (they are: same seed, same file)
+            if self.root:
+                self.log(f"[train] {self.dist.world} ranks ({self.dist.backend}), {cfg.threads or torch.get_num_threads()} "
+                         f"thread(s) each; rank 0 writes {self.run.path}")
 
         def budget_left(step, elapsed):
             if tcfg.max_steps > 0 and step >= tcfg.max_steps:
@@ -228,7 +252,7 @@ class Trainer:
             return None
 
         bar = None
-        if tcfg.progress:
+        if tcfg.progress and self.root:
             from tqdm import tqdm
             bar = tqdm(total=tcfg.max_steps if tcfg.max_steps > 0 else None, initial=step,
                        desc=f"train {cfg.mode}", unit="step", dynamic_ncols=True, file=sys.stderr)
@@ -255,6 +279,8 @@ class Trainer:
                     (bar.write(msg, file=sys.stderr) if bar else self.log(msg))
                 step += 1
                 elapsed += time.perf_counter() - t0
+                if self.dist is not None:
+                    elapsed = self.dist.shared_elapsed(elapsed)  # rank 0's clock: every rank stops alike
                 if bar is not None:
                     bar.update(1)
                     if step % 10 == 0 or step == 1:
@@ -270,7 +296,7 @@ class Trainer:
                     metrics = dict(out, loss=last_loss, time=elapsed)
                     for callback in self.on_step:
                         callback(step, metrics)
-                if ok and (step % max(1, tcfg.log_every) == 0 or reason is not None):
+                if ok and self.root and (step % max(1, tcfg.log_every) == 0 or reason is not None):
                     record = {"step": step, "time": round(elapsed, 4), "wall": time.time(), "loss": loss}
                     for k, v in out.items():
                         if k != "loss":
@@ -278,13 +304,15 @@ class Trainer:
                             if s is not None:
                                 record[k] = s
                     self.run.append_log(record)
-                if reason is None and ((tcfg.checkpoint_every > 0 and step % tcfg.checkpoint_every == 0) or
+                if reason is None and self.root and ((tcfg.checkpoint_every > 0 and step % tcfg.checkpoint_every == 0) or
                                        (tcfg.checkpoint_every_s > 0 and elapsed >= next_ckpt_time)):
                     self._checkpoint(step, elapsed, "last")
                     next_ckpt_time = elapsed + tcfg.checkpoint_every_s
         finally:
             if bar is not None:
                 bar.close()
+        if not self.root:
+            return TrainResult(self.run.path, step, elapsed, build_seconds, reason, None, last_loss)
         final = self._checkpoint(step, elapsed, "final")
         self.log(f"[train] {reason}: {step} steps in {elapsed:.1f} s (+{build_seconds:.1f} s setup), "
                  f"loss {last_loss:.4g} -> {final if final else 'no final checkpoint'}")
