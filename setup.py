@@ -100,6 +100,7 @@ setup(
         "xatlas>=0.0.9",  # `export --texture`: UV unwrapping and chart packing
         "fast-simplification>=0.1.7",  # `export --texture`: quadric decimation to a face budget
         "embreex",  # `eval --mesh`: Embree ray casting of the exported mesh (trimesh falls back without it)
+        "OpenEXR>=3.2",  # EXR images (inr): the reference library reads every compression and tiled files
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": ["nerf-app=nerf_app.cli:main"]},

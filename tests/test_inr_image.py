@@ -71,3 +71,29 @@ def test_exr_matches_png(shared_data):
     assert space == "linear" and exr.shape == png.shape == (1024, 1024, 1)
     # the EXR holds the PNG's values decoded from sRGB to linear (stored as half floats)
     assert np.abs(linear_to_srgb(exr) - png).max() < 2e-3
+
+
+@pytest.mark.parametrize("kind", ["piz", "dwaa", "tiled"])
+def test_exr_compressions_and_tiles(tmp_path, kind):
+    """Files the old hand-written reader refused (PIZ, DWAA, tiled) are read, with their values."""
+    import OpenEXR
+    rgb = np.random.default_rng(0).random((37, 53, 3), dtype=np.float32)   # odd sizes: partial tiles/blocks
+    header = {"compression": OpenEXR.PIZ_COMPRESSION, "type": OpenEXR.scanlineimage}
+    if kind == "dwaa":
+        header["compression"] = OpenEXR.DWAA_COMPRESSION       # lossy
+    if kind == "tiled":
+        tiles = OpenEXR.TileDescription()
+        tiles.xSize = tiles.ySize = 16
+        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.tiledimage, "tiles": tiles}
+    with OpenEXR.File(header, {"RGB": rgb}) as f:
+        f.write(str(tmp_path / "x.exr"))
+    img, space = load_image(tmp_path / "x.exr")
+    assert space == "linear" and img.shape == rgb.shape
+    assert np.abs(img - rgb).max() <= (0.03 if kind == "dwaa" else 0.0)
+
+
+def test_exr_broken_file_is_one_clear_error(tmp_path):
+    bad = tmp_path / "bad.exr"
+    bad.write_bytes(b"\x76\x2f\x31\x01" + b"\0" * 40)      # the magic number, then nothing valid
+    with pytest.raises(NerfAppError, match="bad.exr.*cannot read EXR"):
+        load_image(bad)
