@@ -47,4 +47,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("volume_render_forward", &nerf_app::volume_render_forward, "volume rendering of packed samples");
   m.def("volume_render_backward", &nerf_app::volume_render_backward,
         "volume rendering gradient to densities and colours");
+
+  m.def("splat_rasterize_forward", &nerf_app::splat_rasterize_forward,
+        "Gaussian-splat compositing in 16x16 tiles: [image, alpha, saved for backward...]");
+  m.def("splat_rasterize_backward", &nerf_app::splat_rasterize_backward,
+        "Gaussian-splat compositing gradient: [grad_mean2d, grad_conic, grad_color, grad_opacity]");
 }

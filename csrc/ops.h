@@ -61,3 +61,19 @@ std::vector<at::Tensor> volume_render_backward(const at::Tensor& sigmas, const a
                                                const at::Tensor& weights, const at::Tensor& grad_color,
                                                const at::Tensor& grad_opacity, const at::Tensor& grad_depth);
 }  // namespace nerf_app
+
+namespace nerf_app {
+// ---- Gaussian splats (csrc/splat.cpp) ----
+// -> [image [H,W,3], alpha [H,W], tile_offsets, isect_gid, gauss_offsets, entry_of, last] (the last five: for backward)
+std::vector<at::Tensor> splat_rasterize_forward(const at::Tensor& mean2d, const at::Tensor& conic,
+                                                const at::Tensor& color, const at::Tensor& opacity,
+                                                const at::Tensor& depth, const at::Tensor& radius, int64_t width,
+                                                int64_t height, const at::Tensor& background);
+// -> [grad_mean2d, grad_conic, grad_color, grad_opacity]
+std::vector<at::Tensor> splat_rasterize_backward(const at::Tensor& mean2d, const at::Tensor& conic,
+                                                 const at::Tensor& color, const at::Tensor& opacity,
+                                                 const at::Tensor& background, const at::Tensor& image,
+                                                 const at::Tensor& tile_offsets, const at::Tensor& isect_gid,
+                                                 const at::Tensor& gauss_offsets, const at::Tensor& entry_of,
+                                                 const at::Tensor& last, const at::Tensor& grad_image);
+}  // namespace nerf_app
