@@ -261,12 +261,16 @@ def _analytic_sdf_task():
     gt = demo_scene.ground_truth_mesh(64)
     from nerf_app.geometry.mesh import TriMesh
     cfg = SimpleNamespace(mode="sdf", eval=SimpleNamespace(resolution=48, n_points=5000, n_volume=5000, seed=0))
+    from nerf_app.export.surface import field_surface
     return SimpleNamespace(field_for_export=lambda: (fn, 0.0, "below"), to_original=to_original, config=cfg,
-                           mesh=TriMesh(np.asarray(gt.vertices), np.asarray(gt.faces)))
+                           mesh=TriMesh(np.asarray(gt.vertices), np.asarray(gt.faces)),
+                           export_surface=lambda resolution=None, **o: field_surface(fn, 0.0, "below", to_original,
+                                                                                     resolution or 48, **o))
 
 
 def test_export_textured_analytic_field_and_evaluate(tmp_path):
-    from nerf_app.mesh_outputs import evaluate_mesh, export_textured
+    from nerf_app.export.mesh_eval import evaluate_mesh
+    from nerf_app.export.pipeline import export_textured
     task = _analytic_sdf_task()
     out = export_textured(task, tmp_path, mesh=str(tmp_path / "demo.glb"), texture_size=256, faces=3000,
                           progress=False)
@@ -302,7 +306,7 @@ def test_cli_errors_are_one_line(tmp_path, args, needle):
 
 
 def test_cull_hidden_drops_only_what_no_training_camera_sees():
-    from nerf_app.mesh_outputs import cull_hidden
+    from nerf_app.export.photos import cull_hidden
     scene = _QuadPhotos(np.full((8, 8, 3), 0.5, np.float32), W=32)
     scene.split_indices = lambda split: list(range(len(scene.centres)))
     # the photographed quad split into a 10x10 grid (so ring growth stays local) and a quad hidden behind it

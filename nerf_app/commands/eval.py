@@ -42,7 +42,7 @@ def run(args) -> int:
                               f"(this is {'--mesh' if args.mesh is not None else f'a {mode} run'})")
     task, run_dir, _ = open_run(args.run, args.checkpoint, args.overrides)
     if args.mesh is not None:
-        from ..mesh_outputs import evaluate_mesh
+        from ..export.mesh_eval import evaluate_mesh
         metrics = evaluate_mesh(task, run_dir.path, args.mesh, split=args.split or "test", limit=args.limit,
                                 supersample=args.supersample)
         path = run_dir.write_metrics(metrics, args.out or run_dir.path / "metrics_mesh.json")

@@ -1,11 +1,26 @@
 """`nerf-app export RUN --mesh OUT.{ply,obj,glb}`: marching-cubes mesh of a trained field;
-`--texture`: a UV-mapped mesh with a baked texture (nerf_app.mesh_outputs)."""
+`--texture`: a UV-mapped mesh with a baked texture (nerf_app.export)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from .arguments import MAX_MESH_RESOLUTION, float_in, int_in, number_or_auto, output_file, output_mesh
+
+
+def crop_box(text: str):
+    """``--crop``: six numbers (argparse names the flag in its one-line error)."""
+    import argparse
+
+    from ..errors import ConfigError
+    from ..export.options import parse_crop
+    try:
+        return parse_crop(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace('--crop ', '', 1)) from None
+
+
+crop_box.__name__ = "box"
 
 
 def add_arguments(parser) -> None:
@@ -32,6 +47,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--keep-hidden", action="store_true",
                         help="(--texture, nerf) keep the faces no training camera sees (default: dropped before "
                              "decimation, so the face budget goes to the surface the photos show)")
+    parser.add_argument("--method", choices=("density", "tsdf"), default=None,
+                        help="(--texture, nerf) the surface: the density level set (density; default for objects on "
+                             "a known background) or TSDF fusion of depth rendered at the training cameras (tsdf; "
+                             "default for real captures); docs/export.md")
+    parser.add_argument("--crop", type=crop_box, default=None, metavar="x0,y0,z0,x1,y1,z1",
+                        help="(--texture, nerf) mesh only this box, in the capture's coordinates (default: the box "
+                             "the training cameras look at, the unit cube training normalises into)")
     parser.add_argument("--blender", action="store_true",
                         help="(--texture) z-up capture turned y-up, so Blender's glTF/OBJ importers restore it")
     parser.add_argument("--points", type=output_file, default=None, help="(nerf) also write a coloured point cloud from rendered depth (.ply)")
@@ -47,19 +69,20 @@ def run(args) -> int:
     from ..train.modes import open_run
 
     if args.texture:
-        from ..mesh_outputs import check_options
+        from ..export.options import check_options
         check_options(args.texture_size, args.faces, args.mesh)  # before the (slow) run is opened
-    elif args.blender or args.fill_holes or args.bake or args.keep_hidden:
+    elif args.blender or args.fill_holes or args.bake or args.keep_hidden or args.method or args.crop:
         from ..errors import ConfigError
-        raise ConfigError("--blender, --fill-holes, --bake and --keep-hidden go with --texture")
+        raise ConfigError("--blender, --fill-holes, --bake, --keep-hidden, --method and --crop go with --texture")
     task, run_dir, _ = open_run(args.run, args.checkpoint, args.overrides)
     if args.texture:
-        from ..mesh_outputs import export_textured
+        from ..export.pipeline import export_textured
         result = export_textured(task, run_dir.path, mesh=args.mesh, texture_size=args.texture_size,
                                  faces=args.faces, resolution=args.resolution, threshold=args.threshold,
                                  chunks=args.chunks, min_component=args.min_component,
                                  fill_holes=args.fill_holes, blender=args.blender,
-                                 bake_from=args.bake or "photos", keep_hidden=args.keep_hidden)
+                                 bake_from=args.bake or "photos", keep_hidden=args.keep_hidden,
+                                 method=args.method, crop=args.crop)
         if args.points:
             from ..nerf.outputs import export_points
             result.update(export_points(task, Path(args.points)))

@@ -299,12 +299,14 @@ class PhotoEvidence:
 
 
 def project_photos(renderer, scene, indices, uv: np.ndarray, size: int, background=(1.0, 1.0, 1.0),
-                   progress: bool = False) -> PhotoEvidence:
+                   progress: bool = False, colour_map=None, stride: int = 1) -> PhotoEvidence:
     """Texture evidence from photos: every pixel of images ``indices`` of ``scene`` is cast (through its
     own camera) onto the mesh ``renderer`` holds (normalised coordinates; faces indexing ``uv``); its
     colour should be what a bilinear lookup at the hit's UV gives, with a weight: the cosine between the
     ray and the face normal (grazing views smear). Visibility is exact (first hit). Masked pixels are
-    skipped. Returns the :class:`PhotoEvidence` (weighted splat and normal equations)."""
+    skipped. ``colour_map(index, rgb [N,3]) -> rgb``: a per-photo colour correction (appearance);
+    ``stride``: every ``stride``-th pixel in x and y only. Returns the :class:`PhotoEvidence` (weighted
+    splat and normal equations)."""
     ev = PhotoEvidence(size)
     fn = renderer.mesh.face_normals
     it = indices
@@ -315,14 +317,17 @@ def project_photos(renderer, scene, indices, uv: np.ndarray, size: int, backgrou
         i = int(i)
         cam = scene.cameras[i]
         H, W = cam.height, cam.width
-        ys, xs = np.meshgrid(np.arange(H, dtype=np.float64) + 0.5, np.arange(W, dtype=np.float64) + 0.5,
+        s = max(1, int(stride))
+        ys, xs = np.meshgrid(np.arange(0, H, s, dtype=np.float64) + 0.5, np.arange(0, W, s, dtype=np.float64) + 0.5,
                              indexing="ij")
         px = np.stack([xs.ravel(), ys.ravel()], -1)
-        rgb = scene.images.rgb(i, background=np.asarray(background, np.float32))[..., :3].reshape(-1, 3)
+        rgb = scene.images.rgb(i, background=np.asarray(background, np.float32))[::s, ::s, :3].reshape(-1, 3)
         mask = scene.images.mask(i)
         if mask is not None:
-            keep = np.asarray(mask, bool).reshape(-1)
+            keep = np.asarray(mask, bool)[::s, ::s].reshape(-1)
             px, rgb = px[keep], rgb[keep]
+        if colour_map is not None:
+            rgb = colour_map(i, np.asarray(rgb, np.float64))
         o, d = scene.rays_at(np.full(len(px), i), px)
         ray, tri, bary, _ = renderer.first_hits(o, d)
         if len(ray) == 0:

@@ -378,3 +378,7 @@ class NerfTask(Task):
     def export(self, run_dir: Path, **opts) -> Dict[str, Any]:
         from .outputs import export_mesh
         return export_mesh(self, Path(run_dir), **opts)
+
+    def export_surface(self, **opts):
+        from ..export.nerf_surface import nerf_surface
+        return nerf_surface(self, **opts)

@@ -96,6 +96,11 @@ class MeshFieldTask(Task):
         """(callable unit-cube points -> values, level, inside) for marching cubes."""
         return (lambda x: self.model(x)), self.level, self.inside
 
+    def export_surface(self, resolution=None, **opts):
+        from ..export.surface import field_surface
+        fn, level, inside = self.field_for_export()
+        return field_surface(fn, level, inside, self.to_original, resolution or self.config.eval.resolution, **opts)
+
     def _box(self):
         return [0.0] * 3, [1.0] * 3
 

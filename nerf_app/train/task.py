@@ -124,6 +124,12 @@ class Task(ABC):
         """Export meshes/point clouds (``nerf-app export``); return what was written."""
         raise NerfAppError(f"mode {self.config.mode!r} cannot export")
 
+    def export_surface(self, **opts):
+        """The surface ``export --mesh X --texture`` textures (:class:`nerf_app.export.surface.Surface`); ``opts``:
+        the verb's surface options (method, crop, resolution, threshold, chunks, min_component, fill_holes)."""
+        from ..errors import ConfigError
+        raise ConfigError(f"--texture works for nerf, sdf and occupancy runs, not {self.config.mode!r}")
+
     # ---- optional abilities: a mode without them keeps these defaults (callers never probe with hasattr)
 
     def near_for_poses(self, c2w, fx: float, fy: float, width: int, height: int) -> Optional[list]:
