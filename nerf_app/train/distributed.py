@@ -76,7 +76,12 @@ def is_distributed_environment() -> bool:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+    line = text[0] if text else type(exc).__name__
+    # gloo's own text: "[.../gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:48359: Connection reset by
+    # peer. This is typically caused by ..." -> the part that says what happened
+    if line.startswith("[") and "] " in line:
+        line = line.split("] ", 1)[1]
+    return line.split(". This is typically")[0][:300]
 
 
 class Distributed:
@@ -363,18 +368,25 @@ def launch(argv: List[str], nproc: int, threads: Optional[int] = None, grace_s: 
         env = dict(os.environ, RANK=str(r), WORLD_SIZE=str(nproc), LOCAL_RANK=str(r), LOCAL_WORLD_SIZE=str(nproc),
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(store.port), NERF_APP_LAUNCHER_STORE="1",
                    OMP_NUM_THREADS=str(per_rank))
+        # c10d's C++ warnings (a socket poll that timed out) would add lines beside the one error line
+        env.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
         procs.append(subprocess.Popen([sys.executable, "-m", "nerf_app", *argv], env=env))
     first_bad: Optional[Tuple[int, int]] = None
+    told = set()
     deadline = None
     try:
         while True:
             codes = [p.poll() for p in procs]
             for r, c in enumerate(codes):
-                if c not in (None, 0) and first_bad is None:
-                    first_bad = (r, c)
-                    deadline = time.monotonic() + grace_s
-                    if c < 0:  # killed: it could not say why; the others name it too
-                        log(f"nerf-app train: error: rank {r} was killed by {_signal_name(c)}")
+                if c not in (None, 0) and r not in told:
+                    told.add(r)
+                    # a rank that died without a word: say how in the store, where the others look for the cause
+                    key = f"{_PREFIX}failed/{r}"
+                    if not store.check([key]):
+                        store.set(key, f"killed by {_signal_name(c)}" if c < 0 else f"exited with status {c}")
+                    if first_bad is None:
+                        first_bad = (r, c)
+                        deadline = time.monotonic() + grace_s
             if all(c is not None for c in codes):
                 break
             if deadline is not None and time.monotonic() > deadline:
@@ -405,4 +417,7 @@ def launch(argv: List[str], nproc: int, threads: Optional[int] = None, grace_s: 
                 p.wait()
     if first_bad is None:
         return 0
-    return 2 if first_bad[1] < 0 else first_bad[1]
+    r, c = first_bad
+    if c < 0 and not any(p.returncode == 2 for p in procs):  # nobody printed the line: the launcher does
+        log(f"nerf-app train: error: rank {r} was killed by {_signal_name(c)}")
+    return 2 if c < 0 else c
