@@ -113,6 +113,7 @@ def run(args) -> int:
         if dist is not None:
             _refuse_single(task_cls, cfg.mode, f"torchrun (world size {dist.world})")
             dist.join(cfg.device)
+            _rank_device(cfg, dist)
         try:
             result = _fit(Trainer(task_cls, cfg, args.resume, dist=dist), args, resume=True)
         except BaseException as exc:
@@ -139,6 +140,7 @@ def run(args) -> int:
         if dist is not None:
             _refuse_single(task_cls, mode, f"torchrun (world size {dist.world})")
             dist.join(cfg.device)
+            _rank_device(cfg, dist)
         try:
             result = _fit_fresh(task_cls, cfg, out, args, dist)
         except BaseException as exc:
@@ -164,6 +166,12 @@ def _tell_the_others(dist, exc) -> bool:
     if not isinstance(exc, RankLostError):
         dist.report_failure(line)
     return isinstance(exc, NerfAppError) and not isinstance(exc, RankLostError) and dist.quiet_failure(line)
+
+
+def _rank_device(cfg, dist) -> None:
+    """On GPUs each rank of a machine takes its own: ``cuda`` -> ``cuda:LOCAL_RANK`` (NCCL; unverified, no GPU here)."""
+    if str(cfg.device).strip().lower() == "cuda":
+        cfg.device = f"cuda:{dist.local_rank}"
 
 
 def _unfinished(out) -> bool:
