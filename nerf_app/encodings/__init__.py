@@ -1,5 +1,7 @@
-"""Input encodings (nn.Modules): the multiresolution hash grid, and more as the INR family grows."""
+"""Input encodings (nn.Modules) and the factory that builds one by name for any field."""
 from .hashgrid import HashGrid
 from .frequency import FourierFeatures, IdentityEncoding, PositionalEncoding
+from .factory import ENCODINGS, EncodingSettings, build, prepare
 
-__all__ = ["HashGrid", "PositionalEncoding", "FourierFeatures", "IdentityEncoding"]
+__all__ = ["HashGrid", "PositionalEncoding", "FourierFeatures", "IdentityEncoding", "ENCODINGS",
+           "EncodingSettings", "build", "prepare"]

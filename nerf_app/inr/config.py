@@ -4,22 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List
 
-from ..encodings.hashgrid import HashGridSettings
+from ..encodings.factory import EncodingSettings
 from ..train.config import BaseConfig
 
 
 @dataclass
-class InrModelSettings(HashGridSettings):
-    # hash grid: the HashGridSettings keys; finest 0 = the signal's resolution (longest side)
+class InrModelSettings(EncodingSettings):
+    # the encoding: EncodingSettings' keys (encoding, the hash grid's, fourier_*, n_frequencies);
+    # finest 0 = the signal's resolution (longest side)
     finest_resolution: int = 1024
-    encoding: str = "hashgrid"          # hashgrid | fourier | positional | identity
     network: str = "mlp"                # mlp (FusedMLP, ReLU, bias-free) | siren
     width: int = 64
     n_hidden_layers: int = 2
-    # Fourier features / positional encoding
-    fourier_features: int = 256
-    fourier_sigma: float = 10.0
-    n_frequencies: int = 10
     # SIREN
     w0: float = 30.0
     w0_initial: float = 30.0

@@ -11,31 +11,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..encodings import FourierFeatures, HashGrid, IdentityEncoding, PositionalEncoding
+from .. import encodings
 from ..errors import ConfigError
 from ..networks import FusedMLP, Siren
 
-ENCODINGS = ("hashgrid", "fourier", "positional", "identity")
+ENCODINGS = encodings.ENCODINGS
 NETWORKS = ("mlp", "siren")
 
 
 class InrField(nn.Module):
     def __init__(self, input_dim: int, output_dim: int, s, resolution: int, seed: int = 0, backend: str = "auto"):
         super().__init__()
-        if s.encoding not in ENCODINGS:
-            raise ConfigError(f"model.encoding must be one of {ENCODINGS}, got {s.encoding!r}")
         if s.network not in NETWORKS:
             raise ConfigError(f"model.network must be one of {NETWORKS}, got {s.network!r}")
-        self.unit_input = s.encoding in ("hashgrid", "fourier")
-        if s.encoding == "hashgrid":
-            finest = s.finest_resolution or resolution
-            self.encoding = HashGrid.from_settings(s, input_dim, backend, finest_resolution=finest)
-        elif s.encoding == "fourier":
-            self.encoding = FourierFeatures(input_dim, s.fourier_features, s.fourier_sigma, seed)
-        elif s.encoding == "positional":
-            self.encoding = PositionalEncoding(input_dim, s.n_frequencies)
-        else:
-            self.encoding = IdentityEncoding(input_dim)
+        self.encoding = encodings.build(s, input_dim, backend, finest_resolution=s.finest_resolution or resolution,
+                                        seed=seed)
         n = self.encoding.n_output_dims
         if s.network == "mlp":
             self.net = FusedMLP(n, output_dim, s.width, s.n_hidden_layers, backend=backend)
@@ -43,5 +33,4 @@ class InrField(nn.Module):
             self.net = Siren(n, output_dim, s.width, s.n_hidden_layers, s.w0, s.w0_initial)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.clamp(0.0, 1.0) if self.unit_input else 2.0 * x - 1.0
-        return self.net(self.encoding(x))
+        return self.net(self.encoding(encodings.prepare(x, self.encoding)))

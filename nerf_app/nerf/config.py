@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Tuple
 
-from ..encodings.hashgrid import HashGridSettings
+from ..encodings.factory import EncodingSettings
 from ..train.config import BaseConfig
 
 
 @dataclass
-class NerfModelSettings(HashGridSettings):
-    # hash grid: the HashGridSettings keys; finest resolution per unit of the scene's unit cube
-    # (scaled up for outer cascades)
+class NerfModelSettings(EncodingSettings):
+    # the encoding: EncodingSettings' keys (hashgrid by default; fourier/positional/identity by name); the hash
+    # grid's finest resolution is per unit of the scene's unit cube (scaled up for outer cascades)
     finest_resolution: int = 2048
     geo_features: int = 16
     density_width: int = 64
@@ -82,6 +83,14 @@ class NerfRaySettings:
     round_samples_max: int = 16
     render_t_threshold: float = 1e-2
     render_min_weight: float = 1e-4   # inference: samples weighing less than this get no colour evaluation
+    # render / eval / viewer of a trained run (training never reads these): space no training camera saw
+    # (outside every frustum, nearer than its near planes, behind what every camera saw: nerf_app/nerf/unseen.py)
+    # is "background" (not drawn: rays go on to what was seen behind it, or the background), "tint" (the same,
+    # with unseen_tint, RGB in [0, 1], as the colour behind everything seen; eval keeps its background) or
+    # "keep" (the field's own fog there); auto: background for real captures, keep for objects on a known
+    # background
+    unseen: str = "auto"
+    unseen_tint: Tuple[float, ...] = (1.0, 0.35, 0.8)
 
 
 @dataclass

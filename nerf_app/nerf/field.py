@@ -10,8 +10,8 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from ..encodings import HashGrid
-from ..encodings.hashgrid import HashGridSettings
+from .. import encodings
+from ..encodings.factory import EncodingSettings
 from ..networks import FusedMLP
 from ..ops.sh import sh_encode
 
@@ -47,7 +47,7 @@ class NerfField(nn.Module):
         backend: kernels for the encoding and MLPs.
     """
 
-    def __init__(self, bound_lo: float = 0.0, bound_hi: float = 1.0, grid: Optional[HashGridSettings] = None,
+    def __init__(self, bound_lo: float = 0.0, bound_hi: float = 1.0, grid: Optional[EncodingSettings] = None,
                  geo_features: int = 16, density_width: int = 64,
                  density_layers: int = 1, color_width: int = 64, color_layers: int = 2, sh_degree: int = 4,
                  backend: str = "auto", density_bias: float = 0.0):
@@ -59,9 +59,9 @@ class NerfField(nn.Module):
         self.bound_lo, self.bound_hi = float(bound_lo), float(bound_hi)
         self.sh_degree = sh_degree
         self.backend = backend
-        grid = grid or HashGridSettings()
+        grid = grid or EncodingSettings()
         finest = int(grid.finest_resolution * (self.bound_hi - self.bound_lo))
-        self.encoding = HashGrid.from_settings(grid, 3, backend, finest_resolution=finest)
+        self.encoding = encodings.build(grid, 3, backend, finest_resolution=finest)
         self.density_net = FusedMLP(self.encoding.n_output_dims, geo_features, density_width, density_layers,
                                     backend=backend)
         self.color_net = FusedMLP(sh_degree ** 2 + geo_features, 3, color_width, color_layers,
@@ -77,7 +77,8 @@ class NerfField(nn.Module):
 
     def density(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``x [N, 3]`` -> ``sigma [N]``, ``h [N, geo_features]``."""
-        h = self.density_net(self.encoding(self._unit(x)))
+        # marched points lie inside the box: no clamp (encodings.prepare only recentres for positional/identity)
+        h = self.density_net(self.encoding(encodings.prepare(self._unit(x), self.encoding, clamp=False)))
         return trunc_exp(h[:, 0] + self.density_bias.to(h.dtype)), h
 
     def forward(self, x: torch.Tensor, d: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

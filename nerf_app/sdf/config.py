@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List
 
-from ..encodings.hashgrid import HashGridSettings
+from ..encodings.factory import EncodingSettings
 from ..train.config import BaseConfig
 
 
@@ -20,8 +20,8 @@ class MeshDataSettings:
 
 
 @dataclass
-class FieldModelSettings(HashGridSettings):
-    # hash grid: the HashGridSettings keys
+class FieldModelSettings(EncodingSettings):
+    # the encoding: EncodingSettings' keys (hashgrid by default)
     finest_resolution: int = 1024     # 2048 fits noise (normal consistency 0.950 -> 0.966 at 1024 in a 60 s armadillo test)
     width: int = 64
     n_hidden_layers: int = 2

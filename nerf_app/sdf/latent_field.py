@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..encodings import HashGrid
+from .. import encodings
 from ..errors import ConfigError
 from ..networks import FusedMLP
 
@@ -46,7 +46,7 @@ class LatentSDF(nn.Module):
     def __init__(self, n_shapes: int, model, latent, backend: str = "auto"):
         super().__init__()
         s = model
-        self.encoding = HashGrid.from_settings(s, 3, backend)
+        self.encoding = encodings.build(s, 3, backend)
         self.codes = nn.Embedding(n_shapes, latent.dim)
         nn.init.normal_(self.codes.weight, 0.0, latent.init_std)
         n_in = self.encoding.n_output_dims + latent.dim
@@ -63,7 +63,7 @@ class LatentSDF(nn.Module):
 
     def decode(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``x [N,3]``, ``z [dim]`` (one shape) or ``[N,dim]`` -> signed distance ``[N]``."""
-        feats = self.encoding(x.clamp(0.0, 1.0))  # the grid is defined on [0,1]^3 only
+        feats = self.encoding(encodings.prepare(x, self.encoding))  # the grid is defined on [0,1]^3 only
         z = z.to(feats.dtype).expand(feats.shape[0], -1)
         return self.mlp(torch.cat([feats, z], dim=-1)).squeeze(-1)
 
