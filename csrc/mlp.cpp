@@ -276,6 +276,19 @@ std::vector<at::Tensor> mlp_backward(const at::Tensor& x, const std::vector<at::
   return result;
 }
 
+at::Tensor mlp_forward_bf16(const at::Tensor& x, const std::vector<at::Tensor>& weights, int64_t act,
+                            int64_t out_act) {
+  const cpu::MlpDims s = check_network(x, weights, act, out_act);
+  TORCH_CHECK(x.device().is_cpu(), "mlp_forward_bf16: CPU tensors only");
+  TORCH_CHECK(cpu::mlp_bf16_supported(), "mlp_forward_bf16: this CPU lacks AVX-512 BF16 (use mlp_forward)");
+  at::Tensor y = empty_cpu({x.size(0), (int64_t)s.n_out}, x.options());
+  const std::vector<const float*> w = pointers(weights);
+  cpu::mlp_forward_bf16(x.data_ptr<float>(), w.data(), y.data_ptr<float>(), x.size(0), s);
+  return y;
+}
+
+bool mlp_bf16_supported() { return cpu::mlp_bf16_supported(); }
+
 double mlp_fp16_loss_scale(const at::Tensor& y, const at::Tensor& grad_y, int64_t out_act) {
   check_tensor("mlp_fp16_loss_scale", "y", y, at::kFloat, 2);
   check_tensor("mlp_fp16_loss_scale", "grad_y", grad_y, at::kFloat, 2);

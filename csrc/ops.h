@@ -34,6 +34,11 @@ std::vector<at::Tensor> mlp_backward(const at::Tensor& x, const std::vector<at::
 // The fp16 loss scale the CUDA backward would choose for this grad_y / y (computed here on the CPU
 // with the same per-element code; exposed for tests): a power of two putting max |grad_y * a'(y)| near 2^10.
 double mlp_fp16_loss_scale(const at::Tensor& y, const at::Tensor& grad_y, int64_t out_act);
+// CPU inference in bf16 with fp32 accumulation (no autograd, nothing saved) -> y [N, n_out] float32; raises
+// unless mlp_bf16_supported() (the CPU has AVX-512 BF16; decided at run time).
+at::Tensor mlp_forward_bf16(const at::Tensor& x, const std::vector<at::Tensor>& weights, int64_t act,
+                            int64_t out_act);
+bool mlp_bf16_supported();
 
 }  // namespace nerf_app
 

@@ -31,5 +31,11 @@ void mlp_forward(const float* x, const float* const* weights, float* y, float* h
 void mlp_backward(const float* x, const float* const* weights, const float* hidden, const float* y,
                   const float* grad_y, float* grad_x, float* const* grad_weights, int64_t n, const MlpDims& dims);
 
+// bf16 inference (mlp_bf16_cpu.cpp): operands rounded to bf16, fp32 accumulation (AVX-512 BF16), the output
+// layer's result and activation in fp32. Only where mlp_bf16_supported() (checked at run time: the kernel
+// is compiled into every x86-64 build, portable ones included); anywhere else it throws.
+bool mlp_bf16_supported();
+void mlp_forward_bf16(const float* x, const float* const* weights, float* y, int64_t n, const MlpDims& dims);
+
 }  // namespace cpu
 }  // namespace nerf_app

@@ -10,6 +10,7 @@ import torch
 from ..ops.compact import compact_samples
 from ..ops.gather import take_rows
 from ..ops.march import PackedSamples, march_rays
+from ..ops.mlp import inference_precision
 from ..ops.ray_aabb import ray_aabb
 from ..ops.volume_render import volume_render
 from .field import NerfField
@@ -217,6 +218,7 @@ def render_rays_early_stop(field: NerfField, grid: OccupancyGrid, origins: torch
 
 
 @torch.no_grad()
+@inference_precision()   # the MLPs may run in bf16 here (nerf_app/ops/mlp.py: NERF_APP_MLP_PRECISION)
 def render_image(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, dirs: torch.Tensor,
                  background: torch.Tensor, march: MarchSettings, chunk: Optional[int] = None,
                  backend: Optional[str] = "auto", near=None,

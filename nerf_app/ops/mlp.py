@@ -12,18 +12,29 @@ What each compiled backend supports (anything else runs the reference, saying wh
   16/32/64/128, ``n_in`` and ``n_out`` at most 128, up to 16 matrices, a GPU of compute capability
   7.0 or newer.
 
+Inference precision on the CPU (issue 28): inside :func:`inference_precision` (which
+:func:`nerf_app.nerf.renderer.render_image` enters, so eval, render, the viewer and export's photo stage
+use it), a ``cpp`` pass without autograd runs in bf16 with fp32 accumulation where the CPU has
+AVX-512 BF16 (checked at run time, so a portable build on an older CPU takes float32). The environment
+variable ``NERF_APP_MLP_PRECISION`` chooses: ``auto`` (default: bf16 where supported), ``fp32`` (the float32
+kernel, the reference), ``bf16`` (required: an error where the CPU lacks it). Training, its compaction
+and the occupancy-grid updates run outside that context and stay float32.
+
 The compiled backward is once-differentiable: second derivatives (e.g. an eikonal loss on an SDF's
 input gradient) need ``backend="torch"``.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+import contextlib
+import contextvars
+import os
+from typing import Iterator, List, Optional, Sequence
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from .. import backend as _backend
-from ..errors import ConfigError
+from ..errors import BackendError, ConfigError
 from . import _reference
 
 ACTIVATIONS = ("relu", "none")
@@ -32,6 +43,50 @@ OUTPUT_ACTIVATIONS = ("none", "relu", "sigmoid", "exp")
 ACTIVATION_CODES = {"none": 0, "relu": 1, "sigmoid": 2, "exp": 3}
 
 MAX_LAYERS = 16
+PRECISION_ENV = "NERF_APP_MLP_PRECISION"
+PRECISIONS = ("auto", "fp32", "bf16")
+_inference = contextvars.ContextVar("nerf_app_mlp_inference", default=False)
+
+
+@contextlib.contextmanager
+def inference_precision() -> Iterator[None]:
+    """Within: MLP passes without autograd on CPU tensors may run in reduced precision (module docstring).
+    Also a decorator (``@inference_precision()``); per thread and per asyncio task (a context variable)."""
+    token = _inference.set(True)
+    try:
+        yield
+    finally:
+        _inference.reset(token)
+
+
+def bf16_supported() -> bool:
+    """Whether the compiled extension has the bf16 inference kernel and this CPU runs it (AVX-512 BF16)."""
+    ext = _backend.extension()
+    return ext is not None and hasattr(ext, "mlp_bf16_supported") and bool(ext.mlp_bf16_supported())
+
+
+def requested_precision() -> str:
+    """``NERF_APP_MLP_PRECISION`` (``auto`` when unset); :class:`BackendError` for anything else."""
+    choice = os.environ.get(PRECISION_ENV, "auto").strip().lower() or "auto"
+    if choice not in PRECISIONS:
+        raise BackendError(f"{PRECISION_ENV}={choice!r} is not one of {', '.join(PRECISIONS)}")
+    return choice
+
+
+def inference_dtype(device: torch.device) -> str:
+    """The precision an inference pass of the cpp MLP takes on ``device`` inside :func:`inference_precision`:
+    ``"bf16"`` or ``"fp32"``."""
+    if torch.device(device).type != "cpu":
+        return "fp32"
+    choice = requested_precision()
+    if choice == "fp32":
+        return "fp32"
+    if bf16_supported():
+        return "bf16"
+    if choice == "bf16":
+        raise BackendError(f"{PRECISION_ENV}=bf16 but this CPU or build has no bf16 MLP kernel "
+                           "(needs x86-64 with AVX-512 BF16)")
+    return "fp32"
 CUDA_WIDTHS = (16, 32, 64, 128)
 CUDA_MAX_IO = 128
 
@@ -115,4 +170,6 @@ def mlp_forward(x: torch.Tensor, weights: List[torch.Tensor], activation: str = 
     if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
         return _FusedMLPFunction.apply(x, act, out_act, *weights)
     # inference: nothing is saved for a backward
+    if _inference.get() and inference_dtype(x.device) == "bf16":
+        return _backend.extension().mlp_forward_bf16(x, weights, act, out_act)
     return _backend.extension().mlp_forward(x, weights, act, out_act, False)[0]
