@@ -1,0 +1,248 @@
+"""Continuity as a constraint for video input (issue 24, part 2).
+
+A walk around a near-symmetric object on a repetitive floor gives image pairs that match by
+symmetry: frame i and a frame j from the other side look alike, their features match (point X
+with its mirror image), and geometric verification accepts them, because the false matches are
+consistent with a small relative motion. Incremental mapping then folds the walk. Short-range pairs
+(frames at most ``window`` apart in time) cannot match that way: a hand moves little in a few
+frames. So for a video, ``process`` maps in two passes:
+
+1. **Short range**: map with only the pairs at most ``window`` frames apart (all other pairs'
+   verified geometries are removed from a copy of the database). This trajectory cannot fold; it
+   can only drift a little, having no loop closure.
+2. **Long range, verified**: each other verified pair (the quadratic overlap and the first-vs-last
+   frames that close an orbit) has its relative rotation estimated from its own inlier matches with
+   the pass-1 cameras (:func:`pair_rotation`), and is kept only when that rotation agrees with the
+   pass-1 poses within :data:`LOOP_MAX_ROTATION_DEG` (:func:`verify_long_pairs`). A pair that
+   matches by a symmetry of order k disagrees by about 360/k degrees (a half turn: ~180); drift over
+   a walk is a few degrees. Then map again with the short pairs and the kept long ones.
+
+If no long pair is rejected, pass 2 uses exactly the pairs of today's single pass. The report says
+how many long pairs were checked and dropped, and which (``constraint``).
+
+**Cuts.** Consecutive frames of a continuous video share many matches. Where the frames on either
+side of a point in time share (almost) none (:func:`find_cuts`), the video is cut there: two clips
+joined. The cut is reported; structure from motion may still place both clips in one model (if they
+see the same scene) or in two, and the continuity check then reports two segments.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+#: pairs at most this many frames apart are "short range" (= the sequential overlap)
+WINDOW = 10
+#: a long-range pair is kept when its own relative rotation agrees with the short-range
+#: trajectory's within this many degrees
+LOOP_MAX_ROTATION_DEG = 20.0
+#: a point in time is a cut when no pair across it within the window has more than this fraction
+#: of the median inliers of consecutive frames
+CUT_INLIER_FRACTION = 0.1
+
+
+@dataclass
+class Pair:
+    i: int  # positions in time order
+    j: int
+    image_id1: int
+    image_id2: int
+    inliers: int
+
+    @property
+    def gap(self) -> int:
+        return abs(self.j - self.i)
+
+
+def read_pairs(database: Path, order: Sequence[str]) -> List[Pair]:
+    """The verified pairs of ``database`` with inlier matches, as positions in ``order`` (time order)."""
+    import pycolmap
+
+    position = {name: k for k, name in enumerate(order)}
+    db = pycolmap.Database.open(database)
+    try:
+        name_of = {int(im.image_id): im.name for im in db.read_all_images()}
+        pair_ids, geometries = db.read_two_view_geometries()
+    finally:
+        db.close()
+    out = []
+    for pid, geom in zip(pair_ids, geometries):
+        a, b = pycolmap.pair_id_to_image_pair(int(pid))
+        n = len(geom.inlier_matches)
+        if n == 0 or name_of.get(a) not in position or name_of.get(b) not in position:
+            continue
+        i, j = position[name_of[a]], position[name_of[b]]
+        if i > j:
+            i, j, a, b = j, i, b, a
+        out.append(Pair(i, j, int(a), int(b), int(n)))
+    return sorted(out, key=lambda p: (p.i, p.j))
+
+
+def find_cuts(n_frames: int, pairs: Sequence[Pair], window: int = WINDOW,
+              fraction: float = CUT_INLIER_FRACTION) -> List[dict]:
+    """Points in time where the video is cut: between frames k and k+1 when no pair (i <= k < j,
+    j - i <= window) has more than ``fraction`` of the median inliers of consecutive frames.
+    Returns ``[{"after": k, "best_inliers": n}]``."""
+    consecutive = [p.inliers for p in pairs if p.gap == 1]
+    if n_frames < 2:
+        return []
+    median = float(np.median(consecutive)) if consecutive else 0.0
+    best = np.zeros(n_frames - 1, int)
+    for p in pairs:
+        if p.gap <= window:
+            seg = slice(p.i, p.j)
+            best[seg] = np.maximum(best[seg], p.inliers)
+    limit = fraction * median
+    return [{"after": int(k), "best_inliers": int(best[k])} for k in range(n_frames - 1) if best[k] <= limit]
+
+
+def restrict_database(src: Path, dst: Path, drop: Sequence[Tuple[int, int]]) -> None:
+    """Copy ``src`` to ``dst`` and remove the verified geometries of the pairs ``drop`` there (the
+    mapper then ignores their matches; the raw matches stay)."""
+    import pycolmap
+
+    shutil.copyfile(src, dst)
+    db = pycolmap.Database.open(dst)
+    try:
+        for a, b in drop:
+            db.delete_two_view_geometry(int(a), int(b))
+    finally:
+        db.close()
+
+
+def rotation_angle_deg(R: np.ndarray) -> float:
+    """Angle of a rotation matrix in degrees."""
+    return math.degrees(math.acos(max(-1.0, min(1.0, (float(np.trace(R)) - 1.0) / 2.0))))
+
+
+def pair_rotation(db, pair: Pair, camera1, camera2, keypoints: Dict[int, np.ndarray]) -> Optional[np.ndarray]:
+    """The rotation of camera 2 relative to camera 1 (cam2_from_cam1) estimated from the pair's own
+    inlier matches (already verified, so few RANSAC trials are needed) with the given (refined)
+    cameras, or None if that fails. ``db``: an open pycolmap database; ``keypoints``: a cache."""
+    import pycolmap
+
+    geom = db.read_two_view_geometry(pair.image_id1, pair.image_id2)  # answers in the order asked
+    m = np.asarray(geom.inlier_matches)
+    if len(m) < 8:
+        return None
+    for image_id in (pair.image_id1, pair.image_id2):
+        if image_id not in keypoints:
+            keypoints[image_id] = np.asarray(db.read_keypoints(image_id))[:, :2].astype(np.float64)
+    p1, p2 = keypoints[pair.image_id1][m[:, 0]], keypoints[pair.image_id2][m[:, 1]]
+    ransac = pycolmap.RANSACOptions()
+    ransac.max_error = 4.0  # pixels, as COLMAP's two-view verification
+    ransac.min_num_trials, ransac.max_num_trials, ransac.confidence = 20, 500, 0.999
+    ransac.random_seed = 0
+    result = pycolmap.estimate_relative_pose(camera1, p1, camera2, p2, ransac)
+    if result is None:
+        return None
+    return np.asarray(result["cam2_from_cam1"].rotation.matrix())
+
+
+def verify_long_pairs(database: Path, rec, pairs: Sequence[Pair], window: int = WINDOW,
+                      max_rotation_deg: float = LOOP_MAX_ROTATION_DEG) -> Tuple[List[Pair], List[dict]]:
+    """Check each pair more than ``window`` frames apart against the (short-range) reconstruction
+    ``rec``: ``(rejected, checks)``, one check per long pair in order. A pair with an image that
+    ``rec`` did not register cannot be checked and is rejected (it would be the only thing placing
+    that image)."""
+    import pycolmap
+
+    registered = {int(i) for i in rec.reg_image_ids()}
+    rejected, checks = [], []
+    keypoints: Dict[int, np.ndarray] = {}
+    db = pycolmap.Database.open(database)
+    try:
+        for p in pairs:
+            if p.gap <= window:
+                continue
+            entry = {"i": p.i, "j": p.j, "inliers": p.inliers}
+            checks.append(entry)
+            if p.image_id1 not in registered or p.image_id2 not in registered:
+                entry.update(accepted=False, reason="not in the short-range model")
+                rejected.append(p)
+                continue
+            im1, im2 = rec.image(p.image_id1), rec.image(p.image_id2)
+            measured = pair_rotation(db, p, rec.cameras[im1.camera_id], rec.cameras[im2.camera_id], keypoints)
+            if measured is None:
+                entry.update(accepted=False, reason="no relative pose from its matches")
+                rejected.append(p)
+                continue
+            R1 = np.asarray(im1.cam_from_world().rotation.matrix())
+            R2 = np.asarray(im2.cam_from_world().rotation.matrix())
+            err = rotation_angle_deg(measured.T @ (R2 @ R1.T))
+            entry.update(accepted=err <= max_rotation_deg, rotation_error_deg=round(err, 2))
+            if err > max_rotation_deg:
+                rejected.append(p)
+    finally:
+        db.close()
+    return rejected, checks
+
+
+def reconstruction_c2w(rec) -> Dict[str, np.ndarray]:
+    """name -> 4x4 camera-to-world of each registered image of a pycolmap reconstruction."""
+    out = {}
+    for image_id in rec.reg_image_ids():
+        image = rec.image(image_id)
+        m = np.eye(4)
+        m[:3, :4] = np.asarray(image.cam_from_world().inverse().matrix())
+        out[image.name] = m
+    return out
+
+
+def map_in_time_order(database: Path, image_dir: Path, work_dir: Path, options, order: Sequence[str],
+                      progress=None, window: int = WINDOW, max_rotation_deg: float = LOOP_MAX_ROTATION_DEG):
+    """The two-pass mapping of the module docstring. ``order``: the image names in time order.
+    Returns ``(reconstruction or None, model sizes, report section)``."""
+    from .continuity import check_continuity
+    from .sfm import map_images
+
+    n = len(order)
+    pairs = read_pairs(database, order)
+    long = [p for p in pairs if p.gap > window]
+    section: dict = {"mode": "video: short-range pairs first, long-range pairs verified against them",
+                     "window_frames": window, "max_rotation_deg": max_rotation_deg,
+                     "pairs_short": len(pairs) - len(long), "pairs_long": len(long),
+                     "cuts": find_cuts(n, pairs, window)}
+
+    def step(k):
+        if progress:
+            progress(k)
+
+    short_db = Path(work_dir) / "short_range.db"
+    restrict_database(database, short_db, [(p.image_id1, p.image_id2) for p in long])
+    rec1, sizes1 = map_images(short_db, image_dir, Path(work_dir) / "short_models", options, n, progress=step)
+    if rec1 is None or not long:
+        section.update(pairs_long_dropped=0, passes=1,
+                       result="short-range model" if rec1 is not None else "no short-range model")
+        if rec1 is None:  # nothing to verify against: the single pass of before, all pairs
+            rec, sizes = map_images(database, image_dir, Path(work_dir) / "models", options, n, progress=step)
+            section["result"] = "no short-range model; all pairs mapped together (unverified)"
+            return rec, sizes, section
+        return rec1, sizes1, section
+    rejected, checks = verify_long_pairs(database, rec1, pairs, window, max_rotation_deg)
+    errors = [c["rotation_error_deg"] for c in checks if "rotation_error_deg" in c]
+    section.update(pairs_long_dropped=len(rejected),
+                   dropped=[{"from": order[p.i], "to": order[p.j], "inliers": p.inliers,
+                             **{k: v for k, v in c.items() if k in ("rotation_error_deg", "reason")}}
+                            for p, c in zip(long, checks) if not c["accepted"]][:50],
+                   rotation_error_deg_median=float(np.median(errors)) if errors else None)
+    verified_db = Path(work_dir) / "verified.db"
+    restrict_database(database, verified_db, [(p.image_id1, p.image_id2) for p in rejected])
+    rec2, sizes2 = map_images(verified_db, image_dir, Path(work_dir) / "verified_models", options, n, progress=step)
+    section["passes"] = 2
+    short_registered = int(rec1.num_reg_images())
+    if rec2 is None:
+        section["result"] = "short-range model (the second pass built none)"
+        return rec1, sizes1, section
+    # keep the second pass unless it is less continuous or registers fewer frames than the first
+    jumps = [len(check_continuity(order, reconstruction_c2w(r), "video")["jumps"]) for r in (rec1, rec2)]
+    section.update(short_range_registered=short_registered, short_range_jumps=jumps[0], verified_jumps=jumps[1])
+    if jumps[1] > jumps[0] or int(rec2.num_reg_images()) < short_registered:
+        section["result"] = "short-range model (adding the verified long-range pairs made it worse)"
+        return rec1, sizes1, section
+    section["result"] = "short-range and verified long-range pairs"
+    return rec2, sizes2, section

@@ -1,0 +1,135 @@
+"""Continuity as a constraint for video (issue 24, parts 2 and 4), without real structure from motion:
+pycolmap's synthetic dataset gives a database of verified pairs and the true model in a fraction
+of a second; the walk-around scene is rendered at a few dozen pixels.
+
+- A long-range pair is kept when its own relative rotation agrees with the (short-range) model, and
+  dropped when the model places one of its frames half a turn away (what a fold does).
+- Cuts: where no pair within the window bridges a point in time.
+- The two-pass mapping on a synthetic sequence: every long pair checked, none dropped, all registered.
+- The walk-around scene: its true path is continuous; under a half turn (quarter turn) about the
+  cylinder's axis the symmetric rooms look the same (that is what folds SfM), the room with differing
+  walls does not; two stretches joined (a cut) are two segments for the continuity check.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pycolmap = pytest.importorskip("pycolmap")
+
+from nerf_app.process.continuity import check_continuity  # noqa: E402
+from nerf_app.process.sequence import (Pair, find_cuts, map_in_time_order, read_pairs, restrict_database,  # noqa: E402
+                                       verify_long_pairs)
+from nerf_app.process import walkaround_scene as ws  # noqa: E402
+
+
+def _synthetic(tmp_path, frames=8):
+    options = pycolmap.SyntheticDatasetOptions()
+    options.num_rigs, options.num_cameras_per_rig, options.num_frames_per_rig = 1, 1, frames
+    options.num_points3D = 150
+    path = tmp_path / "database.db"
+    db = pycolmap.Database.open(path)
+    try:
+        rec = pycolmap.synthesize_dataset(options, db)
+    finally:
+        db.close()
+    names = [rec.image(i).name for i in sorted(rec.reg_image_ids())]
+    return path, rec, names
+
+
+def _turn_frame(rec, image_id, degrees):
+    """Rotate one frame's pose about the world z axis (through the origin) by ``degrees``."""
+    a = math.radians(degrees) / 2
+    turn = pycolmap.Rigid3d(pycolmap.Rotation3d(np.array([0.0, 0.0, math.sin(a), math.cos(a)])), np.zeros(3))
+    frame = rec.frame(rec.image(image_id).frame_id)
+    frame.rig_from_world = frame.rig_from_world * turn.inverse()
+
+
+def test_long_pairs_agreeing_with_the_model_are_kept_and_a_folded_frame_is_dropped(tmp_path):
+    database, rec, names = _synthetic(tmp_path)
+    pairs = read_pairs(database, names)
+    assert len(pairs) == 28 and all(p.inliers > 100 for p in pairs)
+    rejected, checks = verify_long_pairs(database, rec, pairs, window=2)
+    assert len(checks) == 15 and rejected == []  # the 15 pairs more than 2 frames apart
+    assert max(c["rotation_error_deg"] for c in checks) < 0.5
+    last = rec.image(sorted(rec.reg_image_ids())[-1])
+    _turn_frame(rec, last.image_id, 180.0)  # the model places the last frame half a turn away
+    rejected, checks = verify_long_pairs(database, rec, pairs, window=2)
+    assert sorted((p.i, p.j) for p in rejected) == [(i, 7) for i in range(5)]
+    assert all(c["rotation_error_deg"] > 150 for c in checks if not c["accepted"])
+    _turn_frame(rec, last.image_id, -180.0 + 10.0)  # 10 degrees of drift: still kept
+    rejected, _ = verify_long_pairs(database, rec, pairs, window=2)
+    assert rejected == []
+
+
+def test_restricted_database_lacks_the_dropped_pairs_only(tmp_path):
+    database, rec, names = _synthetic(tmp_path)
+    pairs = read_pairs(database, names)
+    drop = [p for p in pairs if p.gap > 3]
+    restrict_database(database, tmp_path / "short.db", [(p.image_id1, p.image_id2) for p in drop])
+    kept = read_pairs(tmp_path / "short.db", names)
+    assert sorted((p.i, p.j) for p in kept) == sorted((p.i, p.j) for p in pairs if p.gap <= 3)
+    assert len(read_pairs(database, names)) == len(pairs)  # the original is untouched
+
+
+def test_cuts_are_where_no_pair_bridges_the_window():
+    def pairs_of(links):
+        return [Pair(i, j, i + 1, j + 1, n) for i, j, n in links]
+
+    n = 12
+    links = [(i, j, 200 - 10 * (j - i)) for i in range(n) for j in range(i + 1, min(n, i + 4))]
+    assert find_cuts(n, pairs_of(links), window=3) == []
+    cut = [(i, j, m if (i > 5 or j <= 5) else 4) for i, j, m in links]  # across 5|6 only weak matches
+    assert find_cuts(n, pairs_of(cut), window=3) == [{"after": 5, "best_inliers": 4}]
+    # a long-range pair across the cut does not bridge it (only pairs within the window count)
+    assert find_cuts(n, pairs_of(cut + [(2, 9, 150)]), window=3) == [{"after": 5, "best_inliers": 4}]
+
+
+def test_two_pass_mapping_checks_every_long_pair(tmp_path):
+    from nerf_app.process.sfm import SfmOptions
+
+    database, _, names = _synthetic(tmp_path, frames=10)
+    (tmp_path / "images").mkdir()
+    rec, sizes, section = map_in_time_order(database, tmp_path / "images", tmp_path, SfmOptions(threads=1), names,
+                                            window=3)
+    assert section["passes"] == 2 and section["pairs_long"] == 21 and section["pairs_long_dropped"] == 0
+    assert section["cuts"] == [] and section["result"] == "short-range and verified long-range pairs"
+    assert rec.num_reg_images() == 10 and sizes[0] == 10
+
+
+# --------------------------------------------------------------------------- the walk-around scene
+
+def _turned(c2w, degrees):
+    a = math.radians(degrees)
+    R = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1.0]])
+    out = c2w.copy()
+    out[:3, :4] = R @ c2w[:3, :4]
+    return out
+
+
+def test_true_walk_is_continuous_and_a_cut_is_two_segments():
+    cfg = ws.WalkaroundConfig(frames=100)
+    poses = ws.camera_path(cfg)
+    names = [ws.frame_name(k) for k in range(len(poses))]
+    r = check_continuity(names, dict(zip(names, poses)))
+    assert r["jumps"] == [] and r["max_step_ratio"] < 2 and r["max_view_ratio"] < 2
+    azimuth = np.degrees(np.unwrap([math.atan2(p[1, 3], p[0, 3]) for p in poses]))
+    assert 340 < azimuth[-1] - azimuth[0] < 360 and np.all(np.diff(azimuth) > 0)  # once around, forwards
+    cut = ws.cut_poses(cfg)
+    names = [ws.frame_name(k) for k in range(len(cut))]
+    r = check_continuity(names, dict(zip(names, cut)))
+    assert len(r["jumps"]) == 1 and r["jumps"][0]["from"] == ws.frame_name(49) and len(r["segments"]) == 2
+
+
+@pytest.mark.parametrize("walls,turn,same", [("half-turn", 180, True), ("quarter-turn", 90, True),
+                                             ("differ", 180, False), ("half-turn", 90, False)])
+def test_symmetric_rooms_look_the_same_from_the_other_side(walls, turn, same):
+    cfg = ws.WalkaroundConfig(width=64, height=48, supersample=1, walls=walls, logo_deg=0.0, cue=False,
+                              aim_height=1.2)  # looking level: the walls fill half the view
+    pose = ws.camera_path(cfg)[7]
+    a = ws.render_frame(cfg, pose).astype(float)
+    b = ws.render_frame(cfg, _turned(pose, turn)).astype(float)
+    differ = np.abs(a - b).mean()
+    assert (differ < 1.0) if same else (differ > 8.0), differ
