@@ -96,7 +96,7 @@ class RaySampler:
 
     def __init__(self, scene: PosedImages, split: str = "train", background: Union[str, Sequence[float]] = "white",
                  device: Union[str, torch.device] = "cpu", seed: int = 0, jitter: bool = False,
-                 lut_bytes: int = 512 << 20):
+                 lut_bytes: int = 512 << 20, cache: str = "none", log=None):
         self.scene = scene
         self.indices = scene.split_indices(split)
         self.background = background
@@ -109,14 +109,16 @@ class RaySampler:
         cams = [scene.cameras[int(i)] for i in self.indices]
         sizes = [c.width * c.height for c in cams]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        images = [scene.images.load(int(i)) for i in self.indices]
-        self.channels = 4 if any(im.shape[2] == 4 for im in images) else 3
-        packed = np.empty((int(self.offsets[-1]), self.channels), np.uint8)
-        for k, im in enumerate(images):
-            flat = im.reshape(-1, im.shape[2])
-            packed[self.offsets[k]:self.offsets[k + 1], :flat.shape[1]] = flat
-            if flat.shape[1] < self.channels:
-                packed[self.offsets[k]:self.offsets[k + 1], 3] = 255
+        packed = self._mapped(scene, cache, log)
+        if packed is None:
+            images = [scene.images.load(int(i)) for i in self.indices]
+            self.channels = 4 if any(im.shape[2] == 4 for im in images) else 3
+            packed = np.empty((int(self.offsets[-1]), self.channels), np.uint8)
+            for k, im in enumerate(images):
+                flat = im.reshape(-1, im.shape[2])
+                packed[self.offsets[k]:self.offsets[k + 1], :flat.shape[1]] = flat
+                if flat.shape[1] < self.channels:
+                    packed[self.offsets[k]:self.offsets[k + 1], 3] = 255
         # kept pixels (flat indices into the packed buffer) when the scene has masks
         self._kept = None
         if getattr(scene.images, "mask_paths", None):
@@ -150,6 +152,22 @@ class RaySampler:
         self._how = self._how.to(dev)
         self._lut_base = self._lut_base.to(dev)
         self._fixed_bg_t = None if self._fixed_bg is None else torch.from_numpy(self._fixed_bg).to(dev)
+
+    def _mapped(self, scene, cache: str, log) -> Optional[np.ndarray]:
+        """The packed pixels memory-mapped from the out-of-core cache (``cache``: none | auto | always | a folder;
+        see nerf_app/data/image_cache.py), or None: decode into RAM."""
+        if cache == "none" or not hasattr(scene, "root"):
+            return None
+        from .image_cache import cache_folder, mapped_pixels
+        images = scene.images
+        folder = cache_folder(cache, scene.root, int(self.offsets[-1]) * 3)  # RGB bytes: enough to choose
+        if folder is None:
+            return None
+        got = mapped_pixels(images, self.indices, self.offsets, folder, log or (lambda m: None))
+        if got is None:
+            return None
+        packed, self.channels = got
+        return packed
 
     def _build_luts(self, cams: List[Camera], budget: int) -> None:
         """One table of per-pixel directions per distinct distorted camera, within ``budget`` bytes."""

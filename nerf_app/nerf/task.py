@@ -203,8 +203,11 @@ class NerfTask(Task):
     def sampler(self):
         # built on first use: eval/render/export never decode the training images
         if self._sampler is None:
+            import sys
             self._sampler = self.scene.ray_sampler("train", background=self.config.data.background,
-                                                   device=self.device, seed=self.config.seed)
+                                                   device=self.device, seed=self.config.seed,
+                                                   cache=self.config.data.cache,
+                                                   log=lambda m: print(m, file=sys.stderr, flush=True))
         return self._sampler
 
     def prepare(self, step: int) -> None:
@@ -332,6 +335,7 @@ class NerfTask(Task):
         """Render training/test image ``index`` of the scene (every ``step``-th pixel) -> (rgb, depth, opacity)
         numpy arrays (early ray termination; the image's near plane, pose correction and appearance)."""
         bg = torch.tensor(background or eval_background(self.config), device=self.device)
+        self.hide_unseen()
         o, d = self.view_rays(index, step)
         rgb, depth, opacity = render_image(self.model.field, self.model.grid, o, d, bg, self.march,
                                            backend=self.config.backend, near=self.image_near(index),
@@ -365,6 +369,65 @@ class NerfTask(Task):
         if "appearance" not in checkpoint["model"] and self.config.appearance.mode == "auto":
             self.config.appearance.mode = "none"
         super().load_for_inference(checkpoint)
+        self.unseen = None   # hide_unseen() fills it on the first render
+
+    def hide_unseen(self) -> Dict[str, Any]:
+        """Leave the space no training camera saw out of every later render (``rays.unseen``; see
+        :mod:`nerf_app.nerf.unseen`): computed once, on the first render of a loaded run (render, eval, the
+        viewer; training never calls it), from depth maps rendered at the training cameras. Returns (and keeps
+        in ``self.unseen``) what was done."""
+        if not hasattr(self, "unseen"):   # a task being trained (or the live viewer's twin of one): never
+            return {"mode": "keep"}         # touch the grid training marches
+        if self.unseen is not None:
+            return self.unseen
+        import sys
+        import time
+        import dataclasses
+        from .unseen import (DEPTH_STEPS, OPAQUE, DensityOnly, block_pixels, depth_map, hide_unseen, occupied_cells, seen_cells,
+                             unseen_mode)
+        mode = unseen_mode(self.config.rays.unseen, self.scene.bounded)
+        self.unseen = {"mode": mode}
+        if mode == "keep":
+            return self.unseen
+        start = time.perf_counter()
+        grid, train = self.model.grid, self.scene.split_indices("train")
+        bg = torch.zeros(3, device=self.device)
+        # depth only: no colour, and a ray stops once it is OPAQUE (what lies behind is not needed)
+        field = DensityOnly(self.model.field)
+        march = dataclasses.replace(self.march, render_t_threshold=1 - OPAQUE,
+                                    steps_per_unit_diagonal=max(1, self.march.steps_per_unit_diagonal // DEPTH_STEPS))
+        maps, sizes = [], []
+        for i in train:
+            cam = self.scene.cameras[int(i)]
+            pix, h, w = block_pixels(cam.width, cam.height)
+            o, d = self.scene.rays_at(np.full(len(pix), int(i)), pix)
+            o = torch.from_numpy(o).float().to(self.device)
+            d = torch.from_numpy(d).float().to(self.device)
+            delta = self.pose_correction(int(i))
+            if delta is not None:
+                o, d = correct_rays(o, d, delta.expand(len(o), 6))
+            maps.append(depth_map(lambda o_, d_, n_: render_image(field, grid, o_, d_, bg, march,
+                                                                    backend=self.config.backend, near=n_),
+                                  o.reshape(h, w, 3), d.reshape(h, w, 3), self.image_near(int(i))))
+            sizes.append((cam.width, cam.height))
+        cams = [self.scene.cameras[int(i)] for i in train]
+        seen = seen_cells(grid, self.scene.c2w[train], [(c.fx, c.fy, c.cx, c.cy) for c in cams], sizes,
+                          near=[self.image_near(int(i)) for i in train], depth_maps=maps, cells=occupied_cells(grid))
+        share = hide_unseen(grid, seen)
+        self.unseen.update(hidden_share=round(share, 4), seconds=round(time.perf_counter() - start, 2))
+        print(f"unseen space: {100 * share:.1f}% of the occupied cells no training camera saw are left out "
+              f"(rays.unseen={mode}; keep shows the field there) [{self.unseen['seconds']:.1f} s]", file=sys.stderr)
+        return self.unseen
+
+    def view_background(self) -> tuple:
+        """The colour behind a novel view (render, viewer): ``rays.unseen_tint`` with ``rays.unseen=tint``,
+        else ``data.eval_background``."""
+        if self.hide_unseen()["mode"] == "tint":
+            tint = tuple(float(v) for v in self.config.rays.unseen_tint)
+            if len(tint) != 3 or not all(0.0 <= v <= 1.0 for v in tint):
+                raise ConfigError(f"rays.unseen_tint must be three numbers in [0, 1] (R, G, B), got {tint}")
+            return tint
+        return eval_background(self.config)
 
     def evaluate(self, run_dir: Path, split: str = "test", limit: Optional[int] = None, sheet: str = "worst",
                  **_) -> Dict[str, Any]:

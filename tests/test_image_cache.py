@@ -1,0 +1,59 @@
+"""Out-of-core training pixels (issue 29, nerf_app/data/image_cache.py): the memory-mapped cache holds exactly the
+pixels the RAM path packs, is reused, is rebuilt when an image changes, and a folder that cannot be written
+falls back to RAM with one line."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import torch
+
+from conftest import REPO_ROOT
+
+
+def _scene(tmp_path):
+    from nerf_app.data import load_scene
+    shutil.copytree(REPO_ROOT / "data" / "demo", tmp_path / "demo")
+    return load_scene(tmp_path / "demo", downscale=2)
+
+
+def test_cache_equals_ram_is_reused_and_follows_changed_images(tmp_path):
+    scene = _scene(tmp_path)
+    lines = []
+    ram = scene.ray_sampler("train", cache="none", seed=3)
+    disk = scene.ray_sampler("train", cache="always", seed=3, log=lines.append)
+    folder = tmp_path / "demo" / ".nerf_app_cache"
+    files = list(folder.glob("pixels-*.u8"))
+    assert len(files) == 1 and len(lines) == 1 and "image cache" in lines[0]
+    assert isinstance(disk.pixels.numpy().base, np.memmap) or disk.pixels.numpy().base is not None
+    assert ram.channels == disk.channels and torch.equal(ram.pixels, disk.pixels)
+    a, b = ram.sample(4000), disk.sample(4000)
+    assert torch.equal(a.rgb, b.rgb) and torch.equal(a.origins, b.origins)
+    # reused: nothing rebuilt, nothing logged
+    mtime = files[0].stat().st_mtime_ns
+    again = scene.ray_sampler("train", cache="always", seed=3, log=lines.append)
+    assert len(lines) == 1 and files[0].stat().st_mtime_ns == mtime and torch.equal(again.pixels, ram.pixels)
+    # an image replaced (same name and size, other pixels): a new cache with the new pixels
+    train = scene.split_indices("train")
+    path = scene.image_paths[int(train[0])]
+    import imageio.v3 as iio
+    img = iio.imread(path)
+    iio.imwrite(path, (255 - img).astype(np.uint8))
+    os.utime(path, ns=(mtime + 10 ** 9, mtime + 10 ** 9))
+    from nerf_app.data import load_scene
+    scene2 = load_scene(tmp_path / "demo", downscale=2)
+    fresh = scene2.ray_sampler("train", cache="always", seed=3, log=lines.append)
+    assert len(lines) == 2 and len(list(folder.glob("pixels-*.u8"))) == 2
+    assert torch.equal(fresh.pixels, scene2.ray_sampler("train", cache="none", seed=3).pixels)
+    assert not torch.equal(fresh.pixels, ram.pixels)
+
+
+def test_unwritable_cache_folder_falls_back_to_ram_with_one_line(tmp_path):
+    scene = _scene(tmp_path)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    lines = []
+    sampler = scene.ray_sampler("train", cache=str(blocker / "cache"), seed=3, log=lines.append)
+    assert len(lines) == 1 and "cannot write there" in lines[0] and "stay in RAM" in lines[0], lines
+    assert torch.equal(sampler.pixels, scene.ray_sampler("train", cache="none", seed=3).pixels)
