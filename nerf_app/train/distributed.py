@@ -351,6 +351,15 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
+def _die_with_parent() -> None:
+    """In a rank (before exec): SIGTERM when the launcher dies, even by SIGKILL (Linux ``PR_SET_PDEATHSIG``)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def launch(argv: List[str], nproc: int, threads: Optional[int] = None, grace_s: float = 60.0,
            log=None) -> int:
     """Run ``python -m nerf_app <argv>`` as ``nproc`` local ranks and wait for them. The launcher hosts the
@@ -370,10 +379,15 @@ def launch(argv: List[str], nproc: int, threads: Optional[int] = None, grace_s: 
                    OMP_NUM_THREADS=str(per_rank))
         # c10d's C++ warnings (a socket poll that timed out) would add lines beside the one error line
         env.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
-        procs.append(subprocess.Popen([sys.executable, "-m", "nerf_app", *argv], env=env))
+        procs.append(subprocess.Popen([sys.executable, "-m", "nerf_app", *argv], env=env,
+                                      preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None))
     first_bad: Optional[Tuple[int, int]] = None
     told = set()
     deadline = None
+
+    def on_term(signum, frame):  # a launcher stopped by SIGTERM/SIGHUP takes its ranks with it
+        raise KeyboardInterrupt
+    previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         while True:
             codes = [p.poll() for p in procs]
@@ -411,6 +425,8 @@ def launch(argv: List[str], nproc: int, threads: Optional[int] = None, grace_s: 
                 p.kill()
         return 130
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         for p in procs:
             if p.poll() is None:
                 p.kill()
