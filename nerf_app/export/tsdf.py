@@ -11,7 +11,7 @@ Why fusion instead of the density level set on real captures: each view contribu
 median depth), and every other view that sees *through* a place votes it empty, so fog that one view
 mistakes for a surface is outvoted; a density level set keeps every sheet of fog dense enough anywhere.
 
-Written here in vectorised torch rather than taken from Open3D (whose CPU wheel is 105 MB and pulls
+Written here in vectorised numpy rather than taken from Open3D (whose CPU wheel is 105 MB and pulls
 pandas/dash/scikit-learn as dependencies): only voxels in a narrow band around the back-projected depth
 points are fused (a few percent of the grid), which makes each view one batched projection of those
 voxels. Pinhole views only (:mod:`nerf_app.export.depth` renders pinhole twins of any camera).
@@ -21,8 +21,6 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 
 def view_points(view, stride: int = 1):
@@ -69,10 +67,10 @@ class TSDFVolume:
         self.voxel = float(ext.max()) / int(resolution)
         self.dims = np.maximum(1, np.ceil(ext / self.voxel - 1e-9).astype(np.int64))
         self.trunc = float(trunc_voxels) * self.voxel
-        self.band: Optional[torch.Tensor] = None        # flat indices of fused voxels
-        self.centres: Optional[torch.Tensor] = None     # [M,3] float64 centres of the band voxels
-        self.tsdf: Optional[torch.Tensor] = None
-        self.weight: Optional[torch.Tensor] = None
+        self.band: Optional[np.ndarray] = None       # flat indices of the fused voxels
+        self.centres: Optional[np.ndarray] = None    # [M,3] float64 centres of the band voxels
+        self.tsdf: Optional[np.ndarray] = None       # [M] float32 weighted mean of the truncated distances
+        self.weight: Optional[np.ndarray] = None     # [M] float32 sum of the weights
 
     def _flat(self, ijk: np.ndarray) -> np.ndarray:
         nx, ny, nz = self.dims
@@ -81,54 +79,53 @@ class TSDFVolume:
     def set_band(self, points: np.ndarray) -> int:
         """Fuse the voxels within ``trunc`` (rounded up to whole voxels) of any of ``points`` [N,3]; returns
         how many."""
+        from scipy.ndimage import maximum_filter1d
+
         nx, ny, nz = (int(d) for d in self.dims)
-        occ = torch.zeros(nx, ny, nz, dtype=torch.float32)
+        occ = np.zeros(nx * ny * nz, np.uint8)
         ijk = np.floor((np.asarray(points, np.float64) - self.lo) / self.voxel).astype(np.int64)
         ok = ((ijk >= 0) & (ijk < self.dims)).all(1)
-        ijk = ijk[ok]
-        occ.view(-1)[torch.from_numpy(self._flat(ijk))] = 1.0
+        occ[self._flat(ijk[ok])] = 1
+        occ = occ.reshape(nx, ny, nz)
         r = int(np.ceil(self.trunc / self.voxel))
-        band = F.max_pool3d(occ[None, None], 2 * r + 1, stride=1, padding=r)[0, 0] > 0
-        idx = torch.nonzero(band.view(-1))[:, 0]
+        for axis in range(3):   # a cube of side 2r+1 around every point, as three 1-D passes
+            occ = maximum_filter1d(occ, 2 * r + 1, axis=axis, mode="constant")
+        idx = np.flatnonzero(occ)
         self.band = idx
-        i = idx // (ny * nz)
-        j = (idx // nz) % ny
-        k = idx % nz
-        ijk_t = torch.stack([i, j, k], 1).double()
-        self.centres = torch.from_numpy(self.lo)[None] + (ijk_t + 0.5) * self.voxel
-        self.tsdf = torch.zeros(len(idx), dtype=torch.float32)
-        self.weight = torch.zeros(len(idx), dtype=torch.float32)
+        ijk = np.stack([idx // (ny * nz), (idx // nz) % ny, idx % nz], 1)
+        self.centres = self.lo[None] + (ijk + 0.5) * self.voxel
+        self.tsdf = np.zeros(len(idx), np.float32)
+        self.weight = np.zeros(len(idx), np.float32)
         return int(len(idx))
 
     def integrate(self, view, pixel_weight: Optional[np.ndarray] = None) -> None:
-        """Fuse one pinhole DepthView (``pixel_weight [H,W]``: how much to trust each pixel, default 1)."""
-        c2w = torch.from_numpy(np.asarray(view.c2w, np.float64))
+        """Fuse one pinhole DepthView (``pixel_weight [H,W]``: how much to trust each pixel, default 1).
+        numpy, one thread: a view is a few vectorised passes over the band, where a thread pool's start-up
+        and a loaded machine's contention cost more than they save."""
+        c2w = np.asarray(view.c2w, np.float64)
         fx, fy, cx, cy = view.K
         H, W = view.depth.shape
         p = (self.centres - c2w[:3, 3]) @ c2w[:3, :3]          # world -> camera: R^T (x - t)
         z = p[:, 2]
-        front = z > 1e-9
-        zs = torch.where(front, z, torch.ones_like(z))
-        u = torch.floor(p[:, 0] / zs * fx + cx).long()
-        v = torch.floor(p[:, 1] / zs * fy + cy).long()
-        inside = front & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-        sel = torch.nonzero(inside)[:, 0]
-        if not sel.numel():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.floor(p[:, 0] / z * fx + cx)
+            v = np.floor(p[:, 1] / z * fy + cy)
+        sel = np.nonzero((z > 1e-9) & (u >= 0) & (u < W) & (v >= 0) & (v < H))[0]
+        if not len(sel):
             return
-        pix = (v[sel] * W + u[sel])
-        depth = torch.from_numpy(np.asarray(view.depth, np.float64).reshape(-1))[pix]
-        sdf = depth - z[sel]                               # inf (free ray) -> +inf -> +1
+        pix = v[sel].astype(np.int64) * W + u[sel].astype(np.int64)
+        sdf = np.asarray(view.depth, np.float64).reshape(-1)[pix] - z[sel]   # inf (a free ray) -> +1 below
         keep = sdf > -self.trunc
         sel, sdf, pix = sel[keep], sdf[keep], pix[keep]
-        w = torch.ones(len(sel), dtype=torch.float32)
-        if pixel_weight is not None:
-            w = torch.from_numpy(np.asarray(pixel_weight, np.float32).reshape(-1))[pix]
-        val = (sdf / self.trunc).clamp(-1.0, 1.0).float()
-        nz = w > 0
-        sel, val, w = sel[nz], val[nz], w[nz]
-        old_w = self.weight[sel]
-        new_w = old_w + w
-        self.tsdf[sel] = (self.tsdf[sel] * old_w + val * w) / new_w
+        if pixel_weight is None:
+            w = np.ones(len(sel), np.float32)
+        else:
+            w = np.asarray(pixel_weight, np.float32).reshape(-1)[pix]
+            pos = w > 0
+            sel, sdf, w = sel[pos], sdf[pos], w[pos]
+        val = np.clip(sdf / self.trunc, -1.0, 1.0).astype(np.float32)
+        new_w = self.weight[sel] + w
+        self.tsdf[sel] = (self.tsdf[sel] * self.weight[sel] + val * w) / new_w
         self.weight[sel] = new_w
 
     def extract(self, min_weight: float = 1e-3):
@@ -137,20 +134,24 @@ class TSDFVolume:
         from skimage.measure import marching_cubes
 
         nx, ny, nz = (int(d) for d in self.dims)
-        vol = torch.ones(nx * ny * nz, dtype=torch.float32)
-        seen = torch.zeros(nx * ny * nz, dtype=torch.float32)
+        vol = np.ones(nx * ny * nz, np.float32)
+        seen = np.zeros(nx * ny * nz, bool)
         ok = self.weight > min_weight
         vol[self.band[ok]] = self.tsdf[ok]
-        seen[self.band[ok]] = 1.0
-        vol = vol.view(nx, ny, nz)
-        seen = seen.view(nx, ny, nz)
-        # a cell (i, j, k) spans corners (i..i+1, ...): observed when all 8 are (a min-pool over 2x2x2)
-        cell = -F.max_pool3d(-seen[None, None], 2, stride=1)[0, 0] > 0
-        mask = torch.zeros(nx, ny, nz, dtype=torch.bool)
+        seen[self.band[ok]] = True
+        vol = vol.reshape(nx, ny, nz)
+        seen = seen.reshape(nx, ny, nz)
+        # a cell (i, j, k) spans corners (i..i+1, ...): observed when all 8 are
+        mask = np.zeros((nx, ny, nz), bool)
+        cell = seen[:-1, :-1, :-1].copy()
+        for di in (0, 1):
+            for dj in (0, 1):
+                for dk in (0, 1):
+                    cell &= seen[di:nx - 1 + di, dj:ny - 1 + dj, dk:nz - 1 + dk]
         mask[:-1, :-1, :-1] = cell
         if not mask.any():
             return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
-        v_np = vol.numpy()
+        v_np = vol
         if not (v_np.min() < 0 < v_np.max()):
             return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
         try:
@@ -160,7 +161,7 @@ class TSDFVolume:
         # keep the faces of observed cells only (a face lies in one cell: the one holding its centroid)
         cid = np.floor(verts[faces].mean(1)).astype(np.int64)
         cid = np.minimum(np.maximum(cid, 0), np.array([nx - 2, ny - 2, nz - 2]).clip(0))
-        m = mask.numpy()
+        m = mask
         faces = faces[m[cid[:, 0], cid[:, 1], cid[:, 2]]]
         if not len(faces):
             return np.zeros((0, 3)), np.zeros((0, 3), np.int64)

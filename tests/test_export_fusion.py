@@ -1,0 +1,193 @@
+"""Issue 25: surfaces from depth maps (TSDF fusion), the region of interest, --crop, the appearance-corrected
+photos and the depth-map visibility cull, on analytic scenes with known answers."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from nerf_app.errors import ConfigError
+from nerf_app.export.depth import DepthView, pinhole_rays
+from nerf_app.export.options import parse_crop
+from nerf_app.export.region import Region, crop_region, region_from_json, region_pixels
+from nerf_app.export.tsdf import fuse_views
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _look_at(eye, target):
+    f = np.asarray(target, float) - eye
+    f /= np.linalg.norm(f)
+    r = np.cross(f, [0.0, 0.0, 1.0])
+    r /= np.linalg.norm(r)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = r, np.cross(f, r), f, eye
+    return c2w
+
+
+def _ray_sphere(o, d, c, R):
+    oc = o - c
+    b = (oc * d).sum(1)
+    disc = b * b - ((oc * oc).sum(1) - R * R)
+    return np.where(disc > 0, -b - np.sqrt(np.maximum(disc, 0)), np.inf)
+
+
+def _ray_box(o, d, lo, hi):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t0, t1 = (lo - o) / d, (hi - o) / d
+    tn = np.minimum(t0, t1).max(1)
+    tf = np.maximum(t0, t1).min(1)
+    return np.where((tf >= tn) & (tf > 0), tn, np.inf)
+
+
+def _views(hit, n=16, W=48, H=36, radius=1.4):
+    """Depth maps (z-depth) of an analytic scene ``hit(o, d) -> t`` from ``n`` cameras around (0.5, 0.5, 0.5)."""
+    K = (42.0, 42.0, W / 2, H / 2)
+    c = np.full(3, 0.5)
+    out = []
+    for k in range(n):
+        a = 2 * np.pi * k / n
+        el = 0.6 * np.sin(3 * a)
+        eye = c + radius * np.array([np.cos(a) * np.cos(el), np.sin(a) * np.cos(el), np.sin(el)])
+        c2w = _look_at(eye, c)
+        o, d, zs = pinhole_rays(c2w, K, W, H)
+        out.append(DepthView(c2w, K, (hit(o, d) * zs).reshape(H, W), k))
+    return out
+
+
+def _surface_distance(points, sdf):
+    return np.abs(sdf(points))
+
+
+def test_tsdf_fusion_of_a_sphere_and_a_box_is_close_to_the_truth():
+    c, R = np.array([0.5, 0.5, 0.5]), 0.22
+    v, f, info = fuse_views(_views(lambda o, d: _ray_sphere(o, d, c, R)), [0, 0, 0], [1, 1, 1], 48)
+    err = np.abs(np.linalg.norm(v - c, axis=1) - R)
+    assert len(f) > 1000 and err.mean() < 0.2 * info["voxel"] and err.max() < info["voxel"], (err.mean(), err.max())
+    # the whole sphere is there (coverage of the truth), closed, one piece
+    import trimesh
+    mesh = trimesh.Trimesh(v, f)
+    assert mesh.is_watertight and len(mesh.split(only_watertight=False)) == 1
+    assert abs(mesh.volume / (4 / 3 * np.pi * R ** 3) - 1) < 0.05
+    # a box with sharp edges: vertices on its surface (to within a voxel), and every face of the box reached
+    lo, hi = np.array([0.3, 0.35, 0.3]), np.array([0.7, 0.6, 0.65])
+    v, f, info = fuse_views(_views(lambda o, d: _ray_box(o, d, lo, hi)), [0, 0, 0], [1, 1, 1], 48)
+    q = np.maximum(lo - v, v - hi)
+    box_sdf = np.linalg.norm(np.maximum(q, 0), axis=1) + np.minimum(q.max(1), 0)
+    assert np.abs(box_sdf).mean() < 0.25 * info["voxel"] and np.abs(box_sdf).max() < 1.5 * info["voxel"]
+    assert np.allclose(v.min(0), lo, atol=info["voxel"]) and np.allclose(v.max(0), hi, atol=info["voxel"])
+
+
+def test_fog_seen_by_one_view_is_outvoted_and_unseen_space_stays_open():
+    c, R = np.array([0.5, 0.5, 0.5]), 0.2
+    views = _views(lambda o, d: _ray_sphere(o, d, c, R))
+    # view 0 mistakes a sheet of fog in front of the sphere for a surface
+    fog = views[0]
+    bad = fog.depth.copy()
+    bad[8:24, 14:34] = np.minimum(bad[8:24, 14:34], 0.75)
+    views[0] = DepthView(fog.c2w, fog.K, bad, 0)
+    v, f, _ = fuse_views(views, [0, 0, 0], [1, 1, 1], 48)
+    err = np.abs(np.linalg.norm(v - c, axis=1) - R)
+    assert err.max() < 0.03, err.max()
+    # only half the views: the far side is unseen -> the mesh is open there rather than invented
+    half = [w for w in _views(lambda o, d: _ray_sphere(o, d, c, R)) if np.cos(2 * np.pi * w.index / 16) > 0.9]
+    v, f, _ = fuse_views(half, [0, 0, 0], [1, 1, 1], 48)
+    import trimesh
+    assert not trimesh.Trimesh(v, f).is_watertight                 # open where nobody looked
+    assert (v[:, 0] - c[0]).min() > -0.9 * R   # the far pole (x = -R), which no camera saw, is not made up
+
+
+def test_crop_parsing_and_bad_boxes():
+    assert parse_crop("0,0,0,1,2,3") == (0, 0, 0, 1, 2, 3)
+    assert parse_crop(None) is None
+    for text, needle in [("1,2,3", "six numbers"), ("a,b,c,d,e,f", "six numbers"), ("0,0,0,1,nan,1", "finite"),
+                         ("0,0,0,1,1,0", "empty or inverted along z"), ("1,0,0,0,1,1", "inverted along x")]:
+        with pytest.raises(ConfigError, match=needle):
+            parse_crop(text)
+    norm = SimpleNamespace(to_normalized=lambda p: np.asarray(p) * 0.5 + 0.25,
+                           to_capture=lambda p: (np.asarray(p) - 0.25) / 0.5)
+    r = crop_region((0, 0, 0, 1, 1, 1), norm, np.array([[-0.5] * 3, [1.5] * 3]))
+    assert np.allclose(r.lo, 0.25) and np.allclose(r.hi, 0.75) and r.source == "--crop"
+    assert np.allclose(r.to_capture(norm), [0, 0, 0, 1, 1, 1])
+    assert np.allclose(region_from_json(r.to_json(norm), norm).hi, 0.75)
+    with pytest.raises(ConfigError, match="--crop box .* lies outside the scene"):
+        crop_region((10, 10, 10, 11, 11, 11), norm, np.array([[-0.5] * 3, [1.5] * 3]))
+
+
+def test_bad_crop_on_the_command_line_is_one_argparse_line(tmp_path):
+    out = tmp_path / "m.glb"
+    for crop in ("0,0,0,1,1", "0,0,0,-1,1,1"):
+        res = subprocess.run([sys.executable, "-m", "nerf_app.cli", "export", str(tmp_path / "norun"), "--mesh",
+                              str(out), "--texture", "--crop", crop], capture_output=True, text=True, cwd=ROOT,
+                             timeout=120)
+        assert res.returncode == 2 and "argument --crop" in res.stderr and "Traceback" not in res.stderr
+        assert len([ln for ln in res.stderr.splitlines() if "error" in ln]) == 1
+    res = subprocess.run([sys.executable, "-m", "nerf_app.cli", "export", str(tmp_path / "norun"), "--mesh", str(out),
+                          "--texture", "--method", "marching"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 2 and "argument --method: invalid choice" in res.stderr
+    assert not out.exists()
+
+
+def test_region_pixels_are_those_whose_depth_lands_in_the_box():
+    region = Region(np.array([0.4, 0.4, 0.4]), np.array([0.6, 0.6, 0.6]), "test")
+    o = np.zeros((4, 3))
+    d = np.tile([1.0, 1.0, 1.0], (4, 1)) / np.sqrt(3)
+    t_in = np.sqrt(3) * 0.5              # lands at (0.5, 0.5, 0.5)
+    depth = np.array([t_in, t_in * 0.5, t_in * 0.2, 0.9 * 2 * t_in])   # expected depth = t * opacity
+    opacity = np.array([1.0, 0.5, 0.2, 0.9])
+    keep = region_pixels(region, o, d, depth, opacity)
+    # 0: inside; 1: half opaque, its surface at t_in -> inside; 2: too transparent; 3: lands beyond the box
+    assert keep.tolist() == [True, True, False, False]
+    assert region.contains(np.array([[0.39, 0.5, 0.5]])).tolist() == [False]
+
+
+def test_appearance_correction_takes_each_photo_to_the_mean_appearance():
+    from nerf_app.export.photos import TrainingPhotos
+    rng = np.random.default_rng(0)
+    A = torch.from_numpy(rng.normal(0, 0.1, (5, 3, 4)))
+    scene = SimpleNamespace(split_indices=lambda s: np.array([0, 1, 3]), cameras=[], images=None)
+    task = SimpleNamespace(model=SimpleNamespace(appearance=A), use_appearance=True, scene=scene)
+    photos = TrainingPhotos(task)
+    r = rng.random((50, 3))                                 # radiance
+    An = A.numpy()
+    mean = An[[0, 1, 3]].mean(0)
+    want = r + r @ mean[:, :3].T + mean[:, 3]               # what the NeRF renders at a held-out view
+    for i in (0, 1, 3):
+        photo = r + r @ An[i, :, :3].T + An[i, :, 3]        # what photo i recorded
+        assert np.allclose(photos.colour_map(i, photo), want, atol=1e-10)
+    assert np.array_equal(photos.colour_map(2, r), r)       # not a training photo: unchanged
+    task.use_appearance = False
+    assert np.array_equal(TrainingPhotos(task).colour_map(0, r), r)
+
+
+def test_depth_cull_drops_faces_no_view_sees_first():
+    from nerf_app.export.photos import cull_unseen_by_depth
+    # a square facing the cameras at z = 0.3 and a smaller one hidden right behind it at z = 0.5
+    def square(z, h, n=8):
+        g = np.linspace(0.5 - h, 0.5 + h, n + 1)
+        xs, ys = np.meshgrid(g, g)
+        v = np.stack([xs.ravel(), ys.ravel(), np.full(xs.size, z)], 1)
+        f = [[i * (n + 1) + j, i * (n + 1) + j + 1, (i + 1) * (n + 1) + j] for i in range(n) for j in range(n)]
+        f += [[i * (n + 1) + j + 1, (i + 1) * (n + 1) + j + 1, (i + 1) * (n + 1) + j] for i in range(n) for j in range(n)]
+        return v, np.array(f)
+    v1, f1 = square(0.3, 0.3)
+    v2, f2 = square(0.5, 0.1)
+    v = np.concatenate([v1, v2])
+    f = np.concatenate([f1, f2 + len(v1)])
+    views = []
+    for k in range(4):
+        eye = np.array([0.5 + 0.05 * np.cos(k), 0.5 + 0.05 * np.sin(k), -1.0])
+        c2w = _look_at(eye, [0.5, 0.5, 0.5])
+        K = (60.0, 60.0, 32.0, 32.0)
+        o, d, zs = pinhole_rays(c2w, K, 64, 64)
+        t = np.where((np.abs(o + ((0.3 - o[:, 2]) / d[:, 2])[:, None] * d - 0.5)[:, :2] <= 0.3).all(1),
+                     (0.3 - o[:, 2]) / d[:, 2], np.inf)
+        views.append(DepthView(c2w, K, (t * zs).reshape(64, 64), k))
+    v_out, f_out, dropped = cull_unseen_by_depth(views, v, f, tolerance=0.02, rings=0)
+    assert dropped == len(f2) and len(f_out) == len(f1)
+    assert np.allclose(v_out[:, 2], 0.3)
