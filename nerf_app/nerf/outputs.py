@@ -136,8 +136,7 @@ def render_camera_path(task, run_dir: Path, path: str = "orbit", frames: int = 6
     cam = scene.cameras[int(scene.split_indices("train")[0])]
     height = int(resolution or min(cam.height, 400)) // 2 * 2  # H.264 (yuv420p) needs even sizes
     width = int(round(height * cam.width / cam.height)) // 2 * 2 if not resolution else height
-    bg = torch.tensor({"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}.get(task.config.data.eval_background,
-                                                                                  (1.0, 1.0, 1.0)))
+    bg = torch.tensor(task.view_background())   # leaves unseen space out first (rays.unseen)
     rgb_frames, depth_frames = [], []
     start = time.perf_counter()
     focal = [0.5 * height / math.tan(math.radians(f) / 2) for f in fovs]

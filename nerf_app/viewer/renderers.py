@@ -134,7 +134,8 @@ class NerfViewRenderer(ViewRenderer):
         self.background = _BACKGROUNDS.get(bg, (1.0, 1.0, 1.0))
         self._context: Optional[SceneContext] = None
 
-    def _render_rays(self, o: np.ndarray, d: np.ndarray, max_samples: int, should_stop, near=None, transform=None):
+    def _render_rays(self, o: np.ndarray, d: np.ndarray, max_samples: int, should_stop, near=None, transform=None,
+                     background=None):
         """Rays through the task's own :func:`~nerf_app.nerf.renderer.render_image`, in chunks (a cancellation
         point each). ``near`` / ``transform``: the run's near plane and appearance, when its renderer has them."""
         import inspect
@@ -147,7 +148,7 @@ class NerfViewRenderer(ViewRenderer):
         if transform is not None and "color_transform" in accepts:
             kw["color_transform"] = transform
         march = dataclasses.replace(task.march, max_samples=max(1, int(max_samples)))
-        bg = torch.tensor(self.background, dtype=torch.float32, device=task.device)
+        bg = torch.tensor(background or self.background, dtype=torch.float32, device=task.device)
         o = torch.from_numpy(np.ascontiguousarray(o, dtype=np.float32)).to(task.device)
         d = torch.from_numpy(np.ascontiguousarray(d, dtype=np.float32)).to(task.device)
         rgbs, depths, opacities, = [], [], []
@@ -185,7 +186,9 @@ class NerfViewRenderer(ViewRenderer):
             return self._render_error(req, width, height, should_stop)
         o, d = pinhole_rays(req.c2w, width, height, req.fov_y_deg)
         near, transform = self._novel_view_extras(req.c2w, req.fov_y_deg, width, height)
-        rgb, depth, opacity = self._render_rays(o, d, req.max_samples, should_stop, near, transform)
+        # a finished run's unseen space is left out (rays.unseen; the first call finds it), maybe tinted
+        bg = self.task.view_background() if hasattr(self.task, "view_background") else None
+        rgb, depth, opacity = self._render_rays(o, d, req.max_samples, should_stop, near, transform, bg)
         rgb, depth, opacity = rgb.reshape(height, width, 3), depth.reshape(height, width), opacity.reshape(height, width)
         if req.mode == "depth":
             image = colorize_depth(depth, opacity)
@@ -212,6 +215,8 @@ class NerfViewRenderer(ViewRenderer):
         o = np.broadcast_to(c2w[:3, 3], d.shape)
         near = self.task.image_near(i)
         transform = self.task.eval_color_transform(i)
+        if hasattr(self.task, "hide_unseen"):
+            self.task.hide_unseen()
         rgb, _, _ = self._render_rays(o, d, req.max_samples, should_stop, near, transform)
         gt = scene.images.rgb(i, self.background)
         gt = cv2.resize(gt, (w, h), interpolation=cv2.INTER_AREA)
