@@ -44,7 +44,7 @@ def run(args) -> int:
     if args.mesh is not None:
         from ..export.mesh_eval import evaluate_mesh
         metrics = evaluate_mesh(task, run_dir.path, args.mesh, split=args.split or "test", limit=args.limit,
-                                supersample=args.supersample)
+                                supersample=args.supersample, out_dir=Path(args.out).parent if args.out else None)
         path = run_dir.write_metrics(metrics, args.out or run_dir.path / "metrics_mesh.json")
         print(json.dumps({k: v for k, v in metrics.items() if k != "per_image"}))
         print(f"wrote {path}")

@@ -63,11 +63,11 @@ def _region_of(meta, task):
 
 
 def evaluate_mesh(task, run_dir: Path, mesh_path, split: str = "test", limit: Optional[int] = None,
-                  supersample: int = 2, **_) -> Dict[str, Any]:
+                  supersample: int = 2, out_dir: Optional[Path] = None, **_) -> Dict[str, Any]:
     """Render the mesh at the held-out cameras and score it against the photos, next to the NeRF's own
     PSNR/SSIM on the same views (read from RUN/metrics.json when it scored the same views and the mesh
     records no region, else rendered now); the same on the region pixels; Chamfer-L1 to the truth for
-    SDF/occupancy runs and the demo scene."""
+    SDF/occupancy runs and the demo scene. The contact sheet goes to ``out_dir`` (default: the run folder)."""
     from ..geometry.mesh import TriMesh
     from ..geometry.metrics import mesh_metrics
 
@@ -133,7 +133,7 @@ def evaluate_mesh(task, run_dir: Path, mesh_path, split: str = "test", limit: Op
             rows.append([gt, img, np.repeat(err, 3, -1)])
     mean = lambda k: float(np.mean([r[k] for r in per_image if k in r]))  # noqa: E731
     sheet = f"contact_sheet_mesh_{split}.png"
-    contact_sheet(run_dir / sheet, rows, ["ground truth", "mesh render", "|error| x4"])
+    contact_sheet(Path(out_dir or run_dir) / sheet, rows, ["ground truth", "mesh render", "|error| x4"])
     out.update({"split": split, "n_images": len(per_image), "psnr": mean("psnr"), "ssim": mean("ssim"),
                 "nerf_psnr": mean("nerf_psnr"), "nerf_ssim": mean("nerf_ssim"),
                 "psnr_gap_db": mean("nerf_psnr") - mean("psnr"), "nerf_scores_from": sorted(nerf_source)})
