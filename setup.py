@@ -102,7 +102,7 @@ setup(
         "embreex",  # `eval --mesh`: Embree ray casting of the exported mesh (trimesh falls back without it)
         "OpenEXR>=3.2",  # EXR images (inr): the reference library reads every compression and tiled files
     ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    extras_require={"test": ["pytest", "hypothesis", "plyfile"]},
     entry_points={"console_scripts": ["nerf-app=nerf_app.cli:main"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,

@@ -18,6 +18,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mesh", default=None,
                         help="score an exported mesh instead: rendered at the held-out cameras (PSNR/SSIM next to "
                              "the NeRF's own) and Chamfer to the truth where there is one")
+    parser.add_argument("--splats", default=None,
+                        help="(nerf) score a splat PLY (export --splats) instead: rendered at the held-out cameras, "
+                             "PSNR/SSIM next to the NeRF's own -> RUN/metrics_splats.json")
     parser.add_argument("--sheet", choices=("worst", "all"), default=None,
                         help="(nerf) contact sheet: worst (default: the 4 lowest-PSNR views, worst first, then the "
                              "median and the best, each labelled with its PSNR) or all (every view, worst first)")
@@ -40,7 +43,19 @@ def run(args) -> int:
             from ..errors import ConfigError
             raise ConfigError(f"--sheet: only a nerf run's own evaluation has a contact sheet of held-out views "
                               f"(this is {'--mesh' if args.mesh is not None else f'a {mode} run'})")
+    if args.splats is not None:
+        from ..splats.export import check_mode, check_splat_file
+        from ..train.modes import load_run_config
+        check_splat_file(args.splats)
+        check_mode(load_run_config(args.run, args.overrides)[1].mode)
     task, run_dir, _ = open_run(args.run, args.checkpoint, args.overrides)
+    if args.splats is not None:
+        from ..splats.views import evaluate_splats
+        metrics = evaluate_splats(task, run_dir.path, args.splats, split=args.split or "test", limit=args.limit)
+        path = run_dir.write_metrics(metrics, args.out or run_dir.path / "metrics_splats.json")
+        print(json.dumps({k: v for k, v in metrics.items() if k != "per_image"}))
+        print(f"wrote {path}")
+        return 0
     if args.mesh is not None:
         from ..export.mesh_eval import evaluate_mesh
         metrics = evaluate_mesh(task, run_dir.path, args.mesh, split=args.split or "test", limit=args.limit,

@@ -61,6 +61,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--interpolate", nargs=2, default=None, metavar=("SHAPE_A", "SHAPE_B"),
                         help="(latent sdf) meshes along the straight line between two shapes' codes")
     parser.add_argument("--steps", type=int_in(2, 1000), default=None, help="(latent sdf) number of --interpolate meshes (default 5)")
+    parser.add_argument("--splats", type=output_file, default=None,
+                        help="(nerf) bake the field into Gaussian splats, refine them against the photos and write "
+                             "the INRIA 3DGS PLY (.ply) that splat viewers read (docs/splats.md)")
+    parser.add_argument("--max-splats", type=int_in(1, 50_000_000), default=1_000_000,
+                        help="(--splats) splat budget (default 1000000: <= ~250 MB at SH degree 3)")
+    parser.add_argument("--refine-time", type=float_in(0), default=90.0,
+                        help="(--splats) seconds of refinement against the photos (default 90; 0: bake only)")
+    parser.add_argument("--sh-degree", type=int_in(0, 3), default=1,
+                        help="(--splats) spherical-harmonics degree of the colours (default 1)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint path or name (last/final; default: newest)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
@@ -68,6 +77,13 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..train.modes import open_run
 
+    if args.splats is not None:
+        from ..splats.export import check_mode, export_splats
+        from ..train.modes import load_run_config
+        check_mode(load_run_config(args.run, args.overrides)[1].mode)
+        task, _, _ = open_run(args.run, args.checkpoint, args.overrides)
+        print(json.dumps(export_splats(task, args.splats, args.max_splats, args.refine_time, args.sh_degree)))
+        return 0
     if args.texture:
         from ..export.options import check_options
         check_options(args.texture_size, args.faces, args.mesh)  # before the (slow) run is opened

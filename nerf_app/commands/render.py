@@ -19,6 +19,8 @@ def add_arguments(parser) -> None:
                         help="image height and width in pixels (image mode: also WxH)")
     parser.add_argument("--shading", default=None, help="(sdf/occupancy) normals | lambert")
     parser.add_argument("--out", type=output_file, default=None, help="output file (default: RUN/render_<path>.mp4)")
+    parser.add_argument("--splats", default=None,
+                        help="(nerf) draw the frames from a splat PLY (export --splats) instead of the NeRF")
     parser.add_argument("--checkpoint", default=None, help="checkpoint path or name (last/final; default: newest)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
@@ -43,7 +45,18 @@ def run(args) -> int:
         check_render_side(load_run_config(args.run, args.overrides)[1].mode, args.resolution)
     if args.path != "orbit":
         check_path(load_run_config(args.run, args.overrides)[1].mode, args.path)
+    if args.splats is not None:
+        from ..splats.export import check_mode, check_splat_file
+        check_splat_file(args.splats)
+        check_mode(load_run_config(args.run, args.overrides)[1].mode)
     task, run_dir, _ = open_run(args.run, args.checkpoint, args.overrides)
+    if args.splats is not None:
+        from ..splats.views import render_splat_path
+        opts = {k: v for k, v in {"path": args.path, "frames": args.frames, "fps": args.fps,
+                                  "resolution": args.resolution, "out": args.out}.items() if v is not None}
+        opts.setdefault("frames", 60)
+        print(json.dumps(render_splat_path(task, run_dir.path, args.splats, **opts)))
+        return 0
     opts = {k: v for k, v in {"path": args.path, "frames": args.frames, "fps": args.fps,
                               "resolution": args.resolution, "shading": args.shading, "out": args.out}.items()
             if v is not None}

@@ -1,0 +1,186 @@
+"""Bake a trained NeRF into Gaussian splats with forward passes only (as "From NeRFs to Gaussian Splats,
+and Back", arXiv 2405.09717, does in spirit): every ``step``-th pixel of evenly spread training views is
+rendered; where the ray is opaque, a flat splat sits at the expected termination depth, spanning the pixel's
+footprint on the surface (anisotropic: the depth map's neighbours give the two tangent directions and
+lengths), thin along the surface normal; its colour is spherical harmonics fitted to the field's colour
+in directions around the view ray, shifted so the view ray's colour equals the rendered pixel; its opacity
+is the pixel's. Overlapping views' duplicates are merged (one splat per voxel of the splat's own size, the
+finest kept); over the ``max_splats`` budget the set is thinned evenly."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from .model import SH_C0, Splats, rotmat_to_quat
+
+TANGENT_SIGMA = 0.6   # splat std-dev along the surface per unit of sample spacing (neighbours overlap)
+NORMAL_SIGMA = 0.15   # ... along the normal, per unit of the smaller tangent std-dev (flat discs)
+MIN_OPACITY = 0.5     # pixels less opaque than this make no splat (background of object captures)
+
+
+def check_nerf(task, flag: str = "--splats") -> None:
+    """One line when the run is not a radiance field (sdf, occupancy, image, audio runs have no splats)."""
+    from ..nerf.task import NerfTask
+    if not isinstance(task, NerfTask):
+        mode = getattr(getattr(task, "config", None), "mode", type(task).__name__)
+        article = "an" if str(mode)[:1] in "aeiou" else "a"
+        raise ConfigError(f"{flag}: splats are baked from a radiance field (a nerf run); this is {article} {mode} run")
+
+
+def corrected_c2w(task, index: int) -> np.ndarray:
+    """Image ``index``'s camera-to-world (normalised) with the run's pose correction, as :meth:`view_rays` uses."""
+    c2w = np.array(task.scene.c2w[int(index)], np.float64)
+    delta = task.pose_correction(int(index))
+    if delta is None:
+        return c2w
+    from ..nerf.task import axis_angle_matrix
+    d = delta.detach().double().cpu()
+    R = axis_angle_matrix(d[:, :3])[0].numpy()
+    c2w[:3, :3] = R @ c2w[:3, :3]
+    c2w[:3, 3] = c2w[:3, 3] + d[0, 3:].numpy()
+    return c2w
+
+
+def _sh_fit_directions(d: torch.Tensor, angle_deg: float = 30.0, ring: int = 6) -> torch.Tensor:
+    """``[P, 3]`` view directions -> ``[P, 1 + ring, 3]``: each, and ``ring`` directions tilted by ``angle_deg``."""
+    up = torch.where(d[:, 2:3].abs() < 0.9, torch.tensor([0.0, 0.0, 1.0]), torch.tensor([1.0, 0.0, 0.0]))
+    a = torch.nn.functional.normalize(torch.cross(d, up, dim=-1), dim=-1)
+    b = torch.cross(d, a, dim=-1)
+    t = math.radians(angle_deg)
+    out = [d]
+    for k in range(ring):
+        phi = 2 * math.pi * k / ring
+        out.append(math.cos(t) * d + math.sin(t) * (math.cos(phi) * a + math.sin(phi) * b))
+    return torch.stack(out, 1)
+
+
+@torch.no_grad()
+def fit_sh(task, points: torch.Tensor, view_dirs: torch.Tensor, pixel_rgb: torch.Tensor, degree: int,
+           chunk: int = 1 << 15) -> torch.Tensor:
+    """SH ``[P, degree**2, 3]`` per point: least squares (a small ridge on the higher bands) to the field's
+    colour in directions around the view ray, then the constant term shifted so the view ray shows
+    ``pixel_rgb`` (what the NeRF rendered there, composited along the whole ray)."""
+    from ..ops._reference import sh_encode
+    field = task.model.field
+    device = task.device
+    K = degree * degree
+    out = torch.zeros(points.shape[0], K, 3)
+    for s in range(0, points.shape[0], chunk):
+        p, d, c = points[s:s + chunk], view_dirs[s:s + chunk], pixel_rgb[s:s + chunk]
+        dirs = _sh_fit_directions(d)                                    # [B, M, 3]
+        B, M = dirs.shape[:2]
+        if degree > 1:
+            x = p[:, None, :].expand(B, M, 3).reshape(-1, 3)
+            _, rgb = field(x.to(device).contiguous(), dirs.reshape(-1, 3).to(device).contiguous())
+            rgb = rgb.float().cpu().reshape(B, M, 3)
+            Y = sh_encode(dirs.reshape(-1, 3), degree).reshape(B, M, K)   # [B, M, K]
+            ridge = torch.full((K,), 0.05)
+            ridge[0] = 1e-4
+            A = Y.transpose(1, 2) @ Y + torch.diag(ridge)
+            coef = torch.linalg.solve(A, Y.transpose(1, 2) @ (rgb - 0.5))  # [B, K, 3]
+        else:
+            coef = torch.zeros(B, 1, 3)
+        Yd = sh_encode(d, degree)                                        # [B, K]
+        now = (Yd[:, :, None] * coef).sum(1) + 0.5
+        coef[:, 0, :] += (c - now) / SH_C0
+        out[s:s + chunk] = coef
+    return out
+
+
+def _view_splats(task, index: int, step: int, background, transform) -> Optional[Dict[str, torch.Tensor]]:
+    """Splat candidates from one training view rendered at every ``step``-th pixel."""
+    from ..nerf.renderer import render_image
+    o, d = task.view_rays(index, step)
+    near = task.image_near(index)
+    rgb, depth, opacity = render_image(task.model.field, task.model.grid, o, d,
+                                       torch.tensor(background, device=task.device), task.march,
+                                       backend=task.config.backend, near=near, color_transform=transform)
+    o, d, rgb, depth, opacity = (t.float().cpu() for t in (o, d, rgb, depth, opacity))
+    H, W = depth.shape
+    t = depth / opacity.clamp_min(1e-6)
+    P = o + t[..., None] * d                                            # [H, W, 3] expected surface points
+    cam = task.scene.cameras[int(index)]
+    c2w = corrected_c2w(task, index)
+    forward = torch.from_numpy(c2w[:3, 2]).float()
+    z = (P - o) @ forward                                               # camera depth
+    spacing = z * step / float(0.5 * (cam.fx + cam.fy))                 # sample spacing on a fronto-parallel plane
+    # tangents from the neighbouring samples (central differences; one-sided at the border)
+    du = torch.zeros_like(P)
+    dv = torch.zeros_like(P)
+    if W > 2:
+        du[:, 1:-1] = 0.5 * (P[:, 2:] - P[:, :-2])
+    if H > 2:
+        dv[1:-1] = 0.5 * (P[2:] - P[:-2])
+    # a neighbour across a depth edge is not the same surface: limit the stretch (grazing surfaces still
+    # get up to 4x the fronto-parallel footprint)
+    lim = 4.0 * spacing[..., None]
+    du = du * torch.clamp(lim / du.norm(dim=-1, keepdim=True).clamp_min(1e-12), max=1.0)
+    dv = dv * torch.clamp(lim / dv.norm(dim=-1, keepdim=True).clamp_min(1e-12), max=1.0)
+    n = torch.cross(du, dv, dim=-1)
+    bad = n.norm(dim=-1) < 1e-3 * spacing * spacing
+    n = torch.where(bad[..., None], -d, n)
+    n = torch.nn.functional.normalize(n, dim=-1)
+    n = torch.where(((n * d).sum(-1) > 0)[..., None], -n, n)           # facing the camera
+    keep = (opacity > MIN_OPACITY) & torch.isfinite(P).all(-1) & (z > 0)
+    if not bool(keep.any()):
+        return None
+    P, n, du, dv, d, rgb, op, spacing = (x[keep] for x in (P, n, du, dv, d, rgb, opacity, spacing))
+    # tangent frame: e1 along du projected on the tangent plane, e2 = n x e1
+    e1 = du - (du * n).sum(-1, keepdim=True) * n
+    e1 = torch.where((e1.norm(dim=-1) < 1e-9 * spacing)[:, None], torch.cross(n, d + 1e-3, dim=-1), e1)
+    e1 = torch.nn.functional.normalize(e1, dim=-1)
+    e2 = torch.cross(n, e1, dim=-1)
+    s1 = TANGENT_SIGMA * torch.maximum((du * e1).sum(-1).abs(), spacing)
+    s2 = TANGENT_SIGMA * torch.maximum((dv * e2).sum(-1).abs(), spacing)
+    s3 = NORMAL_SIGMA * torch.minimum(s1, s2)
+    rgb = (rgb / op.clamp_min(1e-6)[:, None]).clamp(0, 1) if background == (0.0, 0.0, 0.0) else rgb
+    return {"means": P, "rot": torch.stack([e1, e2, n], -1), "scales": torch.stack([s1, s2, s3], -1),
+            "opacity": op, "rgb": rgb, "dirs": d, "spacing": spacing}
+
+
+def bake_splats(task, max_splats: int = 1_000_000, views: int = 32, step: int = 4, sh_degree: int = 2,
+                progress: bool = True) -> tuple:
+    """``(Splats in normalised coordinates, report)`` from the training views of a NeRF run (see the module)."""
+    check_nerf(task)
+    from tqdm import tqdm
+    scene = task.scene
+    t0 = time.perf_counter()
+    train = scene.split_indices("train")
+    picks = train[np.unique(np.round(np.linspace(0, len(train) - 1, min(views, len(train)))).astype(int))]
+    transform = task.eval_color_transform(None)
+    parts = []
+    for i in tqdm(picks, desc="bake splats", unit="view", disable=not progress, file=sys.stderr):
+        part = _view_splats(task, int(i), step, (0.0, 0.0, 0.0), transform)
+        if part is not None:
+            parts.append(part)
+    if not parts:
+        raise ConfigError("--splats: no training view has an opaque pixel to place a splat at (an untrained run?)")
+    cand = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    n_candidates = int(cand["means"].shape[0])
+    # one splat per voxel of its own size (levels of powers of two): the finest candidate first
+    order = torch.argsort(cand["spacing"], stable=True)
+    level = torch.round(torch.log2(cand["spacing"][order].clamp_min(1e-9)))
+    cell = torch.exp2(level)
+    key = torch.cat([level[:, None], torch.floor(cand["means"][order] / cell[:, None])], 1).numpy()
+    _, first = np.unique(key, axis=0, return_index=True)
+    keep = order[torch.from_numpy(np.sort(first))]
+    if len(keep) > max_splats:   # over budget: an even thinning (a fixed seed: the same bake every time)
+        g = torch.Generator().manual_seed(0)
+        keep = keep[torch.randperm(len(keep), generator=g)[:max_splats]]
+        keep = keep.sort()[0]
+    c = {k: v[keep] for k, v in cand.items()}
+    sh = fit_sh(task, c["means"], c["dirs"], c["rgb"], sh_degree)
+    quats = torch.from_numpy(rotmat_to_quat(c["rot"].double().numpy())).float()
+    opacity = c["opacity"].clamp(0.02, 0.98)
+    splats = Splats(c["means"].contiguous(), torch.log(c["scales"]).contiguous(), quats.contiguous(),
+                    torch.log(opacity / (1 - opacity)).contiguous(), sh.contiguous())
+    report = {"views": int(len(picks)), "pixel_step": int(step), "candidates": n_candidates,
+              "splats": len(splats), "max_splats": int(max_splats), "sh_degree": sh_degree - 1,
+              "bake_seconds": round(time.perf_counter() - t0, 2)}
+    return splats, report

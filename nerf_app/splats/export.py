@@ -1,0 +1,48 @@
+"""``nerf-app export RUN --splats X.ply``: bake, refine for ``--refine-time`` seconds, write the INRIA PLY
+(capture coordinates) atomically; the report says how many splats and how large the file is."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict
+
+from ..errors import ConfigError
+
+DEFAULT_MAX_SPLATS = 1_000_000   # 248 bytes a splat at SH degree 3: the file stays under ~250 MB
+DEFAULT_REFINE_SECONDS = 90.0
+
+
+def check_mode(mode: str, flag: str = "--splats") -> None:
+    """Before a run is opened: splats come from radiance fields only (one line otherwise)."""
+    if mode != "nerf":
+        article = "an" if mode[:1] in "aeiou" else "a"
+        raise ConfigError(f"{flag}: splats are baked from a radiance field (a nerf run); this is {article} {mode} run")
+
+
+def check_splat_file(path, flag: str = "--splats") -> None:
+    """Before a run is opened: the file exists and its header is a splat PLY's (one line otherwise)."""
+    if not Path(path).is_file():
+        raise ConfigError(f"{flag} {path}: no such file")
+    from .ply import check_splat_header
+    check_splat_header(path)
+
+
+def export_splats(task, out, max_splats: int = DEFAULT_MAX_SPLATS, refine_time: float = DEFAULT_REFINE_SECONDS,
+                  sh_degree: int = 1, views: int = 32, step: int = 4) -> Dict[str, Any]:
+    """Bake ``task``'s field into at most ``max_splats`` splats of SH degree ``sh_degree`` (3DGS's: 0..3),
+    refine them against the photos for ``refine_time`` seconds (0: bake only) and write ``out``."""
+    from .bake import bake_splats
+    from .ply import write_splat_ply
+    t0 = time.perf_counter()
+    splats, report = bake_splats(task, max_splats=max_splats, views=views, step=step, sh_degree=sh_degree + 1)
+    if refine_time > 0:
+        from .refine import refine_splats
+        splats, rep = refine_splats(task, splats, refine_time, max_splats)
+        report.update(rep)
+    norm = task.scene.normalization
+    capture = splats.transformed(1.0 / float(norm.scale), -(norm.translation / float(norm.scale)))
+    size = write_splat_ply(out, capture)
+    report.update({"splats_file": str(out), "splats": len(splats), "file_bytes": int(size),
+                   "file_mb": round(size / 2 ** 20, 2), "coordinates": "capture", "layout": "INRIA 3DGS PLY",
+                   "seconds": round(time.perf_counter() - t0, 2)})
+    return report

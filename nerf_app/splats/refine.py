@@ -1,0 +1,183 @@
+"""Refine baked splats against the training photos for a time budget (3D Gaussian Splatting's recipe,
+shortened): Adam on every parameter with 3DGS's per-group learning rates, an L1 + D-SSIM photometric loss on
+one training view per step, drawn at ``scale`` of its resolution; every ``densify_every`` steps splats
+whose screen-space position gradient is large are cloned (small ones) or split in two (large ones) while
+the budget allows, and nearly transparent ones are pruned."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, Dict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..ops.splat import render_splats
+from .bake import corrected_c2w
+from .model import Splats
+from .views import scene_camera
+
+# 3DGS's learning rates, with the position's in normalised scene units (the unit cube)
+LR = {"means": 1.6e-4, "log_scales": 5e-3, "quats": 1e-3, "opacity_logits": 2.5e-2, "sh_dc": 2.5e-3,
+      "sh_rest": 2.5e-3 / 20}
+GRAD_THRESHOLD = 2e-4     # mean screen-space position gradient (per view that saw the splat) that densifies it
+PRUNE_OPACITY = 0.005
+
+
+def _ssim_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """1 - SSIM (11x11 Gaussian window, sigma 1.5) of ``[H, W, 3]`` images."""
+    x, y = a.permute(2, 0, 1)[None], b.permute(2, 0, 1)[None]
+    g = torch.exp(-0.5 * ((torch.arange(11, dtype=a.dtype) - 5) / 1.5) ** 2)
+    g = g / g.sum()
+    w = (g[:, None] * g[None, :]).expand(3, 1, 11, 11).contiguous()
+    f = lambda t: F.conv2d(t, w, padding=5, groups=3)  # noqa: E731
+    mx, my = f(x), f(y)
+    sxx, syy, sxy = f(x * x) - mx * mx, f(y * y) - my * my, f(x * y) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return 1 - s.mean()
+
+
+class _Targets:
+    """Training photos at the refinement's resolution, decoded once and kept (float32)."""
+
+    def __init__(self, task, indices, step: int, background):
+        self.task, self.step, self.bg = task, step, np.asarray(background, np.float32)
+        self.cache: Dict[int, torch.Tensor] = {}
+
+    def __call__(self, index: int) -> torch.Tensor:
+        if index not in self.cache:
+            img = torch.from_numpy(self.task.scene.images.rgb(index, background=self.bg)[..., :3].astype(np.float32))
+            if self.step > 1:
+                H, W = img.shape[:2]
+                h, w = math.ceil(H / self.step), math.ceil(W / self.step)
+                pad = (0, 0, 0, w * self.step - W, 0, h * self.step - H)
+                img = F.pad(img, pad, mode="replicate")
+                img = F.avg_pool2d(img.permute(2, 0, 1)[None], self.step)[0].permute(1, 2, 0).contiguous()
+            self.cache[index] = img
+        return self.cache[index]
+
+
+def refine_splats(task, splats: Splats, seconds: float, max_splats: int, step: int = 2, densify_every: int = 100,
+                  seed: int = 0, progress: bool = True) -> tuple:
+    """``(refined Splats, report)``; ``splats`` in the normalised frame. ``step``: train at every ``step``-th
+    pixel's resolution (2: half)."""
+    from ..nerf.evaluate import eval_background
+    from tqdm import tqdm
+    t0 = time.perf_counter()
+    scene = task.scene
+    train = [int(i) for i in scene.split_indices("train")]
+    bg = torch.tensor(eval_background(task.config), dtype=torch.float32)
+    targets = _Targets(task, train, step, bg.numpy())
+    cams = {i: scene_camera(task, i, step) for i in train}
+    params = {k: t.detach().clone().contiguous().requires_grad_()
+              for k, t in zip(("means", "log_scales", "quats", "opacity_logits", "sh"), splats.tensors())}
+
+    def make_optimizer():
+        sh = params["sh"]
+        groups = [{"params": [params[k]], "lr": LR[k], "name": k}
+                  for k in ("means", "log_scales", "quats", "opacity_logits")]
+        # DC and the higher bands of one tensor: the rest's smaller rate through a gradient hook scale
+        groups.append({"params": [sh], "lr": LR["sh_dc"], "name": "sh"})
+        return torch.optim.Adam(groups, eps=1e-15)
+
+    def rest_scale(g):
+        g = g.clone()
+        g[:, 1:] *= LR["sh_rest"] / LR["sh_dc"]
+        return g
+
+    hook = params["sh"].register_hook(rest_scale)
+    opt = make_optimizer()
+    rng = np.random.default_rng(seed)
+    grad_acc = torch.zeros(len(splats))
+    seen = torch.zeros(len(splats))
+    losses, n_steps, densified, pruned = [], 0, 0, 0
+    bar = tqdm(total=int(seconds), desc="refine splats", unit="s", disable=not progress, file=sys.stderr)
+    order = []
+    while time.perf_counter() - t0 < seconds:
+        if not order:
+            order = list(rng.permutation(train))
+        i = int(order.pop())
+        img, _, proj = render_splats(params["means"], params["log_scales"], params["quats"], params["opacity_logits"],
+                                     params["sh"], cams[i], bg)
+        proj.mean2d.retain_grad()
+        gt = targets(i)
+        loss = 0.8 * (img - gt).abs().mean() + 0.2 * _ssim_loss(img, gt)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        n_steps += 1
+        losses.append(float(loss))
+        with torch.no_grad():
+            vis = proj.radius > 0
+            g = proj.mean2d.grad
+            if g is not None:
+                # 3DGS measures the gradient in NDC units: pixels times 2/size
+                gn = (g * torch.tensor([0.5 * cams[i].width, 0.5 * cams[i].height])).norm(dim=-1)
+                grad_acc[vis] += gn[vis]
+                seen[vis] += 1
+        if n_steps % densify_every == 0:
+            params, opt, grad_acc, seen, d, p = _densify_and_prune(params, opt, grad_acc, seen, max_splats,
+                                                                  make_optimizer, hook, rest_scale)
+            hook = params["sh"].register_hook(rest_scale)
+            densified += d
+            pruned += p
+        bar.n = min(int(seconds), int(time.perf_counter() - t0))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", n=len(params["means"]))
+    bar.close()
+    hook.remove()
+    out = Splats(*[params[k].detach() for k in ("means", "log_scales", "quats", "opacity_logits", "sh")])
+    report = {"refine_seconds": round(time.perf_counter() - t0, 2), "refine_steps": n_steps,
+              "refine_resolution": f"1/{step}", "densified": densified, "pruned": pruned,
+              "loss_first": round(float(np.mean(losses[:10])), 5) if losses else None,
+              "loss_last": round(float(np.mean(losses[-10:])), 5) if losses else None,
+              "seconds_per_step": round((time.perf_counter() - t0) / max(1, n_steps), 3)}
+    return out, report
+
+
+@torch.no_grad()
+def _densify_and_prune(params, opt, grad_acc, seen, max_splats, make_optimizer, hook, rest_scale):
+    """3DGS's adaptive density control within ``max_splats``; the optimiser's moments follow the splats
+    (kept rows keep theirs, new rows start at zero)."""
+    from ..ops.splat import quat_to_rotmat
+    n = params["means"].shape[0]
+    avg = grad_acc / seen.clamp_min(1)
+    keep = torch.sigmoid(params["opacity_logits"]) >= PRUNE_OPACITY
+    scale = torch.exp(params["log_scales"]).amax(-1)
+    big = scale > torch.quantile(scale, 0.9)
+    cand = torch.nonzero((avg >= GRAD_THRESHOLD) & keep)[:, 0]
+    room = max(0, max_splats - int(keep.sum()))
+    if len(cand) > room:   # the budget: the largest gradients first (a split adds one splat, as a clone does)
+        cand = cand[torch.argsort(avg[cand], descending=True)[:room]]
+    clone, split = cand[~big[cand]], cand[big[cand]]
+    base = keep.clone()
+    base[split] = False                      # a split parent is replaced by its two children
+    base_idx = torch.nonzero(base)[:, 0]
+    extra = {k: [params[k][clone]] for k in params}
+    if len(split):
+        # two children inside the parent, drawn from it, scales divided by 1.6 (3DGS)
+        R = quat_to_rotmat(params["quats"][split])
+        s = torch.exp(params["log_scales"][split])
+        offset = (R @ (torch.randn_like(s) * s)[..., None])[..., 0]
+        for sign in (1.0, -1.0):
+            for k in params:
+                v = params[k][split]
+                if k == "means":
+                    v = v + sign * offset
+                elif k == "log_scales":
+                    v = v - math.log(1.6)
+                extra[k].append(v)
+    hook.remove()
+    out = {k: torch.cat([params[k][base_idx]] + extra[k], 0).contiguous().requires_grad_() for k in params}
+    opt2 = make_optimizer()
+    for k in params:
+        st = opt.state.get(params[k])
+        if not st:
+            continue
+        added = out[k].shape[0] - len(base_idx)
+        pad = lambda t: torch.cat([t[base_idx], torch.zeros((added,) + t.shape[1:], dtype=t.dtype)], 0)  # noqa: E731
+        opt2.state[out[k]] = {"step": st["step"], "exp_avg": pad(st["exp_avg"]), "exp_avg_sq": pad(st["exp_avg_sq"])}
+    m = out["means"].shape[0]
+    return out, opt2, torch.zeros(m), torch.zeros(m), int(len(clone) + len(split)), int(n - int(keep.sum()))
