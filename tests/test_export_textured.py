@@ -248,7 +248,7 @@ def test_hidden_faces_are_not_seen_and_rings_grow():
 
 def _analytic_sdf_task():
     """A stand-in SDF task: the demo scene's exact SDF over its bounding box mapped into the unit cube."""
-    from nerf_app import demo_scene
+    from nerf_app import demo as demo_scene
     lo, hi = demo_scene.bbox()
     c, s = 0.5 * (lo + hi), 0.9 / float((hi - lo).max())
     to_original = np.eye(4)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from nerf_app.cli import main as cli_main
 from nerf_app.data import load_scene
-from nerf_app import demo_scene as S
+from nerf_app import demo as S
 
 from conftest import REPO_ROOT
 

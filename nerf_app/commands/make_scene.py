@@ -1,7 +1,7 @@
 """`nerf-app make-scene OUT`: (re)generate the embedded synthetic demo scene into OUT.
 
 The repository ships the result in ``data/demo``; this command reproduces it (same pixels, same
-text) from :mod:`nerf_app.demo_scene`, as COLMAP text + images and transforms_{train,test}.json.
+text) from :mod:`nerf_app.demo`, as COLMAP text + images and transforms_{train,test}.json.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..demo_scene import generate
+    from ..demo import generate
 
     start = time.perf_counter()
     summary = generate(args.out, progress=not args.json)

@@ -39,7 +39,7 @@ def _demo_ground_truth(task, run_dir: Path):
         return None
     import trimesh
 
-    from .. import demo_scene
+    from .. import demo as demo_scene
     from ..results import atomic_write
 
     cache = Path(run_dir) / "ground_truth_mesh.ply"
