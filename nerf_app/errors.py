@@ -6,6 +6,9 @@ traceback); anything else reaching the top is a bug in nerf_app.
 """
 from __future__ import annotations
 
+import os
+import sys
+import sysconfig
 from typing import Optional
 
 
@@ -47,3 +50,38 @@ class OutputError(NerfAppError):
         self.reason = message
         where = f"{flag} {self.path}" if flag else self.path
         super().__init__(f"{where}: {message}")
+
+
+# Raised by a library about what it was given, these mean a bad file; raised by nerf_app's own code (or
+# code that is neither nerf_app nor an installed library), they mean a bug.
+PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, ImportError, AssertionError, NotImplementedError,
+                      SystemError, UnboundLocalError)
+
+
+def _library_roots():
+    paths = sysconfig.get_paths()
+    return tuple(os.path.realpath(paths[k]) + os.sep for k in ("stdlib", "platstdlib", "purelib", "platlib")
+                 if paths.get(k)) + tuple(os.path.realpath(p) + os.sep for p in sys.path
+                                          if "site-packages" in p or "dist-packages" in p)
+
+
+def reraise_if_bug(exc: BaseException) -> None:
+    """For a broad ``except Exception`` that turns a library's complaint about a file into one clean
+    error line: raise ``exc`` again when it is not such a complaint, so that it reaches the top as a
+    traceback (a bug to fix, not a message to show):
+
+    - ``MemoryError``: the machine ran out, or a size read from the file was not checked before it was
+      allocated (check it: then the file gets a clean error, the machine does not);
+    - a programming error (:data:`PROGRAMMING_ERRORS`) whose innermost frame is not in an installed
+      library: a mistake in nerf_app's call or code, whatever the file holds.
+    """
+    if isinstance(exc, MemoryError):
+        raise exc
+    if isinstance(exc, PROGRAMMING_ERRORS):
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = os.path.realpath(tb.tb_frame.f_code.co_filename) if tb is not None else ""
+        package = os.path.dirname(os.path.realpath(__file__)) + os.sep
+        if where.startswith(package) or not where.startswith(_library_roots()):
+            raise exc

@@ -3,28 +3,26 @@
 
 - :data:`FULL` / :func:`cases`: the default (CI) run uses a fast subset; ``NERF_APP_FUZZ_FULL=1`` runs the
   full counts (>= 10,000 cases over all families).
-- :class:`FileWatch`: an audit hook (``sys.addaudithook``) that records EVERY path opened or listed while it
-  is active - not only paths inside the temp folder - so ``/etc/passwd``, ``../../`` escapes and symlinks
-  pointing out are all seen. :meth:`FileWatch.outside` returns those outside the allowed folders: the scene
-  folder under test plus an explicit allow-list (the Python installation and site-packages with torch, the
-  nerf_app package and its presets, ``/dev``, ``/proc``, ``/sys``, and folders a test names as outputs).
+- :func:`runner` / :func:`judge`: every case runs in its own child process that the kernel confines to the
+  case folder and the installation (Landlock), whose every open and exec is reported (seccomp user
+  notification), which is killed on time, and whose fds 1 and 2 are searched for tracebacks (see
+  ``fuzz_confine.py``). ``/etc/passwd``, ``../../`` escapes and symlinks pointing out are refused and
+  counted whatever library opens them (cv2, numpy, an ffmpeg subprocess), not only Python's ``open``.
 - :func:`snapshot`: files + sizes + mtimes + SHA-256 of a folder, to prove a failed command wrote nothing.
 - :class:`Tally`: figures per family (cases, tracebacks, outside reads, damaged run folders, hangs), printed
   as JSON lines by the tests (``-s``) and by ``benchmarks/chaos.py``.
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
-import signal
-import site
-import sys
-import sysconfig
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, List, Optional
+
+from fuzz_confine import Runner, traceback_in
 
 FULL = os.environ.get("NERF_APP_FUZZ_FULL", "").strip().lower() in ("1", "true", "yes", "on")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,102 +33,53 @@ def cases(fast: int, full: int) -> int:
     return full if FULL else fast
 
 
-# --------------------------------------------------------------------------------------------- file watch
+# --------------------------------------------------------------------------------------------- confined cases
 
-def _python_roots() -> List[Path]:
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        try:
-            roots.add(sysconfig.get_paths()[key])
-        except KeyError:
-            pass
-    try:
-        roots.update(site.getsitepackages())
-    except AttributeError:
-        pass
-    try:
-        roots.add(site.getusersitepackages())
-    except AttributeError:
-        pass
-    import torch
-    import nerf_app
-    roots.add(str(Path(torch.__file__).resolve().parent))
-    roots.add(str(Path(nerf_app.__file__).resolve().parent))  # lazily imported verbs and their __pycache__
-    try:
-        from nerf_app.train.config import preset_dir
-        roots.add(str(preset_dir().resolve()))  # configs/<mode>.yaml
-    except Exception:  # noqa: BLE001 - a broken install shows up in the tests themselves
-        pass
-    return sorted({Path(r).resolve() for r in roots if r})
+# the modules every case may need, imported once by the zygote (a case that imports one itself pays for it).
+# pycolmap: its shared library looks up the user's name when it is loaded (getpwuid_r: /etc/passwd,
+# /etc/nsswitch.conf - seen by the kernel watch, never by an audit hook); loaded here, before a case's
+# confinement, that read is not charged to the case whose command first imports it.
+PRELOAD = ["pycolmap", "fuzz_cases", "scene_checks", "nerf_app.cli", "nerf_app.data", "nerf_app.train.run", "cv2", "PIL.Image",
+           "PIL.PngImagePlugin", "PIL.JpegImagePlugin", "PIL.WebPImagePlugin", "PIL.BmpImagePlugin", "yaml", "numpy.ma",
+           # torch.optim's first optimizer imports torch._dynamo: ~800 modules, 5 s a case if each child did it
+           "torch._dynamo", "torch.optim", "numpy.random", "numpy.fft", "imageio", "getpass",
+           "nerf_app.train.modes", "nerf_app.nerf", "nerf_app.inr", "nerf_app.geometry", "nerf_app.process",
+           "nerf_app.metrics", "nerf_app.camera_paths", "nerf_app.demo", "nerf_app.viewer",
+           "nerf_app.viewer.server", "nerf_app.train.distributed", "nerf_app.nerf.task", "nerf_app.nerf.evaluate",
+           "nerf_app.inr.image", "nerf_app.ops", "nerf_app.encodings", "nerf_app.networks", "skimage.metrics",
+           "imageio.plugins.pillow", "multiprocessing.pool", "rich.console", "rich.table", "nerf_app._C",
+           "skimage.metrics._structural_similarity", "scipy.ndimage", "scipy.special", "viser", "charset_normalizer",
+           "PIL.Image:init"]  # "module:function": called once (PIL's init imports every image plugin)
+_RUNNER: Optional[Runner] = None
 
 
-ALWAYS_ALLOWED = [Path("/dev"), Path("/proc"), Path("/sys")]
+def runner() -> Runner:
+    """The session's zygote (started on first use; see fuzz_confine.py)."""
+    global _RUNNER
+    if _RUNNER is None or _RUNNER.proc.poll() is not None:
+        import pkgutil
+        import nerf_app.commands as commands
+        verbs = [f"nerf_app.commands.{m.name}" for m in pkgutil.iter_modules(commands.__path__)]
+        _RUNNER = Runner(PRELOAD + verbs)
+        atexit.register(_RUNNER.close)
+    return _RUNNER
 
 
-class FileWatch:
-    """Records every path opened (``open``, ``os.open`` via io) or listed while :meth:`watch` is active."""
-
-    _installed: Optional["FileWatch"] = None
-
-    def __init__(self):
-        self.active = False
-        self.seen: List[str] = []
-        self.python_roots = _python_roots()
-
-    @classmethod
-    def get(cls) -> "FileWatch":
-        """The process-wide watch (audit hooks cannot be removed, so there is exactly one)."""
-        if cls._installed is None:
-            cls._installed = cls()
-            sys.addaudithook(cls._installed._hook)
-        return cls._installed
-
-    def _hook(self, event, args):
-        if not self.active or event not in ("open", "os.listdir", "os.scandir", "shutil.copyfile", "os.symlink"):
-            return
-        target = args[0] if args else None
-        if target is None or isinstance(target, int):
-            return  # an already open descriptor: its path was recorded when it was opened
-        self.active = False  # resolve() below must not recurse into the hook
-        try:
-            try:
-                raw = os.fsdecode(target)
-                p = os.path.realpath(raw)
-                # shutil.rmtree walks with dir_fd: its relative names cannot be resolved here (the event
-                # carries no dir_fd). A relative name that does not exist from the working folder opens
-                # nothing there; one that does exist is recorded as resolved from the working folder.
-                if not os.path.isabs(raw) and not os.path.lexists(p):
-                    p = None
-            except (TypeError, ValueError, OSError):
-                p = repr(target)
-            # the import system lists every sys.path folder while looking for a module: not a read
-            if p is not None and not (event != "open" and p in self._import_dirs()):
-                self.seen.append(p)
-        finally:
-            self.active = True
-
-    @staticmethod
-    def _import_dirs():
-        return {os.path.realpath(p or ".") for p in sys.path}
-
-    @contextmanager
-    def watch(self):
-        self.seen = []
-        self.active = True
-        try:
-            yield self
-        finally:
-            self.active = False
-
-    def outside(self, allowed: Iterable[Path]) -> List[str]:
-        """Recorded paths that are not inside ``allowed`` nor the allow-list."""
-        roots = [Path(os.path.realpath(a)) for a in allowed] + self.python_roots + ALWAYS_ALLOWED
-        out = []
-        for s in self.seen:
-            p = Path(s)
-            if not any(p == r or p.is_relative_to(r) for r in roots):
-                out.append(s)
-        return sorted(set(out))
+def judge(report: dict, tally: "Tally", family: str, repro: str) -> Optional[dict]:
+    """The figures every case shares: a hang (killed on time), a traceback (out of the case, from a
+    background thread, or printed on fd 1/2 by anything), a file opened outside the case folder and the
+    installation (seen by the kernel: refused by Landlock, reported by the seccomp watch). Returns the
+    case's own result, or None when there is none to judge."""
+    if report["hang"]:
+        tally.fail(family, "hangs", f"{repro}: killed after {report['seconds']:.1f} s")
+    else:
+        tb = traceback_in(report)
+        if tb:
+            tally.fail(family, "tracebacks", f"{repro}: {tb}")
+    if report["outside"]:
+        tally.fail(family, "outside_reads", f"{repro}: {report['outside'][:5]}")
+    tally.watch = report.get("watch", tally.watch)
+    return None if report["hang"] or report["exception"] else report["result"]
 
 
 # --------------------------------------------------------------------------------------------- snapshots
@@ -163,26 +112,6 @@ def snapshot_diff(before: Dict[str, tuple], after: Dict[str, tuple]) -> List[str
     return sorted(changed)
 
 
-# --------------------------------------------------------------------------------------------- time limit
-
-class Hang(BaseException):
-    """Raised by :func:`time_limit` (a BaseException so that no ``except Exception`` swallows it)."""
-
-
-@contextmanager
-def time_limit(seconds: float):
-    """Raise :class:`Hang` in the main thread after ``seconds`` (SIGALRM; POSIX only)."""
-    def handler(signum, frame):
-        raise Hang(f"took longer than {seconds} s")
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
 # --------------------------------------------------------------------------------------------- figures
 
 class Tally:
@@ -193,6 +122,7 @@ class Tally:
     def __init__(self):
         self.families: Dict[str, Dict[str, int]] = {}
         self.failures: Dict[str, List[str]] = {}
+        self.watch = "none"  # how opens were seen: "seccomp" (kernel, confined by Landlock) or "audit-hook"
 
     def family(self, name: str) -> Dict[str, int]:
         return self.families.setdefault(name, {"cases": 0, "errors": 0, "ok": 0, **{k: 0 for k in self.KINDS}})
@@ -213,7 +143,8 @@ class Tally:
         return sum(f[k] for f in fams for k in self.KINDS)
 
     def lines(self) -> List[str]:
-        return [json.dumps({"family": k, **v, "full": FULL}) for k, v in sorted(self.families.items())]
+        return [json.dumps({"family": k, **v, "full": FULL, "watch": self.watch})
+                for k, v in sorted(self.families.items())]
 
     def report(self, family: Optional[str] = None) -> str:
         keys = [k for k in self.failures if family is None or k.startswith(family + "/")]

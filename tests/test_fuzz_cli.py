@@ -4,10 +4,13 @@ trained run's ``config.yaml`` and checkpoints damaged (missing/extra keys, wrong
 truncation, bit flips, malicious pickles, another mode's checkpoint).
 
 Every case must end in exit 0 or exit 2 with ONE line ``nerf-app VERB: error: ...`` (argparse's usage +
-error line is also exit 2): any other exception is a traceback. A command that fails must leave the run
+error line is also exit 2): any other exception is a traceback, and so is a traceback printed anywhere
+(a background thread, C code) by a command that exits 0. A command that fails must leave the run
 folder exactly as it was (files, sizes, mtimes, SHA-256) and a failed fresh ``train`` must create nothing;
-nothing outside the case's folder (and the Python/torch/nerf_app installation) may be opened, and no
-pickle may execute code. ``NERF_APP_FUZZ_FULL=1`` runs the full counts.
+no pickle may execute code. Each case runs in a child process confined by the kernel to its own case
+folder (which holds its inputs: the image, the run, the config) and the installation (fuzz_confine.py):
+any other open is refused and counted, whatever library makes it; the child is killed on time.
+``NERF_APP_FUZZ_FULL=1`` runs the full counts.
 """
 from __future__ import annotations
 
@@ -28,9 +31,8 @@ import yaml
 
 from nerf_app.cli import main
 
-from fuzz_support import FileWatch, Hang, Tally, cases, short_traceback, snapshot, snapshot_diff, time_limit
+from fuzz_support import Tally, cases, judge, runner, snapshot, snapshot_diff
 
-WATCH = FileWatch.get()
 TALLY = Tally()
 SMALL = ["--set", "model.log2_hashmap_size=10", "--set", "model.n_levels=4", "--set", "optim.batch_size=256",
          "--set", "model.width=16", "--no-progress", "--threads", "1"]
@@ -39,24 +41,15 @@ BAD_NUMBERS = ["0", "-1", "nan", "inf", "-inf", "1e309", "99999999999999999999",
                "-0", "1e-9", "2147483648", "NaN", "1_000"]
 
 
-def _run_cli(argv, family, repro, allowed, run_dir=None, fresh_out=None):
-    """One CLI call; classifies it and checks the run folder / fresh output folder / file reads."""
+def _run_cli(argv, family, repro, case, run_dir=None, fresh_out=None, cwd=None):
+    """One CLI call in a child confined to ``case`` (its folder: inputs and outputs); classifies it and
+    checks the run folder / fresh output folder."""
     before = snapshot(run_dir) if run_dir is not None else None
-    err = io.StringIO()
-    rc = None
-    with WATCH.watch():
-        try:
-            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), time_limit(CASE_SECONDS):
-                rc = main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse: usage line + one error line, exit 2
-            rc = exc.code if isinstance(exc.code, int) else 2
-        except Hang as exc:
-            TALLY.fail(family, "hangs", f"{repro}: {exc}")
-            rc = "hang"
-        except BaseException as exc:  # noqa: BLE001 - anything else reaching the top is a bug
-            TALLY.fail(family, "tracebacks", f"{repro}: {short_traceback(exc)}")
-            rc = "traceback"
-    text = err.getvalue()
+    report = runner().run("fuzz_cases:cli_case", [case], {"argv": [str(a) for a in argv]}, timeout=CASE_SECONDS,
+                          cwd=cwd)
+    res = judge(report, TALLY, family, repro)
+    rc = res["rc"] if res else "traceback"
+    text = res["stderr"] if res else ""
     outcome = "ok" if rc == 0 else "errors"
     if rc == 2:
         lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("usage:") and not ln.startswith(" ")
@@ -64,12 +57,9 @@ def _run_cli(argv, family, repro, allowed, run_dir=None, fresh_out=None):
         errors = [ln for ln in lines if ": error:" in ln]
         if len(errors) != 1 or "Traceback" in text:
             TALLY.fail(family, "tracebacks", f"{repro}: exit 2 without exactly one error line: {text[-800:]!r}")
-    elif rc not in (0, "hang", "traceback"):
+    elif rc not in (0, "traceback"):
         TALLY.fail(family, "tracebacks", f"{repro}: exit code {rc}: {text[-500:]!r}")
     TALLY.case(family, outcome)
-    outside = WATCH.outside(allowed)
-    if outside:
-        TALLY.fail(family, "outside_reads", f"{repro}: {outside[:5]}")
     if rc != 0 and run_dir is not None:
         diff = snapshot_diff(before, snapshot(run_dir))
         if diff:
@@ -95,12 +85,26 @@ def base(tmp_path_factory):
     return root
 
 
-def _fresh_run(base: Path, k: int) -> Path:
-    dst = base / f"case{k % 2}"
-    if dst.exists():
-        shutil.rmtree(dst)
-    shutil.copytree(base / "pristine", dst)
-    return dst
+def _case_folder(base: Path, k: int, with_run: bool = True) -> Path:
+    """A fresh folder for case ``k`` holding everything the case may read: the image, an empty folder, a
+    copy of the trained run (``run/``). The case's child may open nothing else (but the installation)."""
+    case = base / f"case{k % 2}"
+    if case.exists():
+        shutil.rmtree(case)
+    case.mkdir()
+    shutil.copy(base / "tiny.png", case / "tiny.png")
+    (case / "empty").mkdir()
+    if with_run:
+        _copy_run(base, case)
+    return case
+
+
+def _copy_run(base: Path, case: Path) -> None:
+    """``case/run``: a copy of the trained run whose config names the case's own copy of the image (the
+    run's config records the image it was trained on: outside the case folder, the child may not read it)."""
+    shutil.copytree(base / "pristine", case / "run")
+    cfg = case / "run" / "config.yaml"
+    cfg.write_text(cfg.read_text().replace(str(base / "tiny.png"), str(case / "tiny.png")))
 
 
 # ------------------------------------------------------------------------------------------- flags
@@ -151,12 +155,12 @@ def test_fuzz_cli_flags(base):
     for k, ((verb, flag, needs_run, build), value) in enumerate(chosen):
         if verb == "view" and flag == "--port" and value in ("0", "-0"):
             continue
-        run = _fresh_run(base, k) if needs_run else None
-        new = base / f"new{k % 2}"
-        if new.exists():
-            shutil.rmtree(new)
+        case = _case_folder(base, k, with_run=needs_run)
+        verb, flag, needs_run, build = _flag_cases(case)[flags.index((verb, flag, needs_run, build))]
+        run = case / "run" if needs_run else None
+        new = case / "new"
         argv = build(value, str(run) if run else "", str(new))
-        _run_cli(argv, family, f"nerf-app {' '.join(map(str, argv))}", [base], run_dir=run,
+        _run_cli(argv, family, f"nerf-app {' '.join(map(str, argv))}", case, run_dir=run,
                  fresh_out=new if verb in ("train", "demo", "process") else None)
     TALLY.emit()
     assert TALLY.bad(family) == 0, TALLY.report(family)
@@ -237,35 +241,33 @@ def test_deeply_nested_yaml_is_one_error(base):
 def test_fuzz_config(base):
     family = "config"
     keys = _config_keys()
-    img = str(base / "tiny.png")
     n = cases(40, 600)
     for k in range(n):
         rng = random.Random(k)
-        new = base / f"new{k % 2}"
-        if new.exists():
-            shutil.rmtree(new)
+        case = _case_folder(base, k)
+        img, new = str(case / "tiny.png"), case / "new"
         how = rng.choice(["set_fresh", "set_resume", "config_file", "run_config"])
         run = None
         if how == "set_fresh":
             argv = ["train", img, "--out", new, "--max-steps", "2", *SMALL,
                     "--set", f"{rng.choice(keys)}={rng.choice(BAD_VALUES)}"]
         elif how == "set_resume":
-            run = _fresh_run(base, k)
+            run = case / "run"
             argv = ["train", "--resume", run, "--max-steps", "4", "--no-progress",
                     "--set", f"{rng.choice(keys)}={rng.choice(BAD_VALUES)}"]
         elif how == "config_file":
-            cfg_file = base / f"c{k % 2}.yaml"
+            cfg_file = case / "c.yaml"
             cfg_file.write_text(_yaml_junk(rng, keys), encoding="utf-8", errors="surrogateescape")
             argv = ["train", img, "--out", new, "--max-steps", "2", "--config", cfg_file, *SMALL]
         else:  # the run's own config.yaml is damaged: eval / render / resume must fail cleanly or work
-            run = _fresh_run(base, k)
+            run = case / "run"
             (run / "config.yaml").write_text(_yaml_junk(rng, keys), encoding="utf-8", errors="surrogateescape")
             verb = rng.choice([["eval", run], ["render", run, "--frames", "1", "--resolution", "8"],
                                ["train", "--resume", run, "--max-steps", "4", "--no-progress"]])
             argv = verb
-        _run_cli(argv, family, f"{how} seed={k}: nerf-app {' '.join(map(str, argv))[:300]}", [base], run_dir=run,
-                 fresh_out=new if argv[0] == "train" and "--resume" not in map(str, argv) else None)
-        assert not Path("PWNED_YAML").exists()
+        _run_cli(argv, family, f"{how} seed={k}: nerf-app {' '.join(map(str, argv))[:300]}", case, run_dir=run,
+                 fresh_out=new if argv[0] == "train" and "--resume" not in map(str, argv) else None, cwd=case)
+        assert not (case / "PWNED_YAML").exists() and not Path("PWNED_YAML").exists()
     TALLY.emit()
     assert TALLY.bad(family) == 0, TALLY.report(family)
 
@@ -352,11 +354,11 @@ def _damage_checkpoint(rng: random.Random, state: dict, path: Path, marker: Path
 def test_fuzz_checkpoints(base):
     family = "checkpoints"
     pristine = torch.load(base / "pristine" / "checkpoints" / "final.pt", weights_only=True)
-    marker = base / "PWNED_CHECKPOINT"
     n = cases(50, 600)
     for k in range(n):
         rng = random.Random(k)
-        run = _fresh_run(base, k)
+        case = _case_folder(base, k)
+        run, marker = case / "run", case / "PWNED_CHECKPOINT"  # the marker inside: the child may write there
         which = rng.choice(["final", "last", "both"])
         kinds = []
         for name in (["final", "last"] if which == "both" else [which]):
@@ -365,7 +367,7 @@ def test_fuzz_checkpoints(base):
                            ["train", "--resume", run, "--max-steps", "5", "--no-progress"],
                            ["eval", run, "--checkpoint", rng.choice(["last", "final", "nope", "../../x"])],
                            ["export", run]])
-        _run_cli(verb, family, f"seed={k} {which}:{kinds}: nerf-app {' '.join(map(str, verb))}", [base],
+        _run_cli(verb, family, f"seed={k} {which}:{kinds}: nerf-app {' '.join(map(str, verb))}", case,
                  run_dir=run)
         if marker.exists():
             TALLY.fail(family, "tracebacks", f"seed={k} {kinds}: a pickle in a checkpoint ran code")
@@ -378,16 +380,16 @@ def test_fuzz_checkpoints(base):
 
 # (verb, flag, kind, argv builder(target, case folder, base)): every verb's output flag
 OUTPUT_FLAGS = [
-    ("train", "--out", "folder", lambda t, c, b: ["train", b / "tiny.png", "--out", t, "--max-steps", "1", *SMALL]),
-    ("process", "--out", "folder", lambda t, c, b: ["process", b / "empty", "--out", t, "--no-progress"]),
+    ("train", "--out", "folder", lambda t, c, b: ["train", c / "tiny.png", "--out", t, "--max-steps", "1", *SMALL]),
+    ("process", "--out", "folder", lambda t, c, b: ["process", c / "empty", "--out", t, "--no-progress"]),
     ("render", "--out", "file", lambda t, c, b: ["render", c / "run", "--out", t, "--frames", "1", "--resolution", "8"]),
     ("eval", "--out", "file", lambda t, c, b: ["eval", c / "run", "--out", t]),
     ("export", "--mesh", "file", lambda t, c, b: ["export", c / "run", "--mesh", t]),
     ("export", "--points", "file", lambda t, c, b: ["export", c / "run", "--points", t]),
-    ("demo", "--out", "folder", lambda t, c, b: ["demo", "--out", t, "--scene", b / "empty", "--max-time", "1"]),
-    ("fit-latent", "--out", "folder", lambda t, c, b: ["fit-latent", c / "run", b / "tiny.png", "--out", t]),
+    ("demo", "--out", "folder", lambda t, c, b: ["demo", "--out", t, "--scene", c / "empty", "--max-time", "1"]),
+    ("fit-latent", "--out", "folder", lambda t, c, b: ["fit-latent", c / "run", c / "tiny.png", "--out", t]),
     ("make-scene", "OUT", "folder", lambda t, c, b: ["make-scene", t, "--json"]),
-    ("inspect", "--png", "file", lambda t, c, b: ["inspect", b / "empty", "--png", t]),
+    ("inspect", "--png", "file", lambda t, c, b: ["inspect", c / "empty", "--png", t]),
 ]
 # the pieces a target is made of: folders it goes under and the names it ends in
 OUT_PREFIXES = ["", "./", "adir/", "afile/", "node/", "fifo/", "link_to_file/", "link_to_dir/", "loop/", "missing/a/",
@@ -413,7 +415,9 @@ def _output_case_folder(base: Path, k: int) -> Path:
     os.symlink("afile", case / "link_to_file")
     os.symlink("adir", case / "link_to_dir")
     os.symlink("loop", case / "loop")
-    shutil.copytree(base / "pristine", case / "run")
+    _copy_run(base, case)
+    shutil.copy(base / "tiny.png", case / "tiny.png")
+    (case / "empty").mkdir()
     return case
 
 
@@ -456,8 +460,7 @@ def test_fuzz_output_paths(base):
         k += 1
         argv = build(target, case, base)
         repro = f"case {k} (cwd=CASE): nerf-app {' '.join(map(repr, map(str, argv)))}"
-        with contextlib.chdir(case):
-            rc = _run_cli(argv, family, repro, [base], run_dir=case)
+        rc = _run_cli(argv, family, repro, case, run_dir=case, cwd=case)
         if bad and rc == 0:
             TALLY.fail(family, "bad_success", f"{repro}: exit 0 for a target that cannot be written")
         node = os.lstat(case / "node").st_mode

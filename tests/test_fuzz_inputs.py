@@ -2,9 +2,11 @@
 them (``../`` escapes, absolute paths, symlinks pointing out, loops) in transforms.json, COLMAP and masks.
 
 Every case loads the scene AND decodes every image and mask (the training's first use). The outcome must be
-a one-line DatasetError naming the file, or a scene that passes every invariant check; every path opened
-or listed is recorded (audit hook) and nothing outside the scene folder may be touched; a mask whose size
-differs from its image, and a cropped image, must be refused. Seeded generator: each case is reproducible
+a one-line DatasetError naming the file, or a scene that passes every invariant check; each case runs in a
+child process confined by the kernel to the scene folder and the installation (fuzz_confine.py: an open
+outside is refused and counted whatever library makes it - cv2 decodes in C), killed on time, and a
+traceback printed anywhere counts; a mask whose size differs from its image, and a cropped image, must be
+refused. Seeded generator: each case is reproducible
 from its family and seed (printed on failure). ``NERF_APP_FUZZ_FULL=1`` runs the full counts.
 """
 from __future__ import annotations
@@ -14,7 +16,6 @@ import os
 import random
 import shutil
 import struct
-import time
 import zlib
 from pathlib import Path
 
@@ -24,11 +25,11 @@ import pytest
 from nerf_app.data import load_scene
 from nerf_app.errors import DatasetError
 
-from fuzz_support import FileWatch, Tally, cases, short_traceback
-from scene_checks import check_error, check_scene
+from fuzz_support import Tally, cases, judge, runner
+from scene_checks import check_error
 
-WATCH = FileWatch.get()
 TALLY = Tally()
+CASE_SECONDS = 10.0  # a case is killed after this
 W, H = 8, 6
 
 
@@ -87,40 +88,19 @@ def _outside(base: Path) -> None:
     (base / "secret.png").write_bytes(_png(_img()))
 
 
-def _run(family: str, seed: int, scene: Path, base: Path, check=None, **kw) -> None:
-    """One case: load + decode everything, classify, record failures with a reproducer."""
+def _run(family: str, seed: int, scene: Path, base: Path, check=None, check_args=None, **kw) -> None:
+    """One case in a confined child (the scene folder is all it may read): load + decode everything,
+    classify, record failures with a reproducer."""
     repro = f"{family} seed={seed}"
-    start = time.perf_counter()
-    outcome = "ok"
-    loaded = None
-    with WATCH.watch():
-        try:
-            loaded = load_scene(scene, **kw)
-            for i in range(len(loaded)):
-                loaded.images.load(i)
-                loaded.images.mask(i)
-        except DatasetError as exc:
-            outcome, loaded = "errors", None
-            try:
-                check_error(exc)
-            except AssertionError as bad:
-                TALLY.fail(family, "tracebacks", f"{repro}: {bad}")
-        except Exception as exc:  # noqa: BLE001 - anything else would be a traceback on the CLI
-            outcome, loaded = "tracebacks", None
-            TALLY.fail(family, "tracebacks", f"{repro}: {short_traceback(exc)}")
-    TALLY.case(family, outcome)
-    outside = WATCH.outside([scene])
-    if outside:
-        TALLY.fail(family, "outside_reads", f"{repro}: {outside}")
-    if loaded is not None:
-        try:
-            check_scene(loaded, decode=True)
-            if check is not None:
-                check(loaded)
-        except AssertionError as bad:
-            TALLY.fail(family, "bad_success", f"{repro}: {bad}")
-    if time.perf_counter() - start > 10.0:
-        TALLY.fail(family, "hangs", f"{repro}: {time.perf_counter() - start:.1f} s")
+    report = runner().run("fuzz_cases:load_case", [scene],
+                          {"path": str(scene), "kwargs": kw, "decode": True, "check": check, "check_args": check_args},
+                          timeout=CASE_SECONDS)
+    res = judge(report, TALLY, family, repro)
+    TALLY.case(family, res["outcome"] if res else "tracebacks")
+    if res and res.get("bad_error"):
+        TALLY.fail(family, "tracebacks", f"{repro}: {res['bad_error']}")
+    if res and res.get("bad_success"):
+        TALLY.fail(family, "bad_success", f"{repro}: {res['bad_success']}")
 
 
 # ------------------------------------------------------------------------------------------- images
@@ -208,15 +188,8 @@ def test_fuzz_image_files(tmp_path):
             folder, fmt = scene, "transforms"
         for _ in range(rng.randint(1, 3)):
             (folder / rng.choice(IMAGES)).write_bytes(_corrupt_image(rng))
-
-        def sizes_match(s, folder=folder):
-            from PIL import Image
-            for p, cam in zip(s.image_paths, s.cameras):
-                with Image.open(p) as im:
-                    iw, ih = im.size
-                # a cropped image (not a uniform downscale of the camera's size) must be refused
-                assert (iw, ih) == (W, H) or (iw, ih) == (W // 2, H // 2), f"{p.name} is {iw}x{ih}, camera {W}x{H}"
-        _run(family, seed, scene, base, check=sizes_match, format=fmt)
+        _run(family, seed, scene, base, check="fuzz_cases:image_sizes_match", check_args={"width": W, "height": H},
+             format=fmt)
     TALLY.emit()
     assert TALLY.bad(family) == 0, TALLY.report(family)
 
@@ -284,15 +257,8 @@ def test_fuzz_masks(tmp_path):
             del extra[IMAGES.index(victim)]["mask_path"]
         if use_transforms:
             (scene / "transforms.json").write_text(json.dumps(_transforms(IMAGES, extra)))
-
-        def masks_match(s):
-            from PIL import Image
-            for i, p in enumerate(s.images.mask_paths or []):
-                with Image.open(p) as im:
-                    size = im.size
-                assert size == (s.cameras[i].width, s.cameras[i].height), \
-                    f"mask {p.name} is {size[0]}x{size[1]} but its image is {s.cameras[i].width}x{s.cameras[i].height}"
-        _run(family, seed, scene, base, check=masks_match, format="transforms" if use_transforms else "colmap")
+        _run(family, seed, scene, base, check="fuzz_cases:masks_match",
+             format="transforms" if use_transforms else "colmap")
     TALLY.emit()
     assert TALLY.bad(family) == 0, TALLY.report(family)
 

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import DatasetError
+from ..errors import DatasetError, reraise_if_bug
 
 Background = Union[str, Sequence[float]]
 
@@ -26,7 +26,8 @@ def header_info(path: Path) -> Tuple[int, int, bool]:
             return int(im.size[0]), int(im.size[1]), has_alpha
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise DatasetError(path, f"not a readable image ({exc.__class__.__name__}: {exc})"[:200]) from None
-    except Exception as exc:  # PIL raises assorted errors on corrupt headers; all mean "bad image"
+    except Exception as exc:  # PIL raises assorted errors on corrupt headers (struct.error, IndexError ...)
+        reraise_if_bug(exc)  # but not MemoryError, nor a mistake in the call above
         raise DatasetError(path, f"not a readable image ({exc.__class__.__name__})") from None
 
 

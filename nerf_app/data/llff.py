@@ -13,7 +13,7 @@ from typing import List
 
 import numpy as np
 
-from ..errors import DatasetError
+from ..errors import DatasetError, reraise_if_bug
 from .cameras import Camera
 from .capture import Capture
 from .images import header_info
@@ -27,11 +27,31 @@ def find_llff(path: Path):
     return candidate if candidate.name == "poses_bounds.npy" and candidate.is_file() else None
 
 
+def _check_npy_size(npy: Path, data: bytes) -> None:
+    """A header that promises more bytes than the file holds is refused before numpy allocates them (a
+    .npy of 2 KB claiming 10^12 rows would otherwise be a MemoryError, which is not a file error)."""
+    fmt = np.lib.format
+    f = io.BytesIO(data)
+    try:
+        version = fmt.read_magic(f)
+        read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+        if read_header is None:
+            return  # a version numpy may add later: np.load below judges it
+        shape, _, dtype = read_header(f)
+        need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    except (ValueError, TypeError, SyntaxError, EOFError, OverflowError):  # np.load below names it
+        return
+    if need > len(data) - f.tell():
+        raise DatasetError(npy, f"header promises {need} bytes of data, the file holds {len(data) - f.tell()}")
+
+
 def build_capture(npy: Path, root: Path, images_dir: Path, check_images: bool = True) -> Capture:
     data = read_bytes(npy, root)
+    _check_npy_size(npy, data)
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as exc:  # numpy raises ValueError/OSError/EOFError/... for a broken .npy
+    except Exception as exc:  # numpy raises ValueError/OSError/EOFError/TypeError ... for a broken .npy
+        reraise_if_bug(exc)  # but not MemoryError (sizes are checked above), nor a mistake in the call
         raise DatasetError(npy, f"not a valid .npy array ({exc.__class__.__name__})") from None
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu" or arr.ndim != 2 or arr.shape[1] != 17:
         shape = getattr(arr, "shape", None)
