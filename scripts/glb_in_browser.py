@@ -5,7 +5,9 @@ viewer test uses.
     python scripts/glb_in_browser.py runs/lego/lego.glb --out lego_glb.png [--distance 3.5]
 
 The camera looks at the mesh's bounding-box centre from ``--distance`` bounding-box radii, from above and to
-the side; the GLB is loaded as the file's bytes (its embedded PNG texture included).
+the side, or from ``--eye`` at ``--target`` with ``--up`` and a vertical ``--fov`` (the file's coordinates: put it
+where a training camera was, see docs/export.md); the GLB is loaded as the file's bytes (its embedded PNG
+texture included).
 """
 from __future__ import annotations
 
@@ -27,6 +29,11 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=1000)
     ap.add_argument("--height", type=int, default=700)
     ap.add_argument("--wait", type=float, default=8.0, help="seconds to let the page load and draw")
+    vec = lambda t: np.array([float(x) for x in t.split(",")], np.float64)  # noqa: E731
+    ap.add_argument("--eye", type=vec, default=None, help="camera position x,y,z (the file's coordinates)")
+    ap.add_argument("--target", type=vec, default=None, help="point looked at (default: the bounding-box centre)")
+    ap.add_argument("--up", type=vec, default=None, help="camera up direction (default: the file's up axis)")
+    ap.add_argument("--fov", type=float, default=None, help="vertical field of view in degrees")
     args = ap.parse_args()
 
     import trimesh
@@ -56,12 +63,20 @@ def main() -> int:
     side = np.array([0.75, -0.55, 0.0]) if z_up else np.array([0.75, 0.0, 0.55])
     view = side + 0.6 * up
     eye = centre + radius * args.distance * view / np.linalg.norm(view)
+    if args.target is not None:
+        centre = args.target
+    if args.up is not None:
+        up = args.up / np.linalg.norm(args.up)
+    if args.eye is not None:
+        eye = args.eye
 
     @server.on_client_connect
     def _(client) -> None:
         client.camera.position = tuple(eye)
         client.camera.look_at = tuple(centre)
         client.camera.up_direction = tuple(up)
+        if args.fov:
+            client.camera.fov = float(np.radians(args.fov))
 
     try:
         with Chromium(width=args.width, height=args.height, exe=exe) as page:

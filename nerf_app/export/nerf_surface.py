@@ -34,7 +34,7 @@ FALLBACK_LEVEL = 2.5
 
 def default_method(task) -> str:
     """``density`` for objects on a known background (images with alpha), ``tsdf`` for real captures."""
-    return "density"  # tsdf for captures once measured (issue 25)
+    return "density" if getattr(task.scene, "bounded", False) else "tsdf"
 
 
 def nerf_texture_level(task) -> float:
@@ -132,7 +132,7 @@ def _density_mesh(task, res: int, threshold, chunks, progress):
 # TSDF defaults: voxels per unit (the region's longest side), the depth maps' longest side in pixels, and the
 # truncation in voxels. Measured on cup (docs/export.md).
 TSDF_RESOLUTION = 256
-TSDF_DEPTH_SIDE = 200
+TSDF_DEPTH_SIDE = 160
 TSDF_TRUNC_VOXELS = 4.0
 
 
