@@ -556,8 +556,10 @@ class Runner:
     """The parent's handle on one zygote: ``run(func, folders, **kwargs)`` -> the case's report."""
 
     def __init__(self, preload: Sequence[str] = ()):
+        import nerf_app  # the zygote imports the very nerf_app this process uses (a worktree, not the install)
+        path = [str(TESTS_DIR), str(Path(nerf_app.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
         env = dict(os.environ, NERF_APP_FUZZ_PRELOAD=json.dumps(list(preload)),
-                   PYTHONPATH=os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+                   PYTHONPATH=os.pathsep.join(path).rstrip(os.pathsep))
         env.setdefault("OMP_NUM_THREADS", "1")
         self.proc = subprocess.Popen([sys.executable, "-c", "import fuzz_confine; fuzz_confine.zygote_main()"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=str(TESTS_DIR))
