@@ -35,6 +35,25 @@ SCENES = {
 }
 
 
+def _encode_video(src: Path, names, size: str, path: Path) -> Path:
+    """The photos in name order as an h264 mp4 of ``size`` (WxH), 10 fps."""
+    import imageio_ffmpeg
+    import numpy as np
+    from PIL import Image
+
+    w, h = (int(v) for v in size.split("x"))
+    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=10, quality=9, macro_block_size=2,
+                                         ffmpeg_log_level="error")
+    writer.send(None)
+    try:
+        for n in names:
+            with Image.open(src / n) as im:
+                writer.send(np.ascontiguousarray(np.asarray(im.convert("RGB").resize((w, h), Image.LANCZOS))))
+    finally:
+        writer.close()
+    return path
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenes", nargs="+", default=["cup", "fox", "king_statue"], choices=sorted(SCENES))
@@ -47,6 +66,10 @@ def main(argv=None) -> int:
     ap.add_argument("--camera-mode", default="auto", choices=("auto", "single", "per-folder", "per-image"))
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--keep", default=None, help="keep each processed capture under this folder")
+    ap.add_argument("--video", default=None, metavar="WxH",
+                    help="encode the photos (sorted by name) into an mp4 of this size, 10 fps, and process the video "
+                         "(frame k is compared with the k-th photo)")
+    ap.add_argument("--continuity", default="auto", choices=("auto", "on", "off"))
     args = ap.parse_args(argv)
     data = Path(args.data)
     for name in args.scenes:
@@ -62,13 +85,18 @@ def main(argv=None) -> int:
             for n in names:
                 shutil.copyfile(data / images / n, src / n)
             out = Path(args.keep) / name if args.keep else Path(tmp) / "capture"
+            if args.video:
+                src = _encode_video(src, names, args.video, Path(tmp) / f"{name}.mp4")
             t = time.perf_counter()
             report = process(src, out, ProcessOptions(matcher=args.matcher, camera_model=args.camera_model,
-                                                      camera_mode=args.camera_mode,
+                                                      camera_mode=args.camera_mode, frames=len(names),
                                                       max_size=args.max_size, max_features=args.max_features,
+                                                      continuity=args.continuity,
                                                       threads=args.threads, overwrite=True, progress=False))
             wall = time.perf_counter() - t
             recovered = centres_of_scene(load_scene(out, check_images=False))
+            if args.video:  # frame_00000k.jpg is the k-th photo
+                recovered = {names[int(n[6:12])]: c for n, c in recovered.items()}
             ref = {n: reference[n] for n in names if n in reference}
             cmp = compare_centres(recovered, ref, axes)
             print(json.dumps({
@@ -84,6 +112,11 @@ def main(argv=None) -> int:
                 "camera_model": report["options"]["camera_model"],
                 "camera_mode": args.camera_mode, "cameras": len(report["cameras"]), "max_size": args.max_size,
                 "max_features": args.max_features, "threads": report["options"]["threads"],
+                "continuity": {k: report["continuity"].get(k) for k in ("checked", "warning", "max_step_ratio",
+                                                                         "max_view_change_deg")},
+                "jumps": len(report["continuity"].get("jumps", [])),
+                "constraint": {k: v for k, v in report.get("constraint", {}).items() if k != "dropped"},
+                "video": args.video,
                 "timings_s": report["timings_s"], "cpu_s": report["cpu_s"], "wall_s": round(wall, 1)}), flush=True)
     return 0
 

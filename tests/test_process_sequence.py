@@ -133,3 +133,26 @@ def test_symmetric_rooms_look_the_same_from_the_other_side(walls, turn, same):
     b = ws.render_frame(cfg, _turned(pose, turn)).astype(float)
     differ = np.abs(a - b).mean()
     assert (differ < 1.0) if same else (differ > 8.0), differ
+
+
+def test_jumps_across_a_cut_are_labelled_and_the_cut_is_printed():
+    from nerf_app.process.sequence import cut_lines, label_cuts
+
+    continuity = {"jumps": [{"from": "frame_000049.jpg", "to": "frame_000050.jpg"},
+                            {"from": "frame_000070.jpg", "to": "frame_000071.jpg"}]}
+    constraint = {"cuts": [{"from": "frame_000049.jpg", "to": "frame_000050.jpg", "after_frame": 49,
+                            "best_inliers": 3, "median_inliers": 400}]}
+    label_cuts(continuity, constraint, [50, 48])
+    assert [j["cause"] for j in continuity["jumps"]] == ["cut in the video", "fold (no cut in the video there)"]
+    (line,) = cut_lines(constraint)
+    assert line.startswith("warning: the video is cut between frame_000049.jpg and frame_000050.jpg")
+    assert "2 models of 50, 48 frames" in line
+
+
+def test_unknown_continuity_mode_is_a_config_error(tmp_path):
+    from nerf_app.errors import ConfigError
+    from nerf_app.process import ProcessOptions, process
+
+    with pytest.raises(ConfigError, match="--continuity"):
+        process(tmp_path / "missing", tmp_path / "out", ProcessOptions(continuity="sometimes"))
+    assert not (tmp_path / "out").exists()

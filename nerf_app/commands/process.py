@@ -32,6 +32,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--masks", default=None,
                         help="folder of masks named like the images (or <name>.png): black = no features there; "
                              "copied into DIR/masks")
+    parser.add_argument("--continuity", default=d.continuity, choices=("auto", "on", "off"),
+                        help="auto (= on for a video): map pairs a few frames apart first and keep a long-range "
+                             "pair only when it agrees with them (no folded walk-arounds); off: all pairs at once")
     parser.add_argument("--min-registered", type=float, default=d.min_registered,
                         help=f"fail unless this fraction of the images registers (default {d.min_registered})")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all this process may use)")
@@ -49,7 +52,8 @@ def run(args) -> int:
     report = process(args.input, args.out, ProcessOptions(
         frames=args.frames, matcher=args.matcher, camera_model=args.camera_model, camera_mode=args.camera_mode,
         max_size=args.max_size, max_features=args.max_features, masks=args.masks,
-        min_registered=args.min_registered, threads=args.threads, overwrite=args.overwrite, seed=args.seed,
+        min_registered=args.min_registered, continuity=args.continuity, threads=args.threads,
+        overwrite=args.overwrite, seed=args.seed,
         verbose=args.verbose, progress=not args.no_progress))
     if args.json:
         print(json.dumps(report))

@@ -30,6 +30,7 @@ __all__ = ["ProcessOptions", "process", "MATCHERS"]
 MIN_IMAGES = 3
 REPORT_NAME = "process_report.json"
 CAMERA_MODES = ("auto", "single", "per-folder", "per-image")
+CONTINUITY_MODES = ("auto", "on", "off")
 FRUSTA_NAME = "process_frusta.png"
 
 
@@ -45,6 +46,7 @@ class ProcessOptions:
     threads: Optional[int] = None  # None: the CPUs this process may use
     overwrite: bool = False
     min_registered: float = 0.5  # fail when the largest model registers fewer than this fraction
+    continuity: str = "auto"  # auto (= on for video) | on | off: map short-range pairs first (process/sequence.py)
     seed: int = 0
     verbose: bool = False
     progress: bool = True
@@ -152,6 +154,8 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
         raise ConfigError("--max-size must be at least 64 pixels")
     if opts.camera_mode not in CAMERA_MODES:
         raise ConfigError(f"--camera-mode must be one of {', '.join(CAMERA_MODES)}, not {opts.camera_mode!r}")
+    if opts.continuity not in CONTINUITY_MODES:
+        raise ConfigError(f"--continuity must be one of {', '.join(CONTINUITY_MODES)}, not {opts.continuity!r}")
     if not 0 <= opts.min_registered <= 1:
         raise ConfigError("--min-registered must be a fraction in [0, 1]")
     _check_paths(inp, out, opts.overwrite)
@@ -265,9 +269,20 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
 
         # ---------------------------------------------------------------- mapping
         t, c = time.perf_counter(), time.process_time()
-        bar = _bar(opts.progress, n, "mapping", "img")
+        # issue 24: a video's time order constrains which pairs may place a frame (process/sequence.py)
+        constrained = kind == "video" and opts.continuity != "off" or opts.continuity == "on"
+        report["options"]["continuity"] = "on" if constrained else "off"
+        bar = _bar(opts.progress, 2 * n if constrained else n, "mapping", "img")
         try:
-            rec, model_sizes = map_images(database, images_dir, work, sfm_opts, n, progress=bar.update)
+            if constrained:
+                from .continuity import natural_key
+                from .sequence import map_in_time_order
+
+                rec, model_sizes, report["constraint"] = map_in_time_order(
+                    database, images_dir, work, sfm_opts, sorted((i.name for i in infos), key=natural_key),
+                    progress=bar.update)
+            else:
+                rec, model_sizes = map_images(database, images_dir, work, sfm_opts, n, progress=bar.update)
         finally:
             bar.close()
         timings["mapping"] = time.perf_counter() - t
@@ -302,6 +317,12 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
         report.update(reconstruction_stats(rec))
         shutil.rmtree(work)
         report["check"], report["continuity"] = _verify(tmp, out, all_names, kind)
+        if "constraint" in report:  # a jump across a cut of the video is the cut, not a fold
+            from .sequence import cut_lines, label_cuts
+
+            label_cuts(report["continuity"], report["constraint"], report["models"])
+            for line in cut_lines(report["constraint"]):
+                print(line, file=sys.stderr)
         for line in continuity_lines(report["continuity"]):  # issue 24: a folded trajectory is reported
             print(line, file=sys.stderr)
         timings["write"] = time.perf_counter() - t

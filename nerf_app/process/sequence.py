@@ -100,6 +100,20 @@ def find_cuts(n_frames: int, pairs: Sequence[Pair], window: int = WINDOW,
     return [{"after": int(k), "best_inliers": int(best[k])} for k in range(n_frames - 1) if best[k] <= limit]
 
 
+def _name_cuts(cuts: List[dict], order: Sequence[str], pairs: Sequence[Pair]) -> List[dict]:
+    from .continuity import _LAST_NUMBER
+
+    consecutive = [p.inliers for p in pairs if p.gap == 1]
+    median = int(np.median(consecutive)) if consecutive else 0
+    out = []
+    for c in cuts:
+        k = c["after"]
+        m = _LAST_NUMBER.match(order[k])
+        out.append({"from": order[k], "to": order[k + 1], "after_frame": int(m.group(2)) if m else k,
+                    "best_inliers": c["best_inliers"], "median_inliers": median})
+    return out
+
+
 def restrict_database(src: Path, dst: Path, drop: Sequence[Tuple[int, int]]) -> None:
     """Copy ``src`` to ``dst`` and remove the verified geometries of the pairs ``drop`` there (the
     mapper then ignores their matches; the raw matches stay)."""
@@ -206,7 +220,7 @@ def map_in_time_order(database: Path, image_dir: Path, work_dir: Path, options, 
     section: dict = {"mode": "video: short-range pairs first, long-range pairs verified against them",
                      "window_frames": window, "max_rotation_deg": max_rotation_deg,
                      "pairs_short": len(pairs) - len(long), "pairs_long": len(long),
-                     "cuts": find_cuts(n, pairs, window)}
+                     "cuts": _name_cuts(find_cuts(n, pairs, window), order, pairs)}
 
     def step(k):
         if progress:
@@ -246,3 +260,33 @@ def map_in_time_order(database: Path, image_dir: Path, work_dir: Path, options, 
         return rec1, sizes1, section
     section["result"] = "short-range and verified long-range pairs"
     return rec2, sizes2, section
+
+
+def label_cuts(continuity: dict, constraint: dict, model_sizes: Sequence[int]) -> None:
+    """Mark the continuity check's jumps that span a cut of the video (``cause``: "cut in the
+    video" or "fold"), and list the cuts' segments of the video (``constraint["video_segments"]``)."""
+    from .continuity import _LAST_NUMBER
+
+    def number(name):
+        m = _LAST_NUMBER.match(name)
+        return int(m.group(2)) if m else -1
+
+    cuts = constraint.get("cuts", [])
+    after = [c["after_frame"] for c in cuts]
+    for jump in continuity.get("jumps", []):
+        a, b = number(jump["from"]), number(jump["to"])
+        jump["cause"] = "cut in the video" if any(a <= k < b for k in after) else "fold (no cut in the video there)"
+    constraint["models"] = list(model_sizes)
+
+
+def cut_lines(constraint: dict) -> List[str]:
+    """One warning line per cut of the video (what ``process`` prints)."""
+    lines = []
+    for c in constraint.get("cuts", []):
+        lines.append(f"warning: the video is cut between {c['from']} and {c['to']}: frames across it share at most "
+                     f"{c['best_inliers']} matches (consecutive frames: median {c['median_inliers']}); its two "
+                     "sides are separate clips" + ("" if len(constraint.get("models", [])) < 2 else
+                                                   f" (structure from motion built {len(constraint['models'])} "
+                                                   f"models of {', '.join(map(str, constraint['models']))} frames; "
+                                                   "the capture holds the largest)"))
+    return lines
