@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
@@ -60,22 +60,24 @@ class _Targets:
         return self.cache[index]
 
 
-def refine_splats(task, splats: Splats, seconds: float, max_splats: int, step: int = 2, densify_every: int = 100,
-                  seed: int = 0, progress: bool = True) -> tuple:
+def refine_splats(task, splats: Splats, seconds: float, max_splats: int, step: Optional[int] = None,
+                  densify_every: int = 100, seed: int = 0, progress: bool = True, max_side: int = 400) -> tuple:
     """``(refined Splats, report)``; ``splats`` in the normalised frame. ``step``: train at every ``step``-th
-    pixel's resolution (2: half)."""
+    pixel's resolution (default: the smallest step that brings the photos' longer side to ``max_side``)."""
     from ..nerf.evaluate import eval_background
     from tqdm import tqdm
     t0 = time.perf_counter()
     scene = task.scene
     train = [int(i) for i in scene.split_indices("train")]
+    if step is None:
+        step = max(1, math.ceil(max(max(scene.cameras[i].width, scene.cameras[i].height) for i in train) / max_side))
     bg = torch.tensor(eval_background(task.config), dtype=torch.float32)
     targets = _Targets(task, train, step, bg.numpy())
     cams = {i: scene_camera(task, i, step) for i in train}
     params = {k: t.detach().clone().contiguous().requires_grad_()
               for k, t in zip(("means", "log_scales", "quats", "opacity_logits", "sh"), splats.tensors())}
 
-    def make_optimizer():
+    def make_optimizer(params):
         sh = params["sh"]
         groups = [{"params": [params[k]], "lr": LR[k], "name": k}
                   for k in ("means", "log_scales", "quats", "opacity_logits")]
@@ -89,7 +91,7 @@ def refine_splats(task, splats: Splats, seconds: float, max_splats: int, step: i
         return g
 
     hook = params["sh"].register_hook(rest_scale)
-    opt = make_optimizer()
+    opt = make_optimizer(params)
     rng = np.random.default_rng(seed)
     grad_acc = torch.zeros(len(splats))
     seen = torch.zeros(len(splats))
@@ -171,7 +173,7 @@ def _densify_and_prune(params, opt, grad_acc, seen, max_splats, make_optimizer, 
                 extra[k].append(v)
     hook.remove()
     out = {k: torch.cat([params[k][base_idx]] + extra[k], 0).contiguous().requires_grad_() for k in params}
-    opt2 = make_optimizer()
+    opt2 = make_optimizer(out)
     for k in params:
         st = opt.state.get(params[k])
         if not st:

@@ -83,10 +83,12 @@ def evaluate_splats(task, run_dir: Path, splat_path, split: str = "test", limit:
     bg = eval_background(task.config)
     cached = {}
     mpath = run_dir / "metrics.json"
+    cam0 = scene.cameras[int(indices[0])]
     if mpath.is_file():
         try:
             prev = json.loads(mpath.read_text())
-            if prev.get("split", split) == split:
+            # the NeRF's scores count only for the same views at the same resolution (--set data.downscale=2)
+            if prev.get("split", split) == split and prev.get("resolution") == f"{cam0.width}x{cam0.height}":
                 cached = {int(r["index"]): r for r in prev.get("per_image", [])}
         except (OSError, ValueError, KeyError, TypeError):
             cached = {}

@@ -1,0 +1,66 @@
+"""Refinement's density control (issue 27): the budget holds, nearly transparent splats go, split parents are
+replaced by two children, and the optimiser's moments follow the rows they belong to."""
+import math
+
+import torch
+
+from nerf_app.splats.refine import LR, _densify_and_prune
+
+
+def test_densify_and_prune_budget_and_moments():
+    g = torch.Generator().manual_seed(0)
+    n = 50
+    params = {"means": torch.randn(n, 3, generator=g), "log_scales": torch.randn(n, 3, generator=g) - 3,
+              "quats": torch.randn(n, 4, generator=g), "opacity_logits": torch.randn(n, generator=g),
+              "sh": torch.randn(n, 4, 3, generator=g)}
+    params["opacity_logits"][:5] = -10.0          # pruned
+    params["log_scales"][10:15] += 3.0            # the largest: split when their gradient is large
+    params = {k: v.requires_grad_() for k, v in params.items()}
+    opt = torch.optim.Adam([{"params": [v], "lr": LR.get(k, 1e-3)} for k, v in params.items()], eps=1e-15)
+    sum(p.square().sum() for p in params.values()).backward()
+    opt.step()
+    hook = params["sh"].register_hook(lambda t: t)
+    grad = torch.zeros(n)
+    grad[10:15] = 1.0        # split (large)
+    grad[20:25] = 1.0        # cloned (small)
+    grad[0:2] = 1.0          # pruned anyway
+    seen = torch.ones(n)
+
+    def factory(new):
+        return torch.optim.Adam(list(new.values()), eps=1e-15)
+
+    out, opt2, gacc, seen2, densified, pruned = _densify_and_prune(params, opt, grad, seen, 56, factory, hook,
+                                                                   lambda t: t)
+    # 5 pruned -> 45 kept; room for 11 more: 5 splits (+1 each) and 6 clones fit in 56 -> 10 candidates, all fit
+    assert pruned == 5
+    assert densified == 10
+    m = out["means"].shape[0]
+    assert m == 45 - 5 + 5 + 2 * 5 == 55 and m <= 56
+    assert all(v.shape[0] == m for v in out.values()) and gacc.shape[0] == m
+    # kept rows keep their Adam moments, new rows start at zero
+    st = opt.state[params["means"]]
+    kept = torch.ones(n, dtype=torch.bool)
+    kept[:5] = False
+    kept[10:15] = False
+    assert opt2.param_groups[0]["params"][0] is out["means"]   # the optimiser holds the new tensors
+    st2 = opt2.state[out["means"]]
+    torch.testing.assert_close(st2["exp_avg"][:int(kept.sum())], st["exp_avg"][kept])
+    assert float(st2["exp_avg"][int(kept.sum()):].abs().max()) == 0.0
+    # children of a split: scales / 1.6, placed symmetrically about the parent
+    parents = params["means"][10:15].detach()
+    kids = out["means"][-10:].detach()
+    torch.testing.assert_close(0.5 * (kids[:5] + kids[5:]), parents)
+    torch.testing.assert_close(out["log_scales"][-10:-5].detach(), params["log_scales"][10:15].detach() - math.log(1.6))
+
+
+def test_densify_respects_a_full_budget():
+    n = 20
+    params = {"means": torch.randn(n, 3), "log_scales": torch.full((n, 3), -3.0), "quats": torch.randn(n, 4),
+              "opacity_logits": torch.ones(n), "sh": torch.randn(n, 1, 3)}
+    params = {k: v.requires_grad_() for k, v in params.items()}
+    opt = torch.optim.Adam(list(params.values()))
+    hook = params["sh"].register_hook(lambda t: t)
+    out, *_ , densified, pruned = _densify_and_prune(params, opt, torch.ones(n), torch.ones(n), n,
+                                                     lambda new: torch.optim.Adam(list(new.values())),
+                                                     hook, lambda t: t)
+    assert densified == 0 and pruned == 0 and out["means"].shape[0] == n
