@@ -39,8 +39,8 @@ def _check_npy_size(npy: Path, data: bytes) -> None:
             return  # a version numpy may add later: np.load below judges it
         shape, _, dtype = read_header(f)
         need = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    except (ValueError, TypeError, SyntaxError, EOFError, OverflowError):  # np.load below names it
-        return
+    except Exception:  # noqa: BLE001 - any broken header (numpy raises tokenize.TokenError too): np.load
+        return         # below reads it again and names the problem (or lets a bug through)
     if need > len(data) - f.tell():
         raise DatasetError(npy, f"header promises {need} bytes of data, the file holds {len(data) - f.tell()}")
 
