@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ["tests/test_scene_fuzz.py", "tests/test_fuzz_inputs.py", "tests/test_fuzz_cli.py", "tests/test_fuzz_kill.py"]
+FILES = ["tests/test_scene_fuzz.py", "tests/test_fuzz_inputs.py", "tests/test_fuzz_cli.py", "tests/test_fuzz_confine.py",
+         "tests/test_fuzz_kill.py"]
 
 
 def main(argv=None) -> int:
@@ -32,7 +33,9 @@ def main(argv=None) -> int:
         if not fast:
             env["NERF_APP_FUZZ_FULL"] = "1"
         t0 = time.time()
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", *FILES],
+        # --timeout=0: a family at full counts runs thousands of confined cases, past the suite's per-test cap
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+                               *([] if fast else ["--timeout=0"]), *FILES],
                               cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.time() - t0
         lines = report.read_text().splitlines() if report.exists() else []
