@@ -528,6 +528,11 @@ def zygote_main() -> None:
                 getattr(mod, call)()
         except Exception as exc:  # noqa: BLE001 - a case that needs it fails on its own, with its traceback
             failed[m] = f"{exc.__class__.__name__}: {exc}"
+    # the preloaded objects go to the GC's permanent generation: a collection in a forked case then does not
+    # walk (and so copy-on-write) the whole inherited heap
+    import gc
+    gc.collect()
+    gc.freeze()
     confine = why_not_confined() is None
     import_dirs = sorted({os.path.realpath(p or ".") for p in sys.path})
     hello = {"ready": True, "capability": capability(), "confine": confine, "preload_failed": failed}
