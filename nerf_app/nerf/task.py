@@ -374,30 +374,47 @@ class NerfTask(Task):
     def hide_unseen(self) -> Dict[str, Any]:
         """Leave the space no training camera saw out of every later render (``rays.unseen``; see
         :mod:`nerf_app.nerf.unseen`): computed once, on the first render of a loaded run (render, eval, the
-        viewer; training never calls it), from depth maps rendered at the training cameras. Returns (and keeps
-        in ``self.unseen``) what was done."""
+        viewer; training never calls it). With ``rays.unseen_occlusion`` also what lies behind the surface
+        from every training camera (depth maps rendered at them). Returns (and keeps in ``self.unseen``) what
+        was done."""
         if not hasattr(self, "unseen"):   # a task being trained (or the live viewer's twin of one): never
             return {"mode": "keep"}         # touch the grid training marches
         if self.unseen is not None:
             return self.unseen
         import sys
         import time
-        import dataclasses
-        from .unseen import (DEPTH_STEPS, OPAQUE, DensityOnly, block_pixels, depth_map, hide_unseen, occupied_cells, seen_cells,
-                             unseen_mode)
+        from .unseen import hide_unseen, occupied_cells, seen_cells, unseen_mode
         mode = unseen_mode(self.config.rays.unseen, self.scene.bounded)
         self.unseen = {"mode": mode}
         if mode == "keep":
             return self.unseen
         start = time.perf_counter()
         grid, train = self.model.grid, self.scene.split_indices("train")
+        cams = [self.scene.cameras[int(i)] for i in train]
+        maps = self._training_depth_maps() if self.config.rays.unseen_occlusion else None
+        seen = seen_cells(grid, self.scene.c2w[train], [(c.fx, c.fy, c.cx, c.cy) for c in cams],
+                          [(c.width, c.height) for c in cams], near=[self.image_near(int(i)) for i in train],
+                          depth_maps=maps, cells=occupied_cells(grid))
+        share = hide_unseen(grid, seen)
+        self.unseen.update(hidden_share=round(share, 4), occlusion=maps is not None,
+                           seconds=round(time.perf_counter() - start, 2))
+        print(f"unseen space: {100 * share:.1f}% of the occupied cells no training camera saw are left out "
+              f"(rays.unseen={mode}{', behind surfaces too' if maps is not None else ''}; keep shows the field "
+              f"there) [{self.unseen['seconds']:.1f} s]", file=sys.stderr)
+        return self.unseen
+
+    def _training_depth_maps(self) -> list:
+        """Per training camera, ``[h, w]`` (``DEPTH_SIDE`` on the longer side): the distance to what it saw
+        (:func:`nerf_app.nerf.unseen.depth_map`; density only, marching steps ``DEPTH_STEPS`` times longer, a
+        ray stopped once ``OPAQUE``), through its own near plane and pose correction."""
+        import dataclasses
+        from .unseen import DEPTH_STEPS, OPAQUE, DensityOnly, block_pixels, depth_map
         bg = torch.zeros(3, device=self.device)
-        # depth only: no colour, and a ray stops once it is OPAQUE (what lies behind is not needed)
         field = DensityOnly(self.model.field)
         march = dataclasses.replace(self.march, render_t_threshold=1 - OPAQUE,
                                     steps_per_unit_diagonal=max(1, self.march.steps_per_unit_diagonal // DEPTH_STEPS))
-        maps, sizes = [], []
-        for i in train:
+        maps = []
+        for i in self.scene.split_indices("train"):
             cam = self.scene.cameras[int(i)]
             pix, h, w = block_pixels(cam.width, cam.height)
             o, d = self.scene.rays_at(np.full(len(pix), int(i)), pix)
@@ -406,18 +423,10 @@ class NerfTask(Task):
             delta = self.pose_correction(int(i))
             if delta is not None:
                 o, d = correct_rays(o, d, delta.expand(len(o), 6))
-            maps.append(depth_map(lambda o_, d_, n_: render_image(field, grid, o_, d_, bg, march,
+            maps.append(depth_map(lambda o_, d_, n_: render_image(field, self.model.grid, o_, d_, bg, march,
                                                                     backend=self.config.backend, near=n_),
                                   o.reshape(h, w, 3), d.reshape(h, w, 3), self.image_near(int(i))))
-            sizes.append((cam.width, cam.height))
-        cams = [self.scene.cameras[int(i)] for i in train]
-        seen = seen_cells(grid, self.scene.c2w[train], [(c.fx, c.fy, c.cx, c.cy) for c in cams], sizes,
-                          near=[self.image_near(int(i)) for i in train], depth_maps=maps, cells=occupied_cells(grid))
-        share = hide_unseen(grid, seen)
-        self.unseen.update(hidden_share=round(share, 4), seconds=round(time.perf_counter() - start, 2))
-        print(f"unseen space: {100 * share:.1f}% of the occupied cells no training camera saw are left out "
-              f"(rays.unseen={mode}; keep shows the field there) [{self.unseen['seconds']:.1f} s]", file=sys.stderr)
-        return self.unseen
+        return maps
 
     def view_background(self) -> tuple:
         """The colour behind a novel view (render, viewer): ``rays.unseen_tint`` with ``rays.unseen=tint``,

@@ -8,7 +8,8 @@ held-out camera between the training ones, a frame looking outward from the capt
 :func:`seen_cells` marks, over the occupancy grid's cells (every cascade, the layout
 :func:`nerf_app.ops.march.march_rays` reads), those that at least one training camera saw: the cell
 projects into its image (grown by ``margin`` and the cell's own size), lies beyond the near plane that
-camera's rays started at, and is not behind what the camera saw there. "What it saw" is a low-resolution
+camera's rays started at, and (``rays.unseen_occlusion``, off by default: it cost held-out PSNR on cup) is
+not behind what the camera saw there. "What it saw" is a low-resolution
 depth map rendered from that camera through the trained field (the termination distance of each pixel
 whose opacity passed one half; a pixel that stays transparent sees through to the end), taken at its
 farthest over each pixel's 3x3 neighbours so silhouettes do not cut cells, plus ``depth_margin`` of the
