@@ -78,11 +78,6 @@ class RayBatch:
         return int(self.origins.shape[0])
 
 
-#: rays drawn from a memory-mapped pixel cache between two releases of its pages (each ray touches one 4 KiB page at
-#: most: at most ~1 GiB resident)
-RELEASE_EVERY_RAYS = 1 << 18
-
-
 class RaySampler:
     """Random pixels, uniformly over all pixels of a split's images, with their rays and colours.
 
@@ -137,10 +132,6 @@ class RaySampler:
                 self._kept = torch.from_numpy(np.flatnonzero(keep)).to(self.device)
         dev = self.device
         self.pixels = torch.from_numpy(packed).to(dev)
-        # a memory-mapped cache (image_cache.py): pages the batches touched are handed back now and then, so the
-        # process's resident set stays bounded (they are clean file pages: the next touch reads them again)
-        self._mmap = getattr(packed, "_mmap", None) if dev.type == "cpu" else None
-        self._draws = 0
         # everything a batch looks up lives on the device (sample() makes no host read and no host copy)
         self._offsets_t = torch.from_numpy(self.offsets).to(dev)
         self._widths = torch.tensor([c.width for c in cams], dtype=torch.int64).to(dev)
@@ -210,12 +201,6 @@ class RaySampler:
         unprojection rule, see :meth:`_directions`). Per seed the draws are deterministic on each device;
         the CPU draws are the ones this sampler always made."""
         dev, g = self.device, self.generator
-        if self._mmap is not None:
-            self._draws += n
-            if self._draws >= RELEASE_EVERY_RAYS:
-                import mmap
-                self._mmap.madvise(mmap.MADV_DONTNEED)
-                self._draws = 0
         if self._kept is None:
             flat = torch.randint(0, int(self.offsets[-1]), (n,), generator=g, device=dev)
         else:
