@@ -35,34 +35,40 @@ def cases(fast: int, full: int) -> int:
 
 # --------------------------------------------------------------------------------------------- confined cases
 
-# the modules every case may need, imported once by the zygote (a case that imports one itself pays for it).
+# the modules a case may need, imported once by the zygote (a case that imports one itself pays for it).
+# Two zygotes: forking costs with the size of the process, so the scene loads (880 of the default cases)
+# fork from one without torch._dynamo, scipy, viser ...; the commands fork from one that has them.
 # pycolmap: its shared library looks up the user's name when it is loaded (getpwuid_r: /etc/passwd,
 # /etc/nsswitch.conf - seen by the kernel watch, never by an audit hook); loaded here, before a case's
 # confinement, that read is not charged to the case whose command first imports it.
-PRELOAD = ["pycolmap", "fuzz_cases", "scene_checks", "nerf_app.cli", "nerf_app.data", "nerf_app.train.run", "cv2", "PIL.Image",
-           "PIL.PngImagePlugin", "PIL.JpegImagePlugin", "PIL.WebPImagePlugin", "PIL.BmpImagePlugin", "yaml", "numpy.ma",
-           # torch.optim's first optimizer imports torch._dynamo: ~800 modules, 5 s a case if each child did it
-           "torch._dynamo", "torch.optim", "numpy.random", "numpy.fft", "imageio", "getpass",
-           "nerf_app.train.modes", "nerf_app.nerf", "nerf_app.inr", "nerf_app.geometry", "nerf_app.process",
-           "nerf_app.metrics", "nerf_app.camera_paths", "nerf_app.demo", "nerf_app.viewer",
-           "nerf_app.viewer.server", "nerf_app.train.distributed", "nerf_app.nerf.task", "nerf_app.nerf.evaluate",
-           "nerf_app.inr.image", "nerf_app.ops", "nerf_app.encodings", "nerf_app.networks", "skimage.metrics",
-           "imageio.plugins.pillow", "multiprocessing.pool", "rich.console", "rich.table", "nerf_app._C",
-           "skimage.metrics._structural_similarity", "scipy.ndimage", "scipy.special", "viser", "charset_normalizer",
-           "PIL.Image:init"]  # "module:function": called once (PIL's init imports every image plugin)
-_RUNNER: Optional[Runner] = None
+PRELOAD_LOAD = ["pycolmap", "fuzz_cases", "scene_checks", "nerf_app.data", "cv2", "PIL.Image", "PIL.PngImagePlugin",
+                "PIL.JpegImagePlugin", "PIL.WebPImagePlugin", "PIL.BmpImagePlugin", "numpy.ma"]
+PRELOAD_CLI = PRELOAD_LOAD + [
+    "nerf_app.cli", "nerf_app.train.run", "yaml",
+    # torch.optim's first optimizer imports torch._dynamo: ~800 modules, 5 s a case if each child did it
+    "torch._dynamo", "torch.optim", "numpy.random", "numpy.fft", "imageio", "getpass",
+    "nerf_app.train.modes", "nerf_app.nerf", "nerf_app.inr", "nerf_app.geometry", "nerf_app.process",
+    "nerf_app.metrics", "nerf_app.camera_paths", "nerf_app.demo_scene", "nerf_app.viewer",
+    "nerf_app.viewer.server", "nerf_app.train.distributed", "nerf_app.nerf.task", "nerf_app.nerf.evaluate",
+    "nerf_app.inr.image", "nerf_app.ops", "nerf_app.encodings", "nerf_app.networks", "skimage.metrics",
+    "imageio.plugins.pillow", "multiprocessing.pool", "rich.console", "rich.table", "nerf_app._C",
+    "skimage.metrics._structural_similarity", "scipy.ndimage", "scipy.special", "viser", "charset_normalizer",
+    "PIL.Image:init"]  # "module:function": called once (PIL's init imports every image plugin)
+_RUNNERS: Dict[str, Runner] = {}
 
 
-def runner() -> Runner:
-    """The session's zygote (started on first use; see fuzz_confine.py)."""
-    global _RUNNER
-    if _RUNNER is None or _RUNNER.proc.poll() is not None:
-        import pkgutil
-        import nerf_app.commands as commands
-        verbs = [f"nerf_app.commands.{m.name}" for m in pkgutil.iter_modules(commands.__path__)]
-        _RUNNER = Runner(PRELOAD + verbs)
-        atexit.register(_RUNNER.close)
-    return _RUNNER
+def runner(kind: str = "cli") -> Runner:
+    """The session's zygote for ``kind`` "load" (scene loads) or "cli" (commands), started on first use."""
+    r = _RUNNERS.get(kind)
+    if r is None or r.proc.poll() is not None:
+        preload = PRELOAD_LOAD
+        if kind == "cli":
+            import pkgutil
+            import nerf_app.commands as commands
+            preload = PRELOAD_CLI + [f"nerf_app.commands.{m.name}" for m in pkgutil.iter_modules(commands.__path__)]
+        r = _RUNNERS[kind] = Runner(preload)
+        atexit.register(r.close)
+    return r
 
 
 def judge(report: dict, tally: "Tally", family: str, repro: str) -> Optional[dict]:

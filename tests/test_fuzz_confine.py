@@ -32,7 +32,7 @@ def layout(tmp_path):
 def test_a_c_level_read_outside_is_refused_and_counted(layout, target):
     case, outside = layout
     path = case.parent / target
-    report = runner().run("fuzz_cases:plant_reads", [case], {"inside": str(case / "a.png"), "outside": str(path)})
+    report = runner("load").run("fuzz_cases:plant_reads", [case], {"inside": str(case / "a.png"), "outside": str(path)})
     seen = report["result"]
     assert report["confined"] and report["watch"] == "seccomp", report
     # inside: every reader works (the confinement is not simply "nothing works")
@@ -50,7 +50,7 @@ def test_a_c_level_read_outside_is_refused_and_counted(layout, target):
 def test_without_the_kernel_the_same_reads_succeed(layout):
     """What the kernel adds: unconfined (an audit hook only), libc's open, cv2 and cat read the outside file."""
     case, outside = layout
-    report = runner().run("fuzz_cases:plant_reads", [case], {"inside": str(case / "a.png"),
+    report = runner("load").run("fuzz_cases:plant_reads", [case], {"inside": str(case / "a.png"),
                                                                "outside": str(outside / "secret.png")}, confine=False)
     seen = report["result"]
     assert seen["libc_open_outside"] == "ok" and seen["cv2_imread_outside"] == [4, 5, 3] and seen["cat_outside"] == 0
@@ -59,14 +59,14 @@ def test_without_the_kernel_the_same_reads_succeed(layout):
 @pytest.mark.parametrize("plant, evidence", [("plant_thread_error", "a background thread raised"),
                                              ("plant_printed_traceback", "printed on stderr")])
 def test_a_traceback_counts_when_the_case_returns_normally(tmp_path, plant, evidence):
-    report = runner().run(f"fuzz_cases:{plant}", [tmp_path])
+    report = runner("load").run(f"fuzz_cases:{plant}", [tmp_path])
     assert report["result"]["outcome"] == "ok" and report["exit"] == 0
     found = traceback_in(report)
     assert found and found.startswith(evidence), found
 
 
 def test_c_code_that_never_returns_is_killed_on_time(tmp_path):
-    report = runner().run("fuzz_cases:plant_hang", [tmp_path], timeout=1.0)
+    report = runner("load").run("fuzz_cases:plant_hang", [tmp_path], timeout=1.0)
     assert report["hang"] and report["exit"] == -9 and report["seconds"] < 15, report
 
 
@@ -74,4 +74,4 @@ def test_the_kernel_here_is_reported():
     """The figures say how opens were seen; a kernel without Landlock is named with its errno."""
     cap = capability()
     assert isinstance(cap["landlock"], int) or cap["landlock"].startswith("errno ")
-    assert runner().confined == (NOT_CONFINED is None)
+    assert runner("load").confined == (NOT_CONFINED is None)

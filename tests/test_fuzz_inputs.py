@@ -92,7 +92,7 @@ def _run(family: str, seed: int, scene: Path, base: Path, check=None, check_args
     """One case in a confined child (the scene folder is all it may read): load + decode everything,
     classify, record failures with a reproducer."""
     repro = f"{family} seed={seed}"
-    report = runner().run("fuzz_cases:load_case", [scene],
+    report = runner("load").run("fuzz_cases:load_case", [scene],
                           {"path": str(scene), "kwargs": kw, "decode": True, "check": check, "check_args": check_args},
                           timeout=CASE_SECONDS)
     res = judge(report, TALLY, family, repro)

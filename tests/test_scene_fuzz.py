@@ -127,7 +127,7 @@ def _check_load(path: Path, scene: Path, family: str = "scene", **kw):
     """Load ``path`` in a confined child: either a DatasetError of one line naming the file, or a scene
     that passes every invariant check (finite poses, orthonormal rotations, positive focal lengths, images
     inside the folder, finite rays). Nothing outside ``scene`` may be opened; no load may hang."""
-    report = runner().run("fuzz_cases:load_case", [scene], {"path": str(path), "kwargs": kw, "decode": False},
+    report = runner("load").run("fuzz_cases:load_case", [scene], {"path": str(path), "kwargs": kw, "decode": False},
                           timeout=LOAD_SECONDS)
     res = judge(report, TALLY, family, f"{family}: {sorted(kw.items())}")
     TALLY.case(family, res["outcome"] if res else "tracebacks")
