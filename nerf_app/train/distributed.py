@@ -274,10 +274,12 @@ class Distributed:
                 dist.broadcast(t, src=0)
         self._run(what, go)
 
-    def sum_values(self, values: Sequence[float], device="cpu") -> List[float]:
-        """Element-wise sums over the ranks of a few numbers (float64)."""
+    def sum_values(self, values: Sequence[float]) -> List[float]:
+        """Element-wise sums over the ranks of a few numbers (float64; on the GPU under NCCL, which reduces only
+        device tensors)."""
         import torch.distributed as dist
-        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64,
+                         device="cuda" if self.backend == "nccl" else "cpu")
         self._run("summing step statistics", lambda: dist.all_reduce(t))
         return t.tolist()
 
