@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--video", default=None, metavar="WxH",
                     help="encode the photos (sorted by name) into an mp4 of this size, 10 fps, and process the video "
                          "(frame k is compared with the k-th photo)")
-    ap.add_argument("--continuity", default="auto", choices=("auto", "on", "off"))
+    ap.add_argument("--continuity", default="off", choices=("off", "on"))
     args = ap.parse_args(argv)
     data = Path(args.data)
     for name in args.scenes:

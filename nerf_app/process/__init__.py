@@ -30,7 +30,7 @@ __all__ = ["ProcessOptions", "process", "MATCHERS"]
 MIN_IMAGES = 3
 REPORT_NAME = "process_report.json"
 CAMERA_MODES = ("auto", "single", "per-folder", "per-image")
-CONTINUITY_MODES = ("auto", "on", "off")
+CONTINUITY_MODES = ("off", "on")
 FRUSTA_NAME = "process_frusta.png"
 
 
@@ -46,7 +46,7 @@ class ProcessOptions:
     threads: Optional[int] = None  # None: the CPUs this process may use
     overwrite: bool = False
     min_registered: float = 0.5  # fail when the largest model registers fewer than this fraction
-    continuity: str = "auto"  # auto (= on for video) | on | off: map short-range pairs first (process/sequence.py)
+    continuity: str = "off"  # on: map short-range pairs first, verify long ones (process/sequence.py; opt-in)
     seed: int = 0
     verbose: bool = False
     progress: bool = True
@@ -270,7 +270,7 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
         # ---------------------------------------------------------------- mapping
         t, c = time.perf_counter(), time.process_time()
         # issue 24: a video's time order constrains which pairs may place a frame (process/sequence.py)
-        constrained = kind == "video" and opts.continuity != "off" or opts.continuity == "on"
+        constrained = opts.continuity == "on"  # opt-in: not yet better than one pass (docs/data.md)
         report["options"]["continuity"] = "on" if constrained else "off"
         bar = _bar(opts.progress, 2 * n if constrained else n, "mapping", "img")
         try:
