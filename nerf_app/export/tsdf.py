@@ -68,7 +68,7 @@ class TSDFVolume:
         self.dims = np.maximum(1, np.ceil(ext / self.voxel - 1e-9).astype(np.int64))
         self.trunc = float(trunc_voxels) * self.voxel
         self.band: Optional[np.ndarray] = None       # flat indices of the fused voxels
-        self.centres: Optional[np.ndarray] = None    # [M,3] float64 centres of the band voxels
+        self.centres: Optional[np.ndarray] = None    # [M,3] float32 centres of the band voxels
         self.tsdf: Optional[np.ndarray] = None       # [M] float32 weighted mean of the truncated distances
         self.weight: Optional[np.ndarray] = None     # [M] float32 sum of the weights
 
@@ -93,7 +93,9 @@ class TSDFVolume:
         idx = np.flatnonzero(occ)
         self.band = idx
         ijk = np.stack([idx // (ny * nz), (idx // nz) % ny, idx % nz], 1)
-        self.centres = self.lo[None] + (ijk + 0.5) * self.voxel
+        # float32: a voxel is ~1/256 of the box, far above float32's resolution, and the per-view pass is
+        # memory-bound (half the bytes of float64)
+        self.centres = (self.lo[None] + (ijk + 0.5) * self.voxel).astype(np.float32)
         self.tsdf = np.zeros(len(idx), np.float32)
         self.weight = np.zeros(len(idx), np.float32)
         return int(len(idx))
@@ -105,7 +107,8 @@ class TSDFVolume:
         c2w = np.asarray(view.c2w, np.float64)
         fx, fy, cx, cy = view.K
         H, W = view.depth.shape
-        p = (self.centres - c2w[:3, 3]) @ c2w[:3, :3]          # world -> camera: R^T (x - t)
+        R = c2w[:3, :3].astype(np.float32)
+        p = self.centres @ R - (c2w[:3, 3] @ c2w[:3, :3]).astype(np.float32)   # world -> camera: R^T (x - t)
         z = p[:, 2]
         with np.errstate(divide="ignore", invalid="ignore"):
             u = np.floor(p[:, 0] / z * fx + cx)
@@ -114,7 +117,7 @@ class TSDFVolume:
         if not len(sel):
             return
         pix = v[sel].astype(np.int64) * W + u[sel].astype(np.int64)
-        sdf = np.asarray(view.depth, np.float64).reshape(-1)[pix] - z[sel]   # inf (a free ray) -> +1 below
+        sdf = np.asarray(view.depth, np.float32).reshape(-1)[pix] - z[sel]   # inf (a free ray) -> +1 below
         keep = sdf > -self.trunc
         sel, sdf, pix = sel[keep], sdf[keep], pix[keep]
         if pixel_weight is None:
