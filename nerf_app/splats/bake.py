@@ -22,6 +22,7 @@ from .model import SH_C0, Splats, rotmat_to_quat
 TANGENT_SIGMA = 0.6   # splat std-dev along the surface per unit of sample spacing (neighbours overlap)
 NORMAL_SIGMA = 0.15   # ... along the normal, per unit of the smaller tangent std-dev (flat discs)
 MIN_OPACITY = 0.5     # pixels less opaque than this make no splat (background of object captures)
+MAX_STRETCH = 2.0     # a tangent axis spans at most this many fronto-parallel sample spacings
 
 
 def check_nerf(task, flag: str = "--splats") -> None:
@@ -80,13 +81,15 @@ def fit_sh(task, points: torch.Tensor, view_dirs: torch.Tensor, pixel_rgb: torch
             _, rgb = field(x.to(device).contiguous(), dirs.reshape(-1, 3).to(device).contiguous())
             rgb = rgb.float().cpu().reshape(B, M, 3)
             Y = sh_encode(dirs.reshape(-1, 3), degree).reshape(B, M, K)   # [B, M, K]
-            ridge = torch.full((K,), 0.05)
+            ridge = torch.full((K,), 0.3)   # the field's colour off the surface is noisy: keep view effects mild
             ridge[0] = 1e-4
             A = Y.transpose(1, 2) @ Y + torch.diag(ridge)
             coef = torch.linalg.solve(A, Y.transpose(1, 2) @ (rgb - 0.5))  # [B, K, 3]
         else:
             coef = torch.zeros(B, 1, 3)
         Yd = sh_encode(d, degree)                                        # [B, K]
+        now = (Yd[:, :, None] * coef).sum(1) + 0.5
+        coef[:, 1:, :] = coef[:, 1:, :].clamp(-0.5, 0.5)
         now = (Yd[:, :, None] * coef).sum(1) + 0.5
         coef[:, 0, :] += (c - now) / SH_C0
         out[s:s + chunk] = coef
@@ -117,16 +120,17 @@ def _view_splats(task, index: int, step: int, background, transform) -> Optional
         du[:, 1:-1] = 0.5 * (P[:, 2:] - P[:, :-2])
     if H > 2:
         dv[1:-1] = 0.5 * (P[2:] - P[:-2])
-    # a neighbour across a depth edge is not the same surface: limit the stretch (grazing surfaces still
-    # get up to 4x the fronto-parallel footprint)
-    lim = 4.0 * spacing[..., None]
+    # a neighbour across a depth edge is not the same surface, and the expected depth of a real capture is
+    # noisy: the stretch along each tangent is limited to MAX_STRETCH x the fronto-parallel footprint, and a
+    # normal more than 60 degrees from the view ray is not trusted (the splat faces the camera instead) --
+    # otherwise splats stretch along the training rays and a novel view sees streaks
+    lim = MAX_STRETCH * spacing[..., None]
     du = du * torch.clamp(lim / du.norm(dim=-1, keepdim=True).clamp_min(1e-12), max=1.0)
     dv = dv * torch.clamp(lim / dv.norm(dim=-1, keepdim=True).clamp_min(1e-12), max=1.0)
-    n = torch.cross(du, dv, dim=-1)
-    bad = n.norm(dim=-1) < 1e-3 * spacing * spacing
-    n = torch.where(bad[..., None], -d, n)
-    n = torch.nn.functional.normalize(n, dim=-1)
+    n = torch.nn.functional.normalize(torch.cross(du, dv, dim=-1), dim=-1)
     n = torch.where(((n * d).sum(-1) > 0)[..., None], -n, n)           # facing the camera
+    bad = ~((n * -d).sum(-1) > 0.5)                                     # also NaN / zero normals
+    n = torch.where(bad[..., None], -d, n)
     keep = (opacity > MIN_OPACITY) & torch.isfinite(P).all(-1) & (z > 0)
     if not bool(keep.any()):
         return None

@@ -111,7 +111,7 @@ def refine_splats(task, splats: Splats, seconds: float, max_splats: int, step: O
         loss.backward()
         opt.step()
         n_steps += 1
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         with torch.no_grad():
             vis = proj.radius > 0
             g = proj.mean2d.grad
