@@ -258,9 +258,11 @@ def measure_kernels(task, peaks: dict, reps: int, cores: int, quick: bool) -> No
 
     t_f = median_time(grid_fwd, reps)
     t_fb = median_time(grid_fwd_bwd, reps)
-    for name, seconds, backward in (("hashgrid_forward", t_f, False), ("hashgrid_backward", max(t_fb - t_f, 1e-9), True)):
+    for name, seconds, backward in (("hashgrid_forward", t_f, False),
+                                    ("hashgrid_backward", max(t_fb - t_f, 1e-9), True)):
         fl, by, lines = grid_counts(enc, backward)
-        emit({**base, "kernel": name, "items": n, "median_s": round(seconds, 5), "mitems_per_s": round(n / seconds / 1e6, 3),
+        emit({**base, "kernel": name, "items": n, "median_s": round(seconds, 5),
+              "mitems_per_s": round(n / seconds / 1e6, 3),
               **rates(seconds, n, fl, by, peaks, cores), "line_bytes_per_s_g": round(n * lines / seconds / 1e9, 2),
               "load_avg_1m": load()})
 
@@ -452,7 +454,8 @@ def measure_render(task, view: int, reps: int, peaks: dict, cores: int, step: in
               "median_wall_s": round(med[prec], 3), "all_wall_s": [round(v, 3) for v in results[prec]],
               "median_cpu_s": round(med_cpu[prec], 3), "all_cpu_s": [round(v, 3) for v in cpu_s[prec]],
               "samples_per_ray": round(stats["samples"] / stats["rays"], 2),
-              "msamples_per_cpu_s": round(stats["samples"] / med_cpu[prec] / 1e6, 3), "psnr": round(psnr(images[prec], gt), 4),
+              "msamples_per_cpu_s": round(stats["samples"] / med_cpu[prec] / 1e6, 3),
+              "psnr": round(psnr(images[prec], gt), 4),
               "counted_gflops": round(flops / seconds / 1e9, 3),
               "share_of_fp32_peak": round(flops / seconds / peaks.get(("fp32_fma_512", cores), float("nan")), 4),
               "load_avg_1m": load()})
