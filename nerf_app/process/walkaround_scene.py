@@ -24,7 +24,8 @@ from ``seed``.
 
 :func:`render_video` writes an mp4 (one video frame per camera, so ``process --frames N`` keeps
 frame k as ``frame_00000k.jpg``) and a ``truth.json`` with the true camera-to-world matrices; a
-:func:`cut_video` variant joins two stretches of the walk that do not meet (a real cut).
+:func:`cut_poses` joins two stretches of the walk that do not meet (a real cut; render it with
+``render_video(cfg, out, poses=cut_poses(cfg))``).
 """
 from __future__ import annotations
 
