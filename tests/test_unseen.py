@@ -163,3 +163,22 @@ def test_a_task_in_training_never_hides_anything():
     from nerf_app.nerf.task import NerfTask
     task = object.__new__(NerfTask)       # no load_for_inference: as during training (and its live viewer)
     assert NerfTask.hide_unseen(task) == {"mode": "keep"}
+
+
+def test_a_bad_setting_is_one_error_when_the_run_is_loaded(monkeypatch):
+    """rays.unseen / rays.unseen_tint are checked by load_for_inference, before anything renders."""
+    from types import SimpleNamespace
+    from nerf_app.errors import ConfigError
+    from nerf_app.nerf.task import NerfTask
+    from nerf_app.train.task import Task
+    monkeypatch.setattr(Task, "load_for_inference", lambda self, checkpoint: None)
+    for rays, match in ((SimpleNamespace(unseen="fog", unseen_tint=(1, 0, 1)), "rays.unseen must"),
+                        (SimpleNamespace(unseen="tint", unseen_tint=(2.0, 0.0)), "rays.unseen_tint")):
+        task = object.__new__(NerfTask)
+        task.config = SimpleNamespace(rays=rays, appearance=SimpleNamespace(mode="none"))
+        task.scene = SimpleNamespace(bounded=False)
+        with pytest.raises(ConfigError, match=match):
+            NerfTask.load_for_inference(task, {"model": {"appearance": 0}})
+    task.config.rays.unseen_tint = (1.0, 0.5, 0.0)
+    NerfTask.load_for_inference(task, {"model": {"appearance": 0}})
+    assert task.unseen is None and task._unseen_tint() == (1.0, 0.5, 0.0)

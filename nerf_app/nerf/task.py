@@ -370,6 +370,9 @@ class NerfTask(Task):
             self.config.appearance.mode = "none"
         super().load_for_inference(checkpoint)
         self.unseen = None   # hide_unseen() fills it on the first render
+        from .unseen import unseen_mode
+        if unseen_mode(self.config.rays.unseen, self.scene.bounded) == "tint":
+            self._unseen_tint()   # a bad setting is one line now, before anything is rendered or written
 
     def hide_unseen(self) -> Dict[str, Any]:
         """Leave the space no training camera saw out of every later render (``rays.unseen``; see
@@ -432,11 +435,14 @@ class NerfTask(Task):
         """The colour behind a novel view (render, viewer): ``rays.unseen_tint`` with ``rays.unseen=tint``,
         else ``data.eval_background``."""
         if self.hide_unseen()["mode"] == "tint":
-            tint = tuple(float(v) for v in self.config.rays.unseen_tint)
-            if len(tint) != 3 or not all(0.0 <= v <= 1.0 for v in tint):
-                raise ConfigError(f"rays.unseen_tint must be three numbers in [0, 1] (R, G, B), got {tint}")
-            return tint
+            return self._unseen_tint()
         return eval_background(self.config)
+
+    def _unseen_tint(self) -> tuple:
+        tint = tuple(float(v) for v in self.config.rays.unseen_tint)
+        if len(tint) != 3 or not all(0.0 <= v <= 1.0 for v in tint):
+            raise ConfigError(f"rays.unseen_tint must be three numbers in [0, 1] (R, G, B), got {tint}")
+        return tint
 
     def evaluate(self, run_dir: Path, split: str = "test", limit: Optional[int] = None, sheet: str = "worst",
                  **_) -> Dict[str, Any]:
