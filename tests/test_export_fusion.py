@@ -91,9 +91,13 @@ def test_fog_seen_by_one_view_is_outvoted_and_unseen_space_stays_open():
     bad = fog.depth.copy()
     bad[8:24, 14:34] = np.minimum(bad[8:24, 14:34], 0.75)
     views[0] = DepthView(fog.c2w, fog.K, bad, 0)
-    v, f, _ = fuse_views(views, [0, 0, 0], [1, 1, 1], 48)
+    v, f, info = fuse_views(views, [0, 0, 0], [1, 1, 1], 48)
     err = np.abs(np.linalg.norm(v - c, axis=1) - R)
     assert err.max() < 0.03, err.max()
+    # the band is made of points two views agree on: the fog adds no voxel to it (one view would widen it)
+    clean = fuse_views(_views(lambda o, d: _ray_sphere(o, d, c, R)), [0, 0, 0], [1, 1, 1], 48)[2]["band_voxels"]
+    assert info["band_voxels"] <= clean   # (view 0 loses its own points behind the fog patch)
+    assert fuse_views(views, [0, 0, 0], [1, 1, 1], 48, min_views=1)[2]["band_voxels"] > clean + 500
     # only half the views: the far side is unseen -> the mesh is open there rather than invented
     half = [w for w in _views(lambda o, d: _ray_sphere(o, d, c, R)) if np.cos(2 * np.pi * w.index / 16) > 0.9]
     v, f, _ = fuse_views(half, [0, 0, 0], [1, 1, 1], 48)

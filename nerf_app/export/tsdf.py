@@ -76,17 +76,23 @@ class TSDFVolume:
         nx, ny, nz = self.dims
         return (ijk[:, 0] * ny + ijk[:, 1]) * nz + ijk[:, 2]
 
-    def set_band(self, points: np.ndarray) -> int:
-        """Fuse the voxels within ``trunc`` (rounded up to whole voxels) of any of ``points`` [N,3]; returns
-        how many."""
+    def set_band(self, points, min_views: int = 1) -> int:
+        """Fuse the voxels within ``trunc`` (rounded up to whole voxels) of a surface point: ``points`` is one
+        ``[N,3]`` array per view, and a voxel counts once the points of ``min_views`` different views fall in
+        it (a floater one view mistakes for a surface does not widen the band). Returns how many voxels."""
         from scipy.ndimage import maximum_filter1d
 
         nx, ny, nz = (int(d) for d in self.dims)
-        occ = np.zeros(nx * ny * nz, np.uint8)
-        ijk = np.floor((np.asarray(points, np.float64) - self.lo) / self.voxel).astype(np.int64)
-        ok = ((ijk >= 0) & (ijk < self.dims)).all(1)
-        occ[self._flat(ijk[ok])] = 1
-        occ = occ.reshape(nx, ny, nz)
+        if isinstance(points, np.ndarray):
+            points = [points]
+        cells = []
+        for pts in points:
+            ijk = np.floor((np.asarray(pts, np.float64).reshape(-1, 3) - self.lo) / self.voxel).astype(np.int64)
+            ok = ((ijk >= 0) & (ijk < self.dims)).all(1)
+            cells.append(np.unique(self._flat(ijk[ok])))
+        cells = np.concatenate(cells) if cells else np.zeros(0, np.int64)
+        views_per_cell = np.bincount(cells, minlength=nx * ny * nz)
+        occ = (views_per_cell >= max(1, int(min_views))).astype(np.uint8).reshape(nx, ny, nz)
         r = int(np.ceil(self.trunc / self.voxel))
         for axis in range(3):   # a cube of side 2r+1 around every point, as three 1-D passes
             occ = maximum_filter1d(occ, 2 * r + 1, axis=axis, mode="constant")
@@ -175,13 +181,12 @@ class TSDFVolume:
 
 
 def fuse_views(views, lo, hi, resolution: int = 256, trunc_voxels: float = 4.0, weights=None,
-               band_stride: int = 1, progress: bool = False):
+               band_stride: int = 1, min_views: int = 2, progress: bool = False):
     """Fuse pinhole DepthViews into a TSDF over ``[lo, hi]`` and extract its surface: ``(vertices, faces,
-    info)``. ``weights``: one ``[H,W]`` array per view (None: 1)."""
+    info)``. ``weights``: one ``[H,W]`` array per view (None: 1); the band: voxels near points of at least
+    ``min_views`` views (fewer views than that: 1)."""
     vol = TSDFVolume(lo, hi, resolution, trunc_voxels)
-    pts = [view_points(v, band_stride) for v in views]
-    pts = np.concatenate(pts) if pts else np.zeros((0, 3))
-    n_band = vol.set_band(pts)
+    n_band = vol.set_band([view_points(v, band_stride) for v in views], min(int(min_views), max(1, len(views))))
     it = range(len(views))
     if progress:
         from tqdm import tqdm
