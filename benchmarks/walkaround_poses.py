@@ -8,6 +8,7 @@ similarity (% of the camera spread), registered frames and time per stage.
 
     python benchmarks/walkaround_poses.py                                   # walls differ
     python benchmarks/walkaround_poses.py --walls half-turn --constraint off on
+    python benchmarks/walkaround_poses.py --walls quarter-turn --logo-deg 0 --supersample 1   # folds today
     python benchmarks/walkaround_poses.py --cut                             # two clips joined
 
 The rendered video is cached under --work (default /tmp/walkaround_poses).
@@ -36,6 +37,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--walls", default="differ", choices=WALL_MODES)
     ap.add_argument("--no-cue", action="store_true", help="no cue poster on symmetric walls")
+    ap.add_argument("--logo-deg", type=float, default=30.0, help="the cylinder's logo (0: a uniform label)")
+    ap.add_argument("--supersample", type=int, default=2)
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--size", default="480x360")
     ap.add_argument("--turn", type=float, default=360.0)
@@ -50,9 +53,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.split("x"))
     cfg = WalkaroundConfig(width=w, height=h, frames=args.frames, turn_deg=args.turn, walls=args.walls,
-                           cue=not args.no_cue, seed=args.seed)
-    tag = f"{args.walls}{'-nocue' if args.no_cue else ''}-{w}x{h}-{args.frames}-{args.turn:g}-s{args.seed}" + \
-          ("-cut" if args.cut else "")
+                           cue=not args.no_cue, seed=args.seed, logo_deg=args.logo_deg, supersample=args.supersample)
+    tag = f"{args.walls}{'-nocue' if args.no_cue else ''}-logo{args.logo_deg:g}-ss{args.supersample}-{w}x{h}-" \
+          f"{args.frames}-{args.turn:g}-s{args.seed}" + ("-cut" if args.cut else "")
     work = Path(args.work)
     video, truth_path = work / f"{tag}.mp4", work / f"{tag}_truth.json"
     if not (video.is_file() and truth_path.is_file()):
@@ -64,8 +67,7 @@ def main(argv=None) -> int:
         out = work / f"{tag}-{constraint}"
         options = ProcessOptions(frames=len(truth), matcher=args.matcher, max_features=args.max_features,
                                  threads=args.threads, overwrite=True, progress=False)
-        if hasattr(options, "continuity"):
-            options.continuity = constraint
+        options.continuity = constraint
         t = time.perf_counter()
         report = process(video, out, options)
         wall = time.perf_counter() - t
