@@ -26,3 +26,11 @@ def test_a_file_of_that_name_wins_and_unknown_names_are_one_error(tmp_path, monk
         resolve_config("nerf_reel")
     with pytest.raises(ConfigError, match="no such file"):
         resolve_config(str(tmp_path / "missing" / "nerf_real.yaml"))  # a path is never taken for a name
+
+
+def test_a_number_beyond_the_float_range_is_one_config_error(tmp_path, monkeypatch):
+    """Found by the fuzz suite's config family: `1` and 400 zeros in a float field raised OverflowError."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "big.yaml").write_text("optim:\n  lr: 1" + "0" * 400 + "\n")
+    with pytest.raises(ConfigError, match=r"optim.lr.*expected a finite number, got 1000.*\.\.\.$"):
+        load_config(NerfConfig, "nerf", str(tmp_path / "big.yaml"))

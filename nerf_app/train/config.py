@@ -161,6 +161,9 @@ def _coerce(value: Any, tp, key: str, source: str) -> Any:
             number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"config key {key!r}{where}: expected a number, got {value!r}") from None
+        except OverflowError:  # an integer beyond the float range (YAML `1` followed by 400 zeros)
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise ConfigError(f"config key {key!r}{where}: expected a finite number, got {shown}") from None
         if not math.isfinite(number):  # nan never compares, so `max_time: nan` would never stop
             raise ConfigError(f"config key {key!r}{where}: expected a finite number, got {value!r}")
         return number
