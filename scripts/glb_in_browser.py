@@ -39,7 +39,7 @@ def main() -> int:
     import trimesh
     import viser
 
-    from nerf_app.viewer.headless import Chromium, _free_port, find_chromium
+    from nerf_app.viewer.headless import Chromium, find_chromium
 
     exe, why = find_chromium()
     if exe is None:
@@ -50,8 +50,8 @@ def main() -> int:
     lo, hi = scene.bounds
     centre = (lo + hi) / 2
     radius = float(np.linalg.norm(hi - lo)) / 2
-    port = _free_port()
-    server = viser.ViserServer(host="127.0.0.1", port=port, verbose=False)
+    server = viser.ViserServer(host="127.0.0.1", port=0, verbose=False)   # the OS picks a free port
+    port = int(server.get_port())
     # GLBs written with --blender are y-up; the capture's own (default) axes are z-up for Blender/instant-ngp
     # captures (the file says which: nerf_app_axes)
     z_up = str(scene.metadata.get("nerf_app_axes", "capture")) != "blender"
