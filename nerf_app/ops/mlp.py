@@ -14,10 +14,12 @@ What each compiled backend supports (anything else runs the reference, saying wh
 
 Inference precision on the CPU (issue 28): inside :func:`inference_precision` (which
 :func:`nerf_app.nerf.renderer.render_image` enters, so eval, render, the viewer and export's photo stage
-use it), a ``cpp`` pass without autograd runs in bf16 with fp32 accumulation where the CPU has
+use it), a ``cpp`` pass without autograd may run in bf16 with fp32 accumulation where the CPU has
 AVX-512 BF16 (checked at run time, so a portable build on an older CPU takes float32). The environment
-variable ``NERF_APP_MLP_PRECISION`` chooses: ``auto`` (default: bf16 where supported), ``fp32`` (the float32
-kernel, the reference), ``bf16`` (required: an error where the CPU lacks it). Training, its compaction
+variable ``NERF_APP_MLP_PRECISION`` chooses: ``auto`` (default: float32, which measured faster than bf16 on
+an AVX-512 BF16 CPU once the float32 kernel used AVX-512 registers), ``fp32`` (the float32 kernel, the
+reference), ``bf16`` (required: an error where the CPU lacks it; may pay in a portable build, whose float32
+kernel is not AVX-512). Training, its compaction
 and the occupancy-grid updates run outside that context and stay float32.
 
 The compiled backward is once-differentiable: second derivatives (e.g. an eikonal loss on an SDF's
@@ -79,7 +81,9 @@ def inference_dtype(device: torch.device) -> str:
     if torch.device(device).type != "cpu":
         return "fp32"
     choice = requested_precision()
-    if choice == "fp32":
+    if choice in ("fp32", "auto"):
+        # auto = fp32: measured on an AVX-512 BF16 CPU (docs/benchmarks.md), the fp32 kernel at AVX-512 width
+        # (what a -march=native build compiles there) outruns the bf16 kernel; bf16 stays a choice
         return "fp32"
     if bf16_supported():
         return "bf16"
