@@ -48,9 +48,9 @@ def add_arguments(parser) -> None:
                         help="(--texture, nerf) keep the faces no training camera sees (default: dropped before "
                              "decimation, so the face budget goes to the surface the photos show)")
     parser.add_argument("--method", choices=("density", "tsdf"), default=None,
-                        help="(--texture, nerf) the surface: the density level set (density, the default) or TSDF "
-                             "fusion of depth rendered at the training cameras (tsdf: for real captures, not yet "
-                             "the default: docs/export.md)")
+                        help="(--texture, nerf) the surface: the density level set (density; default for objects on "
+                             "a known background) or TSDF fusion of depth rendered at the training cameras (tsdf; "
+                             "default for real captures); docs/export.md")
     parser.add_argument("--crop", type=crop_box, default=None, metavar="x0,y0,z0,x1,y1,z1",
                         help="(--texture, nerf) mesh only this box, in the capture's coordinates (default: the box "
                              "the training cameras look at, the unit cube training normalises into)")

@@ -33,9 +33,10 @@ FALLBACK_LEVEL = 2.5
 
 
 def default_method(task) -> str:
-    """``density`` for every scene until ``tsdf`` has measured better on real captures (docs/export.md: the
-    fusion is tested on analytic depth maps only; no held-out mesh score of a capture exists yet)."""
-    return "density"
+    """``density`` for objects on a known background (images with alpha), ``tsdf`` for real captures: on cup
+    (10-minute run, 10 held-out views) tsdf's mesh scored 20.0 dB on the region pixels against density's 16.7,
+    exported faster with half the memory (docs/export.md)."""
+    return "density" if getattr(task.scene, "bounded", False) else "tsdf"
 
 
 def nerf_texture_level(task) -> float:
