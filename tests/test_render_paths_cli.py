@@ -78,3 +78,22 @@ def test_unknown_path_is_one_line():
     centre = np.array([0.5, 0.5, 0.5])
     with pytest.raises(ConfigError, match="--path must be orbit, orbit-full, spiral, capture"):
         camera_path_info(stub_task([look_at(centre + [1.0, 0, 0], centre)] * 3, "abc"), "sideways", 4)
+
+
+def test_frame_sizes_and_wxh_by_mode():
+    """`render --resolution WxH` on a nerf run gave a traceback (int('400x224')); it now sets the frame, and
+    modes that render one side only refuse it with one ConfigError."""
+    from nerf_app.commands.arguments import check_render_side
+    from nerf_app.errors import ConfigError
+    from nerf_app.nerf.outputs import frame_size
+    assert frame_size(None, 800, 600) == (532, 400)          # the camera's aspect at height min(H, 400)
+    assert frame_size(None, 600, 800) == (300, 400)
+    assert frame_size(None, 160, 120) == (160, 120)
+    assert frame_size(101, 800, 600) == (100, 100)           # N: N x N, even
+    assert frame_size("401x225", 800, 600) == (400, 224)     # WxH, even
+    assert frame_size("1x1", 800, 600) == (2, 2)
+    check_render_side("nerf", "400x224")
+    check_render_side("image", "400x224")
+    for mode in ("sdf", "occupancy", "audio"):
+        with pytest.raises(ConfigError, match="--resolution WxH is for image and nerf runs"):
+            check_render_side(mode, "400x224")

@@ -77,6 +77,8 @@ def check_render_side(mode: str, value) -> None:
     from ..errors import ConfigError
     if mode != "audio" and isinstance(value, int) and value > MAX_RENDER_SIDE:
         raise ConfigError(f"--resolution must be between 1 and {MAX_RENDER_SIDE} for a {mode} run, got {value}")
+    if isinstance(value, str) and mode not in ("image", "nerf"):
+        raise ConfigError(f"--resolution WxH is for image and nerf runs; a {mode} run takes one number, got {value}")
 
 
 # ------------------------------------------------------------------------------------------- outputs

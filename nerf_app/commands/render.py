@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--frames", type=int_in(1, 100000), default=None, help="number of frames")
     parser.add_argument("--fps", type=int_in(1, 240), default=None)
     parser.add_argument("--resolution", type=resolution, default=None,
-                        help="image height and width in pixels (image mode: also WxH)")
+                        help="frame height and width in pixels: N (N x N) or WxH (image and nerf runs)")
     parser.add_argument("--shading", default=None, help="(sdf/occupancy) normals | lambert")
     parser.add_argument("--out", type=output_file, default=None, help="output file (default: RUN/render_<path>.mp4)")
     parser.add_argument("--splats", default=None,

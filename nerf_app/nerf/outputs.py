@@ -5,7 +5,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -122,6 +122,17 @@ def camera_path(task, path: str, frames: int):
     return poses, fovs
 
 
+def frame_size(resolution, cam_width: int, cam_height: int) -> Tuple[int, int]:
+    """``(width, height)`` of a rendered video frame, both even (H.264 yuv420p needs even sizes): ``None`` -> the
+    training camera's aspect at its height or 400, whichever is smaller; ``N`` -> N x N; ``"WxH"`` -> W x H."""
+    if isinstance(resolution, str) and "x" in resolution:
+        w, h = (int(v) for v in resolution.split("x"))
+        return max(2, w // 2 * 2), max(2, h // 2 * 2)
+    height = max(2, int(resolution or min(cam_height, 400)) // 2 * 2)
+    width = int(round(height * cam_width / cam_height)) // 2 * 2 if not resolution else height
+    return max(2, width), height
+
+
 def render_camera_path(task, run_dir: Path, path: str = "orbit", frames: int = 60, fps: int = 24,
                  resolution: Optional[int] = None, out: Optional[str] = None, max_time: float = 0.0,
                  **_) -> Dict[str, Any]:
@@ -134,8 +145,7 @@ def render_camera_path(task, run_dir: Path, path: str = "orbit", frames: int = 6
     for note in info.get("notes", []):
         print(f"render: {note}", file=sys.stderr)
     cam = scene.cameras[int(scene.split_indices("train")[0])]
-    height = int(resolution or min(cam.height, 400)) // 2 * 2  # H.264 (yuv420p) needs even sizes
-    width = int(round(height * cam.width / cam.height)) // 2 * 2 if not resolution else height
+    width, height = frame_size(resolution, cam.width, cam.height)
     bg = torch.tensor(task.view_background())   # leaves unseen space out first (rays.unseen)
     rgb_frames, depth_frames = [], []
     start = time.perf_counter()

@@ -132,7 +132,7 @@ def render_splat_path(task, run_dir: Path, splat_path, path: str = "orbit", fram
                       resolution: Optional[int] = None, out: Optional[str] = None, **_) -> Dict[str, Any]:
     """A camera path (the same choices as ``render --path``) drawn from the splats -> one mp4 (RGB)."""
     from ..nerf.evaluate import eval_background
-    from ..nerf.outputs import camera_path_info
+    from ..nerf.outputs import camera_path_info, frame_size
     from ..results import write_video
     from tqdm import tqdm
     check_nerf(task)
@@ -140,8 +140,7 @@ def render_splat_path(task, run_dir: Path, splat_path, path: str = "orbit", fram
     scene = task.scene
     poses, fovs, info = camera_path_info(task, path, frames)
     cam0 = scene.cameras[int(scene.split_indices("train")[0])]
-    height = int(resolution or min(cam0.height, 400)) // 2 * 2
-    width = int(round(height * cam0.width / cam0.height)) // 2 * 2 if not resolution else height
+    width, height = frame_size(resolution, cam0.width, cam0.height)
     bg = torch.tensor(eval_background(task.config), dtype=torch.float32)
     start = time.perf_counter()
     frames_out = []
