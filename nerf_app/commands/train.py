@@ -93,7 +93,7 @@ def _refuse_single(task_cls, mode: str, how: str) -> None:
 def run(args) -> int:
     from ..errors import ConfigError, NerfAppError
     from ..train.config import load_config
-    from ..train.distributed import Distributed, is_distributed_environment, launch
+    from ..train.distributed import is_distributed_environment, launch
     from ..train.modes import detect_mode, get_task_class, load_run_config, resolve_mode
     from ..train.run import new_run_path
     from ..train.trainer import Trainer
@@ -101,7 +101,6 @@ def run(args) -> int:
     nproc = args.nproc or 1
     if nproc > 1 and is_distributed_environment():
         raise ConfigError("--nproc starts local ranks itself; under torchrun leave it out (torchrun --nproc-per-node K)")
-    dist = None
     if args.resume:
         if args.mode or args.config or args.out:
             raise ConfigError("--resume takes the mode, config and folder from the run; use --set to change values")
@@ -109,20 +108,8 @@ def run(args) -> int:
         if nproc > 1:
             _refuse_single(task_cls, cfg.mode, f"--nproc {nproc}")
             return launch(_rank_argv(args, None), nproc, args.threads)
-        dist = Distributed.from_environment()
-        if dist is not None:
-            _refuse_single(task_cls, cfg.mode, f"torchrun (world size {dist.world})")
-            dist.join(cfg.device)
-            _rank_device(cfg, dist)
-        try:
-            result = _fit(Trainer(task_cls, cfg, args.resume, dist=dist), args, resume=True)
-        except BaseException as exc:
-            if dist is not None and _tell_the_others(dist, exc):
-                return 2  # rank 0 printed the same line
-            raise
-        finally:
-            if dist is not None:
-                dist.close()
+        dist, result = _join_and_fit(task_cls, cfg.mode, cfg,
+                                     lambda d: _fit(Trainer(task_cls, cfg, args.resume, dist=d), args, resume=True))
     else:
         if not args.input:
             raise ConfigError("train needs an INPUT (or --resume RUN)")
@@ -136,25 +123,35 @@ def run(args) -> int:
             if out.exists() and any(out.iterdir()) and not _unfinished(out):
                 raise ConfigError(f"run folder {out} already exists and is not empty (use --resume {out} to continue)")
             return launch(_rank_argv(args, out), nproc, args.threads)
-        dist = Distributed.from_environment()
-        if dist is not None:
-            _refuse_single(task_cls, mode, f"torchrun (world size {dist.world})")
-            dist.join(cfg.device)
-            _rank_device(cfg, dist)
-        try:
-            result = _fit_fresh(task_cls, cfg, out, args, dist)
-        except BaseException as exc:
-            if dist is not None and _tell_the_others(dist, exc):
-                return 2  # rank 0 printed the same line
-            raise
-        finally:
-            if dist is not None:
-                dist.close()
+        dist, result = _join_and_fit(task_cls, mode, cfg, lambda d: _fit_fresh(task_cls, cfg, out, args, d))
+    if result is None:
+        return 2  # a rank failed; rank 0 printed the one line
     if dist is not None and not dist.is_root:
         return 0
     print(f"run: {result.run_dir}  steps: {result.steps}  train time: {result.elapsed:.1f} s  "
           f"checkpoint: {result.final_checkpoint}")
     return 0
+
+
+def _join_and_fit(task_cls, mode: str, cfg, fit):
+    """Join the torchrun group when there is one (modes that cannot run distributed refuse), run ``fit(dist)``
+    and leave the group. Returns ``(dist, result)``; ``result`` is None when a rank failed and rank 0 has
+    printed the one line for it."""
+    from ..train.distributed import Distributed
+    dist = Distributed.from_environment()
+    if dist is not None:
+        _refuse_single(task_cls, mode, f"torchrun (world size {dist.world})")
+        dist.join(cfg.device)
+        _rank_device(cfg, dist)
+    try:
+        return dist, fit(dist)
+    except BaseException as exc:
+        if dist is not None and _tell_the_others(dist, exc):
+            return dist, None
+        raise
+    finally:
+        if dist is not None:
+            dist.close()
 
 
 def _tell_the_others(dist, exc) -> bool:
