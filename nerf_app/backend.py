@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Optional, Set, Tuple
 
 import torch
 
+from . import mkl_first_call  # noqa: F401  (MKL's one-time set-up, single-threaded, before any op runs)
 from .errors import BackendError
 
 BACKENDS = ("auto", "torch", "cpp", "cuda")
