@@ -156,3 +156,135 @@ def test_unknown_continuity_mode_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="--continuity"):
         process(tmp_path / "missing", tmp_path / "out", ProcessOptions(continuity="sometimes"))
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- --continuity auto (the default)
+
+class _Pose:
+    def __init__(self, m):
+        self.m = m
+
+    def inverse(self):
+        return _Pose(np.linalg.inv(self.m))
+
+    def matrix(self):
+        return self.m[:3, :4]
+
+
+class _Image:
+    def __init__(self, name, c2w):
+        self.name, self.c2w = name, c2w
+
+    def cam_from_world(self):
+        return _Pose(np.linalg.inv(self.c2w))
+
+
+class _Model:
+    """What map_video_auto reads of a pycolmap reconstruction: registered images and their poses."""
+
+    def __init__(self, names, poses):
+        self.images = {k + 1: _Image(n, p) for k, (n, p) in enumerate(zip(names, poses))}
+
+    def reg_image_ids(self):
+        return list(self.images)
+
+    def image(self, image_id):
+        return self.images[image_id]
+
+    def num_reg_images(self):
+        return len(self.images)
+
+
+def _walk(frames=40, fold=None, cut=False):
+    cfg = ws.WalkaroundConfig(frames=frames)
+    poses = [p.copy() for p in (ws.cut_poses(cfg) if cut else ws.camera_path(cfg))]
+    for k in fold or ():
+        poses[k] = _turned(poses[k], 180.0)  # a stretch placed on the other side: a fold
+    return [ws.frame_name(k) for k in range(len(poses))], poses
+
+
+def _auto(monkeypatch, tmp_path, first, remap, weak_after=None, min_registered=3):
+    """Run map_video_auto with the mappers replaced: ``first``/``remap`` are (names, poses) models.
+    Consecutive frames share 300 matches (4 across ``weak_after``: a cut). Returns (model, section, calls)."""
+    from nerf_app.process import sequence, sfm
+    from nerf_app.process.sequence import map_video_auto
+    from nerf_app.process.sfm import SfmOptions
+
+    names = first[0]
+    calls = {"first": 0, "remap": 0, "grow": 0}
+    first_model, remap_model = _Model(*first), _Model(*remap)
+
+    def fake_map_images(database, image_dir, work_dir, options, n, progress=None):
+        calls["first"] += 1
+        return first_model, [first_model.num_reg_images()]
+
+    def fake_time_order(database, image_dir, work_dir, options, order, progress=None):
+        calls["remap"] += 1
+        assert list(order) == names
+        return remap_model, [remap_model.num_reg_images()], {"passes": 2}
+
+    def fake_pairs(database, order):
+        return [Pair(k, k + 1, k + 1, k + 2, 4 if k == weak_after else 300) for k in range(len(order) - 1)]
+
+    monkeypatch.setattr(sfm, "map_images", fake_map_images)
+    monkeypatch.setattr(sequence, "map_in_time_order", fake_time_order)
+    monkeypatch.setattr(sequence, "read_pairs", fake_pairs)
+    model, sizes, section, constraint = map_video_auto(
+        tmp_path / "db", tmp_path, tmp_path, SfmOptions(threads=1), names, min_registered=min_registered,
+        on_remap=lambda: calls.__setitem__("grow", calls["grow"] + 1))
+    calls["kept"] = "first" if model is first_model else "remap"
+    assert constraint == (None if calls["remap"] == 0 else {"passes": 2})
+    return section, calls
+
+
+def test_auto_a_continuous_first_pass_is_not_remapped(monkeypatch, tmp_path):
+    walk = _walk()
+    section, calls = _auto(monkeypatch, tmp_path, walk, walk)
+    assert calls == {"first": 1, "remap": 0, "grow": 0, "kept": "first"}
+    assert section["remapped"] is False and section["kept"] == "first pass" and section["cuts"] == []
+    assert section["first_pass"]["jumps"] == 0 and section["first_pass"]["registered"] == 40
+    assert "remap_s" not in section and section["first_pass_s"] >= 0
+
+
+def test_auto_a_folded_first_pass_is_remapped_once_and_the_continuous_remap_kept(monkeypatch, tmp_path):
+    section, calls = _auto(monkeypatch, tmp_path, _walk(fold=range(20, 26)), _walk())
+    assert calls == {"first": 1, "remap": 1, "grow": 1, "kept": "remap"}
+    assert section["remapped"] is True and section["kept"] == "re-mapped with the constraint"
+    first = section["first_pass"]
+    assert first["fold_jumps"] == 2 and [(j["from"], j["to"]) for j in first["folds"]] == \
+        [(ws.frame_name(19), ws.frame_name(20)), (ws.frame_name(25), ws.frame_name(26))]
+    assert first["max_step_ratio"] > 10 and section["remap"]["fold_jumps"] == 0
+    assert section["remap"]["max_step_ratio"] < 3 and section["remap_s"] >= 0
+
+
+def test_auto_keeps_the_first_pass_when_the_remap_is_not_better(monkeypatch, tmp_path):
+    folded = _walk(fold=range(20, 26))
+    section, calls = _auto(monkeypatch, tmp_path, folded, _walk(fold=list(range(5, 9)) + list(range(20, 26))))
+    assert calls == {"first": 1, "remap": 1, "grow": 1, "kept": "first"}
+    assert section["remapped"] is True and section["kept"].startswith("first pass")
+    assert section["remap"]["fold_jumps"] == 4 > section["first_pass"]["fold_jumps"] == 2
+    # continuous, but registering fewer frames than the run needs: not kept either
+    names, poses = _walk()
+    section, calls = _auto(monkeypatch, tmp_path, folded, (names[:15], poses[:15]), min_registered=20)
+    assert calls["remap"] == 1 and calls["kept"] == "first" and section["remap"]["fold_jumps"] == 0
+
+
+def test_auto_does_not_remap_a_jump_at_a_cut_of_the_video(monkeypatch, tmp_path):
+    walk = _walk(frames=100, cut=True)  # two stretches of the walk joined after frame 49
+    section, calls = _auto(monkeypatch, tmp_path, walk, walk, weak_after=49)
+    assert calls["remap"] == 0 and calls["kept"] == "first"
+    assert [c["after_frame"] for c in section["cuts"]] == [49]
+    assert section["first_pass"]["jumps"] == 1 and section["first_pass"]["fold_jumps"] == 0
+
+
+def test_auto_is_the_default_and_the_cli_offers_all_three_modes():
+    import argparse
+
+    from nerf_app.commands import process as command
+    from nerf_app.process import CONTINUITY_MODES, ProcessOptions
+
+    assert ProcessOptions().continuity == "auto" and set(CONTINUITY_MODES) == {"auto", "on", "off"}
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    assert parser.parse_args(["in.mp4", "--out", "o"]).continuity == "auto"
+    assert parser.parse_args(["in.mp4", "--out", "o", "--continuity", "off"]).continuity == "off"

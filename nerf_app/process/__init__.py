@@ -30,7 +30,7 @@ __all__ = ["ProcessOptions", "process", "MATCHERS"]
 MIN_IMAGES = 3
 REPORT_NAME = "process_report.json"
 CAMERA_MODES = ("auto", "single", "per-folder", "per-image")
-CONTINUITY_MODES = ("off", "on")
+CONTINUITY_MODES = ("auto", "off", "on")
 FRUSTA_NAME = "process_frusta.png"
 
 
@@ -46,7 +46,10 @@ class ProcessOptions:
     threads: Optional[int] = None  # None: the CPUs this process may use
     overwrite: bool = False
     min_registered: float = 0.5  # fail when the largest model registers fewer than this fraction
-    continuity: str = "off"  # on: map short-range pairs first, verify long ones (process/sequence.py; opt-in)
+    # video: auto = one pass, re-mapped with the constraint only if its trajectory jumps without a cut;
+    # on = always the constraint (short-range pairs first, long ones verified; process/sequence.py);
+    # off = one pass (a fold is only warned about). Photos: auto = off.
+    continuity: str = "auto"
     seed: int = 0
     verbose: bool = False
     progress: bool = True
@@ -269,18 +272,33 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
 
         # ---------------------------------------------------------------- mapping
         t, c = time.perf_counter(), time.process_time()
-        # issue 24: a video's time order constrains which pairs may place a frame (process/sequence.py)
-        constrained = opts.continuity == "on"  # opt-in: not yet better than one pass (docs/data.md)
-        report["options"]["continuity"] = "on" if constrained else "off"
-        bar = _bar(opts.progress, 2 * n if constrained else n, "mapping", "img")
+        # issue 24: a video's time order constrains which pairs may place a frame (process/sequence.py);
+        # auto re-maps with it only when one pass folds (the constraint alone was worse on a scene that
+        # one pass did not fold, docs/data.md); photos have no time order to trust: one pass
+        mapping_mode = opts.continuity if (opts.continuity != "auto" or kind == "video") else "off"
+        report["options"]["continuity"] = opts.continuity if mapping_mode == opts.continuity else \
+            f"{opts.continuity} (photos: off)"
+        needed = max(MIN_IMAGES, math.ceil(opts.min_registered * n))
+        bar = _bar(opts.progress, 2 * n if mapping_mode == "on" else n, "mapping", "img")
         try:
-            if constrained:
+            if mapping_mode != "off":
                 from .continuity import natural_key
-                from .sequence import map_in_time_order
+                from .sequence import map_in_time_order, map_video_auto
 
+                order = sorted((i.name for i in infos), key=natural_key)
+            if mapping_mode == "on":
                 rec, model_sizes, report["constraint"] = map_in_time_order(
-                    database, images_dir, work, sfm_opts, sorted((i.name for i in infos), key=natural_key),
-                    progress=bar.update)
+                    database, images_dir, work, sfm_opts, order, progress=bar.update)
+            elif mapping_mode == "auto":
+                def grow():
+                    bar.total += 2 * n
+                    bar.refresh()
+
+                rec, model_sizes, report["continuity_auto"], constraint = map_video_auto(
+                    database, images_dir, work, sfm_opts, order, min_registered=needed, progress=bar.update,
+                    on_remap=grow)
+                if constraint is not None:
+                    report["continuity_auto"]["constraint"] = constraint
             else:
                 rec, model_sizes = map_images(database, images_dir, work, sfm_opts, n, progress=bar.update)
         finally:
@@ -290,7 +308,6 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
         all_names = [i.name for i in infos]
         registered = set() if rec is None else {rec.image(i).name for i in rec.reg_image_ids()}
         unregistered = [nm for nm in all_names if nm not in registered]
-        needed = max(MIN_IMAGES, math.ceil(opts.min_registered * n))
         if len(registered) < needed:
             tips = [] if matcher == "exhaustive" else ["--matcher exhaustive"]
             if kind == "video":
@@ -317,12 +334,17 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
         report.update(reconstruction_stats(rec))
         shutil.rmtree(work)
         report["check"], report["continuity"] = _verify(tmp, out, all_names, kind)
-        if "constraint" in report:  # a jump across a cut of the video is the cut, not a fold
+        cut_section = report.get("constraint") or report.get("continuity_auto")
+        if cut_section and "cuts" in cut_section:  # a jump across a cut of the video is the cut, not a fold
             from .sequence import cut_lines, label_cuts
 
-            label_cuts(report["continuity"], report["constraint"], report["models"])
-            for line in cut_lines(report["constraint"]):
+            label_cuts(report["continuity"], cut_section, report["models"])
+            for line in cut_lines(cut_section):
                 print(line, file=sys.stderr)
+        auto = report.get("continuity_auto") or {}
+        if auto.get("remapped"):
+            print(f"continuity: the first pass jumped without a cut ({auto['first_pass']['fold_jumps']} jumps); "
+                  f"re-mapped with the constraint, kept: {auto['kept']}", file=sys.stderr)
         for line in continuity_lines(report["continuity"]):  # issue 24: a folded trajectory is reported
             print(line, file=sys.stderr)
         timings["write"] = time.perf_counter() - t

@@ -264,6 +264,70 @@ def map_in_time_order(database: Path, image_dir: Path, work_dir: Path, options, 
     return rec2, sizes2, section
 
 
+def _jump_summary(rec, order: Sequence[str], cuts: List[dict]) -> dict:
+    """The continuity check of a pycolmap model in video order, with each jump labelled fold or cut."""
+    from .continuity import check_continuity
+
+    cont = check_continuity(order, reconstruction_c2w(rec), "video")
+    label_cuts(cont, {"cuts": cuts}, [])
+    folds = [j for j in cont["jumps"] if not j["cause"].startswith("cut")]
+    return {"registered": int(rec.num_reg_images()), "jumps": len(cont["jumps"]), "fold_jumps": len(folds),
+            "max_step_ratio": round(float(cont.get("max_step_ratio", float("nan"))), 3),
+            "max_view_ratio": round(float(cont.get("max_view_ratio", float("nan"))), 3),
+            "folds": [{"from": j["from"], "to": j["to"], "step_ratio": round(j["step_ratio"], 2),
+                       "view_change_deg": round(j["view_change_deg"], 1)} for j in folds][:20]}
+
+
+def remap_is_better(first: dict, remap: dict, min_registered: int) -> bool:
+    """Keep the re-mapped model (``--continuity auto``) when it registers enough frames and has fewer
+    fold jumps than the first, or as few and a lower max step ratio without losing frames."""
+    if remap["registered"] < min_registered:
+        return False
+    if remap["fold_jumps"] != first["fold_jumps"]:
+        return remap["fold_jumps"] < first["fold_jumps"]
+    return remap["registered"] >= first["registered"] and remap["max_step_ratio"] < first["max_step_ratio"]
+
+
+def map_video_auto(database: Path, image_dir: Path, work_dir: Path, options, order: Sequence[str],
+                   min_registered: int = 3, progress=None, on_remap=None):
+    """``--continuity auto`` (the default for video): map all pairs at once, as ``--continuity off``
+    does; check the trajectory's continuity in time order; only when it jumps where the video has no
+    cut (a fold), map again with the constraint (:func:`map_in_time_order`) and keep that model if it
+    is better (:func:`remap_is_better`), else the first (whose warning then stays). ``on_remap``:
+    called once before the re-mapping (the progress bar grows). Returns ``(reconstruction or None,
+    model sizes, report section, constraint section or None)``."""
+    import time
+
+    from . import sfm
+
+    n = len(order)
+    t, c = time.perf_counter(), time.process_time()
+    rec, sizes = sfm.map_images(database, image_dir, work_dir, options, n, progress=progress)
+    section: dict = {"mode": "auto: one pass; re-mapped with the constraint only where it jumps without a cut",
+                     "first_pass_s": round(time.perf_counter() - t, 2),
+                     "first_pass_cpu_s": round(time.process_time() - c, 2), "remapped": False, "kept": "first pass"}
+    if rec is None:
+        section["first_pass"] = None
+        return rec, sizes, section, None
+    pairs = read_pairs(database, order)
+    section["cuts"] = _name_cuts(find_cuts(n, pairs), order, pairs)
+    first = section["first_pass"] = _jump_summary(rec, order, section["cuts"])
+    if first["fold_jumps"] == 0:
+        return rec, sizes, section, None
+    if on_remap:
+        on_remap()
+    t, c = time.perf_counter(), time.process_time()
+    rec2, sizes2, constraint = map_in_time_order(database, image_dir, work_dir, options, order, progress=progress)
+    section.update(remapped=True, remap_s=round(time.perf_counter() - t, 2),
+                   remap_cpu_s=round(time.process_time() - c, 2))
+    second = section["remap"] = None if rec2 is None else _jump_summary(rec2, order, section["cuts"])
+    if second is not None and remap_is_better(first, second, min_registered):
+        section["kept"] = "re-mapped with the constraint"
+        return rec2, sizes2, section, constraint
+    section["kept"] = "first pass (the re-mapped model was not better)"
+    return rec, sizes, section, constraint
+
+
 def label_cuts(continuity: dict, constraint: dict, model_sizes: Sequence[int]) -> None:
     """Mark the continuity check's jumps that span a cut of the video (``cause``: "cut in the
     video" or "fold"), and list the cuts' segments of the video (``constraint["video_segments"]``)."""
