@@ -69,7 +69,8 @@ def main(argv=None) -> int:
     ap.add_argument("--video", default=None, metavar="WxH",
                     help="encode the photos (sorted by name) into an mp4 of this size, 10 fps, and process the video "
                          "(frame k is compared with the k-th photo)")
-    ap.add_argument("--continuity", default="off", choices=("off", "on"))
+    ap.add_argument("--continuity", default=ProcessOptions.continuity, choices=("auto", "off", "on"),
+                    help="process's --continuity (default auto; photos: always one pass unless on)")
     args = ap.parse_args(argv)
     data = Path(args.data)
     for name in args.scenes:
@@ -116,6 +117,8 @@ def main(argv=None) -> int:
                                                                          "max_view_change_deg")},
                 "jumps": len(report["continuity"].get("jumps", [])),
                 "constraint": {k: v for k, v in report.get("constraint", {}).items() if k != "dropped"},
+                "continuity_auto": {k: v for k, v in report.get("continuity_auto", {}).items() if k != "constraint"},
+                "continuity_option": report["options"]["continuity"],
                 "video": args.video,
                 "timings_s": report["timings_s"], "cpu_s": report["cpu_s"], "wall_s": round(wall, 1)}), flush=True)
     return 0
