@@ -5,9 +5,11 @@ symmetry: frame i and a frame j from the other side look alike, their features m
 with its mirror image), and geometric verification accepts them, because the false matches are
 consistent with a small relative motion. Incremental mapping then folds the walk. Short-range pairs
 (frames at most ``window`` apart in time) cannot match that way: a hand moves little in a few
-frames. So with ``--continuity on``, ``process`` maps in two passes (opt-in: it unfolds the rendered
-quarter-turn walk-around, 16.7 % -> 2.05 % centre error, but on the half-turn one, which one pass does not
-fold, it came out worse; docs/data.md):
+frames. So with ``--continuity on``, ``process`` maps in two passes (:func:`map_in_time_order`; it
+unfolds the rendered quarter-turn walk-around, 16.7 % -> 2.05 % centre error, but on the half-turn one,
+which one pass does not fold, it came out worse; docs/data.md). Hence the default for video,
+``--continuity auto`` (:func:`map_video_auto`): one pass with all pairs, as ``off``; only when that
+trajectory jumps where the video has no cut, the two passes below, and the more continuous model is kept.
 
 1. **Short range**: map with only the pairs at most ``window`` frames apart (all other pairs'
    verified geometries are removed from a copy of the database). This trajectory cannot fold; it
