@@ -8,23 +8,12 @@ import pytest
 
 from nerf_app.errors import DatasetError
 from nerf_app.camera_paths.orbit import look_at
-from nerf_app.camera_paths.keyframes import (interpolate_poses, quaternion_to_rotation, read_camera_path,
-                                       rotation_to_quaternion, write_camera_path)
+from nerf_app.camera_paths.keyframes import interpolate_poses, read_camera_path, write_camera_path
 
 
 def keyframes():
     eyes = [(3, 0, 1), (0, 3, 2), (-3, 0.5, 0.5), (0, -3, 1.5)]
     return np.stack([look_at(e, (0, 0, 0)) for e in eyes])
-
-
-def test_quaternion_round_trip():
-    rng = np.random.default_rng(0)
-    for _ in range(200):
-        q = rng.normal(size=4)
-        q /= np.linalg.norm(q)
-        R = quaternion_to_rotation(q)
-        assert np.allclose(R @ R.T, np.eye(3), atol=1e-12) and np.linalg.det(R) == pytest.approx(1.0)
-        assert np.allclose(quaternion_to_rotation(rotation_to_quaternion(R)), R, atol=1e-12)
 
 
 def test_interpolation_hits_keyframes_and_stays_orthonormal():

@@ -1,7 +1,7 @@
 """Camera paths from keyframes: smooth interpolation, and nerfstudio's ``camera_path.json``.
 
 Positions follow a centripetal-free uniform Catmull-Rom spline through the keyframes (it passes through
-every keyframe); rotations are interpolated by quaternion slerp between neighbouring keyframes, so every
+every keyframe); rotations are interpolated by quaternion slerp between neighbouring keyframes (scipy's ``Slerp``), so every
 frame's rotation is orthonormal and the keyframes are hit exactly.
 """
 from __future__ import annotations
@@ -12,49 +12,11 @@ from pathlib import Path
 from typing import List, Sequence, Tuple
 
 import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
 
 from ..errors import DatasetError
 
 _GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenGL camera axes <-> OpenCV camera axes
-
-
-def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """3x3 rotation -> unit quaternion (w, x, y, z) with w >= 0."""
-    m = R
-    t = np.trace(m)
-    if t > 0:
-        s = math.sqrt(t + 1.0) * 2
-        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
-        q = [(m[2, 1] - m[1, 2]) / s, 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s]
-    elif m[1, 1] > m[2, 2]:
-        s = math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
-        q = [(m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s]
-    else:
-        s = math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
-        q = [(m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s]
-    q = np.asarray(q, dtype=np.float64)
-    q /= np.linalg.norm(q)
-    return q if q[0] >= 0 else -q
-
-
-def quaternion_to_rotation(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
-def slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
-    d = float(np.dot(q0, q1))
-    if d < 0:  # take the short way round
-        q1, d = -q1, -d
-    if d > 0.9995:
-        q = q0 + t * (q1 - q0)
-        return q / np.linalg.norm(q)
-    theta = math.acos(d)
-    return (math.sin((1 - t) * theta) * q0 + math.sin(t * theta) * q1) / math.sin(theta)
 
 
 def interpolate_poses(keyframes: np.ndarray, n_frames: int) -> np.ndarray:
@@ -66,17 +28,18 @@ def interpolate_poses(keyframes: np.ndarray, n_frames: int) -> np.ndarray:
     if K == 1 or n_frames == 1:
         return np.repeat(keyframes[:1], n_frames, axis=0).astype(np.float64)
     P = keyframes[:, :3, 3]
-    Q = [rotation_to_quaternion(k[:3, :3]) for k in keyframes]
+    params = np.linspace(0.0, K - 1.0, n_frames)
+    rotations = Slerp(np.arange(K), Rotation.from_matrix(keyframes[:, :3, :3]))(params).as_matrix()
     ext = np.concatenate([2 * P[:1] - P[1:2], P, 2 * P[-1:] - P[-2:-1]])  # reflected end points
     out = []
-    for s in np.linspace(0.0, K - 1.0, n_frames):
+    for s, R in zip(params, rotations):
         i = min(int(math.floor(s)), K - 2)
         t = s - i
         p0, p1, p2, p3 = ext[i], ext[i + 1], ext[i + 2], ext[i + 3]
         pos = 0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t * t
                      + (-p0 + 3 * p1 - 3 * p2 + p3) * t ** 3)
         pose = np.eye(4)
-        pose[:3, :3] = quaternion_to_rotation(slerp(Q[i], Q[i + 1], t))
+        pose[:3, :3] = R
         pose[:3, 3] = pos
         out.append(pose)
     return np.stack(out)

@@ -11,6 +11,7 @@ from typing import Iterable, List, Optional, Sequence
 import numpy as np
 
 from ..errors import DatasetError
+from ..geometry.rotations import quat_to_matrix
 
 # Loose enough for float32 / 6-digit text poses, tight enough to catch scaled or sheared matrices.
 ROTATION_TOL = 1e-3
@@ -67,12 +68,7 @@ def quaternion_to_rotation(q: np.ndarray, path, field: str) -> np.ndarray:
         n = float(np.linalg.norm(q))
     if not abs(n - 1.0) <= 1e-3:
         raise DatasetError(path, f"quaternion is not unit length (|q| = {n:.6g})", field)
-    w, x, y, z = q / n
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    return quat_to_matrix(q)
 
 
 def contained(path: Path, root: Path, source, field: str, what: str = "path") -> Path:

@@ -9,6 +9,7 @@ from typing import List, Tuple
 
 import numpy as np
 
+from ..geometry.rotations import matrix_to_quat, quat_to_matrix
 from .shapes import CAMERA_ANGLE_X, CAMERA_RADIUS, DECIMALS, ELEVATION_DEG, HEIGHT, N_VIEWS, TEST_EVERY, WIDTH
 
 # ----------------------------------------------------------------------------- cameras
@@ -34,35 +35,6 @@ def intrinsics() -> Tuple[float, float, float, float]:
     return focal(), focal(), WIDTH / 2.0, HEIGHT / 2.0
 
 
-def _quat_from_rotation(R: np.ndarray) -> np.ndarray:
-    """Unit quaternion (w, x, y, z), w >= 0, of a rotation matrix (largest-component branch)."""
-    m = R
-    tr = np.trace(m)
-    if tr > 0:
-        s = 2 * math.sqrt(1 + tr)
-        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
-    else:
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2 * math.sqrt(1 + m[i, i] - m[j, j] - m[k, k])
-        q = [0.0] * 4
-        q[0] = (m[k, j] - m[j, k]) / s
-        q[1 + i] = 0.25 * s
-        q[1 + j] = (m[j, i] + m[i, j]) / s
-        q[1 + k] = (m[k, i] + m[i, k]) / s
-    q = np.array(q)
-    return q if q[0] >= 0 else -q
-
-
-def _rotation_from_quat(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = (float(c) for c in q)
-    n = math.sqrt(w * w + x * x + y * y + z * z)
-    w, x, y, z = w / n, x / n, y / n, z / n
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
-
-
 def views() -> List[View]:
     """The ``N_VIEWS`` cameras: a spiral over the upper hemisphere (golden-angle azimuths,
     elevation rising evenly in sin), all looking at the origin with world +z up. Every
@@ -84,9 +56,9 @@ def views() -> List[View]:
         # round first, then derive everything (rendering, observations, both files) from the
         # rounded numbers: the files then agree with the pixels to ~1e-12, and tiny
         # platform differences in sin/cos vanish in the rounding
-        qvec = _quat_from_rotation(R_w2c).round(DECIMALS)
+        qvec = matrix_to_quat(R_w2c).round(DECIMALS)
         tvec = (-R_w2c @ centre).round(DECIMALS)
-        R = _rotation_from_quat(qvec)
+        R = quat_to_matrix(qvec)
         c2w = np.eye(4)
         c2w[:3, :3] = R.T
         c2w[:3, 3] = -_apply(R.T, tvec)

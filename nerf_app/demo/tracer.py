@@ -7,7 +7,8 @@ from typing import List, Tuple
 
 import numpy as np
 
-from .cameras import View, _apply, _rotation_from_quat, intrinsics, pixel_rays
+from ..geometry.rotations import quat_to_matrix
+from .cameras import View, _apply, intrinsics, pixel_rays
 from .shapes import HEIGHT, N_POINTS, SEED, SUPERSAMPLE, WIDTH, _normals, _union_sdf, bbox, scene_sdf, shade
 
 # ----------------------------------------------------------------------------- ray tracing
@@ -99,7 +100,7 @@ def observations(points: np.ndarray, all_views: List[View]) -> List[Tuple[int, n
     fx, fy, cx, cy = intrinsics()
     candidates = []
     for k, v in enumerate(all_views):
-        R = _rotation_from_quat(v.qvec)  # exactly what a COLMAP reader makes of images.txt
+        R = quat_to_matrix(v.qvec)  # exactly what a COLMAP reader makes of images.txt
         cam = _apply(R, points) + v.tvec
         z = cam[:, 2]
         xy = np.stack([fx * cam[:, 0] / z + cx, fy * cam[:, 1] / z + cy], -1)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..geometry.rotations import matrix_to_quat
+
 SH_C0 = 0.28209479177387814   # Y_0^0: colour = SH_C0 * f_dc + 0.5 (3DGS)
 
 
@@ -54,20 +56,4 @@ class Splats:
 
 def rotmat_to_quat(R: np.ndarray) -> np.ndarray:
     """``[N, 3, 3]`` rotation matrices -> ``[N, 4]`` unit quaternions (w first, w >= 0)."""
-    R = np.asarray(R, np.float64)
-    m00, m11, m22 = R[:, 0, 0], R[:, 1, 1], R[:, 2, 2]
-    q = np.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], 1)
-    k = np.argmax(q, 1)   # the largest of 4w^2, 4x^2, 4y^2, 4z^2: the numerically safe branch
-    out = np.zeros((len(R), 4))
-    s = np.sqrt(np.maximum(q[np.arange(len(R)), k], 1e-300)) * 2   # 4 * that component
-    r = lambda i, j: R[:, i, j]  # noqa: E731
-    cands = [
-        np.stack([s / 4, (r(2, 1) - r(1, 2)) / s, (r(0, 2) - r(2, 0)) / s, (r(1, 0) - r(0, 1)) / s], 1),
-        np.stack([(r(2, 1) - r(1, 2)) / s, s / 4, (r(0, 1) + r(1, 0)) / s, (r(0, 2) + r(2, 0)) / s], 1),
-        np.stack([(r(0, 2) - r(2, 0)) / s, (r(0, 1) + r(1, 0)) / s, s / 4, (r(1, 2) + r(2, 1)) / s], 1),
-        np.stack([(r(1, 0) - r(0, 1)) / s, (r(0, 2) + r(2, 0)) / s, (r(1, 2) + r(2, 1)) / s, s / 4], 1),
-    ]
-    for b in range(4):
-        out[k == b] = cands[b][k == b]
-    out *= np.where(out[:, :1] < 0, -1.0, 1.0)
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
+    return matrix_to_quat(R)
