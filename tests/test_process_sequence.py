@@ -267,6 +267,13 @@ def test_auto_keeps_the_first_pass_when_the_remap_is_not_better(monkeypatch, tmp
     names, poses = _walk()
     section, calls = _auto(monkeypatch, tmp_path, folded, (names[:15], poses[:15]), min_registered=20)
     assert calls["remap"] == 1 and calls["kept"] == "first" and section["remap"]["fold_jumps"] == 0
+    # no jump, but the last ten frames collapsed onto one point (seen in a short-range-only model)
+    names, poses = _walk()
+    poses = poses[:30] + [poses[30]] * 10
+    section, calls = _auto(monkeypatch, tmp_path, folded, (names, poses))
+    assert calls["remap"] == 1 and calls["kept"] == "first"
+    assert section["remap"]["fold_jumps"] == 0 and section["remap"]["stalls"] == 9
+    assert section["first_pass"]["stalls"] == 0
 
 
 def test_auto_does_not_remap_a_jump_at_a_cut_of_the_video(monkeypatch, tmp_path):
