@@ -65,7 +65,8 @@ def median_depth(field, grid, origins: torch.Tensor, dirs: torch.Tensor, march, 
                  near: Optional[torch.Tensor] = None, chunk: int = 1 << 14) -> torch.Tensor:
     """Distance along each unit ray ``[R]`` to where its transmittance first falls below 0.5 (``inf`` if it
     never does), marching the occupancy grid in rounds as the renderer does and evaluating densities only."""
-    from ..nerf.renderer import _interval, _next_round
+    from ..nerf.renderer import _interval, march_in_rounds
+    from ..ops.packed import exclusive_sum, segment_sum
 
     out = torch.full((origins.shape[0],), math.inf)
     for s0 in range(0, origins.shape[0], chunk):
@@ -75,21 +76,15 @@ def median_depth(field, grid, origins: torch.Tensor, dirs: torch.Tensor, march, 
         t, t_far = _interval(o, d, grid, march, backend, None if near is None else near[s0:s0 + chunk])
         log_t = torch.zeros(n, dtype=torch.float64)      # log transmittance so far
         depth = torch.full((n,), math.inf)
-        alive = torch.nonzero(t < t_far)[:, 0]
-        k = max(1, int(march.round_samples))
         half = math.log(0.5)
-        while alive.numel():
-            smp, x, _ = _next_round(o, d, t, t_far, alive, grid, march, k, backend)
-            counts = smp.packed_info[:, 1]
+        for step in march_in_rounds(o, d, t, t_far, grid, march, march.round_samples_max, backend):
+            alive, smp = step.alive, step.samples
             if smp.n_samples:
-                sigma = field.density(x)[0].float().clamp_min(0)
+                sigma = field.density(step.positions)[0].float().clamp_min(0)
                 dt = (smp.t_ends - smp.t_starts).float()
                 tau = (sigma * dt).double()                   # optical thickness of each sample
                 ray = smp.ray_indices.long()
-                csum = torch.cumsum(tau, 0)
-                start = smp.packed_info[:, 0].long()
-                before = torch.where(start > 0, csum[(start - 1).clamp_min(0)], torch.zeros_like(csum[:1]).expand_as(start))
-                excl = log_t[alive][ray] - (csum - tau - before[ray])   # log T before each sample
+                excl = log_t[alive][ray] - exclusive_sum(tau, ray)   # log T before each sample
                 incl = excl - tau
                 cross = (excl >= half) & (incl < half)
                 if cross.any():
@@ -98,11 +93,8 @@ def median_depth(field, grid, origins: torch.Tensor, dirs: torch.Tensor, march, 
                     td = smp.t_starts[ci] + frac * dt[ci]
                     rows = alive[ray[ci]]
                     depth[rows] = torch.minimum(depth[rows], td)
-                total = torch.zeros(len(alive), dtype=torch.float64).index_add_(0, ray, tau)
-                log_t[alive] -= total
-            keep = (counts >= k) & (log_t[alive] >= half)
-            alive = alive[keep]
-            k = min(2 * k, max(k, int(march.round_samples_max)))
+                log_t[alive] -= segment_sum(tau, ray, len(alive))
+            step.go_on &= log_t[alive] >= half
         out[s0:s0 + chunk] = depth
     return out
 

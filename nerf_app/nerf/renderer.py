@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 
@@ -11,6 +11,7 @@ from ..ops.compact import compact_samples
 from ..ops.gather import take_rows
 from ..ops.march import PackedSamples, march_rays
 from ..ops.mlp import inference_precision
+from ..ops.packed import pack_info, segment_sum
 from ..ops.ray_aabb import ray_aabb
 from ..ops.volume_render import volume_render
 from .field import NerfField
@@ -113,6 +114,38 @@ def _next_round(origins, dirs, t, t_far, alive, grid: OccupancyGrid, march: Marc
     return s, o[s.ray_indices] + (0.5 * (s.t_starts + s.t_ends))[:, None] * ds, ds
 
 
+@dataclass
+class MarchRound:
+    """One round of :func:`march_in_rounds`: the rays marched (``alive [A]``, indices into the batch), their
+    samples packed over ``alive`` in its order, the samples' midpoints ``positions [S, 3]`` and
+    ``directions [S, 3]``, and ``go_on [A]``: whether the ray marches again next round. It starts as "the ray
+    took all ``k`` samples it was allowed" (else its interval or its sample budget ended); the caller narrows
+    it (``go_on &= ...``) with its own reason to retire a ray before the next round starts."""
+    alive: torch.Tensor
+    samples: PackedSamples
+    positions: torch.Tensor
+    directions: torch.Tensor
+    go_on: torch.Tensor
+
+
+def march_in_rounds(origins: torch.Tensor, dirs: torch.Tensor, t: torch.Tensor, t_far: torch.Tensor,
+                    grid: OccupancyGrid, march: MarchSettings, k_max: int, backend) -> Iterator[MarchRound]:
+    """The round loop shared by compacted training marches, early-stopping renders and median depths: the live
+    rays march ``march.round_samples`` samples each, doubling every round up to ``k_max``, each round resuming
+    where the last stopped (``t [R]`` is advanced in place) until every ray has stopped or been retired
+    through :attr:`MarchRound.go_on`. The rounds together give the samples of a single march of the same
+    intervals, cut where the caller retired each ray."""
+    alive = torch.nonzero(t < t_far)[:, 0]
+    k = max(1, int(march.round_samples))
+    k_max = max(k, int(k_max))
+    while alive.numel():
+        s, x, ds = _next_round(origins, dirs, t, t_far, alive, grid, march, k, backend)
+        step = MarchRound(alive, s, x, ds, s.packed_info[:, 1] >= k)
+        yield step
+        alive = alive[step.go_on]
+        k = min(2 * k, k_max)
+
+
 @torch.no_grad()
 def march_compacted(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, dirs: torch.Tensor,
                     t_near: torch.Tensor, t_far: torch.Tensor, march: MarchSettings,
@@ -129,31 +162,25 @@ def march_compacted(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor
     so the space behind an opaque surface is neither marched nor evaluated. The kept samples are the prefix
     of the single-pass march's samples that compositing can weigh, packed by ray in increasing t."""
     n_rays, device = origins.shape[0], origins.device
-    t = t_near.clone()
     depth = torch.zeros(n_rays, dtype=torch.float64, device=device)
     marched_per_ray = torch.zeros(n_rays, dtype=torch.int64, device=device)
-    alive = torch.nonzero(t < t_far)[:, 0]
-    k = max(1, int(march.round_samples))
-    k_max = max(k, 4 * int(march.round_samples_max))
     limit = math.log(2.0 / march.t_threshold)
     rays, starts, ends = [], [], []
     n_marched = 0
-    while alive.numel():
-        s, x, _ = _next_round(origins, dirs, t, t_far, alive, grid, march, k, backend)
-        counts = s.packed_info[:, 1]
+    for step in march_in_rounds(origins, dirs, t_near.clone(), t_far, grid, march, 4 * int(march.round_samples_max),
+                                backend):
+        alive, s = step.alive, step.samples
         if s.n_samples:
             n_marched += s.n_samples
-            sigma, _ = field.density(x)
+            sigma, _ = field.density(step.positions)
             kept, _, depth_alive = compact_samples(sigma.float(), s, march.t_threshold, depth[alive])
             depth[alive] = depth_alive
             rays.append(alive[kept.ray_indices.long()])
             starts.append(kept.t_starts)
             ends.append(kept.t_ends)
-            marched_per_ray[alive] += counts.long()
+            marched_per_ray[alive] += s.packed_info[:, 1].long()
         # ~(depth > limit): a ray whose density is not finite marches on (compact_samples keeps such samples)
-        keep = (counts >= k) & ~(depth[alive] > limit) & (marched_per_ray[alive] < march.max_samples)
-        alive = alive[keep]
-        k = min(2 * k, k_max)
+        step.go_on &= ~(depth[alive] > limit) & (marched_per_ray[alive] < march.max_samples)
     if not rays:
         empty = torch.zeros(0, device=device)
         return PackedSamples(torch.zeros(0, dtype=torch.int64, device=device), empty, empty.clone(),
@@ -161,10 +188,8 @@ def march_compacted(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor
     ray = torch.cat(rays)
     order = torch.sort(ray, stable=True)[1]   # by ray; rounds were appended in order, so t stays increasing
     ray = ray[order]
-    counts = torch.bincount(ray, minlength=n_rays)
-    packed = torch.stack([torch.cumsum(counts, 0) - counts, counts], 1)
     return PackedSamples(ray.contiguous(), torch.cat(starts)[order].contiguous(), torch.cat(ends)[order].contiguous(),
-                         packed), n_marched
+                         pack_info(ray, n_rays)), n_marched
 
 
 @torch.no_grad()
@@ -181,12 +206,9 @@ def render_rays_early_stop(field: NerfField, grid: OccupancyGrid, origins: torch
     trans = torch.ones(n_rays, device=device)
     color = torch.zeros(n_rays, 3, device=device)
     depth = torch.zeros(n_rays, device=device)
-    alive = torch.nonzero(t < t_far)[:, 0]
-    k = max(1, int(march.round_samples))
     total = 0
-    while alive.numel():
-        s, x, ds = _next_round(origins, dirs, t, t_far, alive, grid, march, k, backend)
-        counts = s.packed_info[:, 1]
+    for step in march_in_rounds(origins, dirs, t, t_far, grid, march, march.round_samples_max, backend):
+        alive, s, x, ds = step.alive, step.samples, step.positions, step.directions
         if s.n_samples:
             total += s.n_samples
             tr = trans[alive]
@@ -196,10 +218,8 @@ def render_rays_early_stop(field: NerfField, grid: OccupancyGrid, origins: torch
                 w, _, op, dep = volume_render(sigma.float().contiguous(), sigma.new_zeros(len(sigma), 3), s, 0.0,
                                               backend=backend)
                 need = torch.nonzero(w * tr[s.ray_indices] >= march.render_min_weight)[:, 0]
-                c = torch.zeros(len(alive), 3, device=device)
-                if need.numel():
-                    rgb = field.color(ds[need], h[need]).float()
-                    c.index_add_(0, s.ray_indices[need], w[need, None] * rgb)
+                rgb = field.color(ds[need], h[need]).float() if need.numel() else torch.zeros(0, 3, device=device)
+                c = segment_sum(w[need, None] * rgb, s.ray_indices[need], len(alive))
             else:
                 sigma, rgb = field(x, ds)
                 _, c, op, dep = volume_render(sigma.float().contiguous(), rgb.float().contiguous(), s, 0.0,
@@ -207,11 +227,8 @@ def render_rays_early_stop(field: NerfField, grid: OccupancyGrid, origins: torch
             color[alive] += tr[:, None] * c
             depth[alive] += tr * dep
             trans[alive] = tr * (1.0 - op)
-        keep = counts >= k
         if march.render_t_threshold > 0:   # 0: no early termination (every marched sample, as render_rays)
-            keep &= trans[alive] > march.render_t_threshold
-        alive = alive[keep]
-        k = min(2 * k, max(k, int(march.round_samples_max)))
+            step.go_on &= trans[alive] > march.render_t_threshold
     opacity = 1.0 - trans
     color = color + trans[:, None] * background.expand(n_rays, 3)
     return RenderOutput(color, opacity, depth, total, n_marched=total)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from .gather import take_rows
+from .packed import exclusive_sum, pack_counts, segment_sum, unpack_info
 
 # tiny-cuda-nn's coherent primes (one per input dimension).
 HASH_PRIMES = (1, 2654435761, 805459861, 3674653429)
@@ -226,12 +227,10 @@ def march_rays(origins, dirs, t_min, t_max, bitfield, n_cascades: int, resolutio
         counts = torch.tensor([len(samples[i]) for i in idx.tolist()], device=device)
         still = (~outside) & (new_t < t_max[idx]) & (counts < max_samples)
         active[idx] = still
-    counts = torch.tensor([len(s) for s in samples], dtype=torch.long, device=device)
-    starts = torch.cumsum(counts, 0) - counts
+    packed_info = pack_counts(torch.tensor([len(s) for s in samples], dtype=torch.long, device=device))
     flat = [iv for s in samples for iv in s]
     tt = torch.tensor(flat, dtype=torch.float32, device=device).reshape(-1, 2)
-    ray_indices = torch.repeat_interleave(torch.arange(n_rays, device=device), counts)
-    return torch.stack([starts, counts], 1), ray_indices, tt[:, 0].contiguous(), tt[:, 1].contiguous()
+    return packed_info, unpack_info(packed_info, len(flat)), tt[:, 0].contiguous(), tt[:, 1].contiguous()
 
 
 def volume_render(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays: int, t_threshold: float = 1e-4):
@@ -247,21 +246,12 @@ def volume_render(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays: int, t_th
         ``weights [S]``, ``color [R, 3]``, ``opacity [R]``, ``depth [R]``; differentiable in sigmas and rgbs.
     """
     tau = sigmas * (t_ends - t_starts)
-    # exclusive per-ray cumulative sum, via a float64 global cumsum minus each ray's starting value
-    cs = torch.cumsum(tau.double(), 0)
-    excl = cs - tau.double()
-    first = torch.ones_like(ray_indices, dtype=torch.bool)
-    first[1:] = ray_indices[1:] != ray_indices[:-1]
-    base = torch.zeros(n_rays, dtype=torch.float64, device=sigmas.device)
-    base[ray_indices[first]] = excl[first]
-    trans = torch.exp(-(excl - take_rows(base, ray_indices))).to(sigmas.dtype)
+    trans = torch.exp(-exclusive_sum(tau, ray_indices)).to(sigmas.dtype)   # float64 inside
     alive = (trans >= t_threshold).to(sigmas.dtype)
     weights = trans * (1.0 - torch.exp(-tau)) * alive
-    color = torch.zeros(n_rays, 3, dtype=sigmas.dtype, device=sigmas.device).index_add(
-        0, ray_indices, weights[:, None] * rgbs)
-    opacity = torch.zeros(n_rays, dtype=sigmas.dtype, device=sigmas.device).index_add(0, ray_indices, weights)
-    depth = torch.zeros(n_rays, dtype=sigmas.dtype, device=sigmas.device).index_add(
-        0, ray_indices, weights * 0.5 * (t_starts + t_ends))
+    color = segment_sum(weights[:, None] * rgbs, ray_indices, n_rays)
+    opacity = segment_sum(weights, ray_indices, n_rays)
+    depth = segment_sum(weights * 0.5 * (t_starts + t_ends), ray_indices, n_rays)
     return weights, color, opacity, depth
 
 

@@ -14,6 +14,7 @@ from typing import Optional, Tuple
 import torch
 
 from .march import PackedSamples
+from .packed import exclusive_sum, pack_info, segment_sum
 
 
 def compact_samples(sigmas: torch.Tensor, samples: PackedSamples, t_threshold: float,
@@ -31,19 +32,13 @@ def compact_samples(sigmas: torch.Tensor, samples: PackedSamples, t_threshold: f
     exactly what compositing all of them gives. ``t_threshold <= 0`` keeps everything.
     """
     n = samples.n_samples
-    counts = samples.packed_info[:, 1]
     ray = samples.ray_indices.long()
-    # optical depth along each ray, in float64: one global prefix sum minus the ray's start
+    # optical depth along each ray, in float64
     tau = (sigmas.detach().double() * (samples.t_ends - samples.t_starts).double()).clamp(min=0)
-    depth = torch.zeros(samples.n_rays, dtype=torch.float64, device=sigmas.device) if depth0 is None \
-        else depth0.double().clone()
-    depth.index_add_(0, ray, tau)
+    depth = segment_sum(tau, ray, samples.n_rays, None if depth0 is None else depth0.double())
     if n == 0 or t_threshold <= 0:
         return samples, torch.arange(n, device=sigmas.device), depth
-    incl = torch.cumsum(tau, 0)
-    starts = samples.packed_info[:, 0].long()
-    before = torch.where(starts > 0, incl[(starts - 1).clamp(min=0)], torch.zeros_like(incl[:1]))
-    excl = incl - tau - before[ray]
+    excl = exclusive_sum(tau, ray)
     if depth0 is not None:
         excl = excl + depth0.double()[ray]
     # written as "not beyond" so a non-finite density keeps its samples: a diverged field must reach the loss,
@@ -51,9 +46,7 @@ def compact_samples(sigmas: torch.Tensor, samples: PackedSamples, t_threshold: f
     keep = ~(excl > math.log(2.0 / t_threshold))
     index = torch.nonzero(keep)[:, 0]
     ray_indices = samples.ray_indices[index]
-    new_counts = torch.bincount(ray_indices.long(), minlength=samples.n_rays).to(counts.dtype)
-    new_starts = torch.cumsum(new_counts, 0) - new_counts
-    packed = torch.stack([new_starts, new_counts], 1).to(samples.packed_info.dtype)
+    packed = pack_info(ray_indices, samples.n_rays).to(samples.packed_info.dtype)
     kept = PackedSamples(ray_indices.contiguous(), samples.t_starts[index].contiguous(),
                          samples.t_ends[index].contiguous(), packed.contiguous())
     return kept, index, depth

@@ -10,8 +10,8 @@ The distortion loss of one ray (mip-NeRF 360, eq. 15) with weights ``w_i`` on in
 
 It is small when a ray's weight sits in one short interval (an opaque surface) and large when it is spread
 along the ray (fog, floaters in front of the surface, semi-transparent background). The double sum is
-computed in O(S) with per-ray prefix sums (as nerfacc does): for sorted samples
-``sum_{i,j} w_i w_j |m_i - m_j| = 2 sum_i w_i (m_i W_i - M_i)`` with ``W_i = sum_{j<i} w_j`` and
+computed in O(S) with per-ray prefix sums (as nerfacc does; :func:`nerf_app.ops.packed.exclusive_sum`): for
+sorted samples ``sum_{i,j} w_i w_j |m_i - m_j| = 2 sum_i w_i (m_i W_i - M_i)`` with ``W_i = sum_{j<i} w_j`` and
 ``M_i = sum_{j<i} w_j m_j``. Prefix sums run in float64 over all samples at once, each ray's offset
 subtracted, so no per-ray loop and no padding. Autograd differentiates it exactly;
 :func:`distortion_reference` is the O(n^2) definition the tests compare values and gradients against.
@@ -20,24 +20,12 @@ from __future__ import annotations
 
 import torch
 
-from .gather import take_rows
+from .packed import exclusive_sum, segment_sum
 
 
-def _segment_exclusive_cumsum(x: torch.Tensor, ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:
-    """Per-ray exclusive prefix sums of packed ``x [S]`` (float64 inside, ``x``'s dtype out)."""
-    if x.numel() == 0:
-        return x
-    cs = torch.cumsum(x.double(), 0)
-    excl = cs - x.double()
-    first = torch.ones_like(ray_indices, dtype=torch.bool)
-    first[1:] = ray_indices[1:] != ray_indices[:-1]
-    # each sample's ray starts at the last "first" position at or before it (a ray's samples are contiguous):
-    # found with a running max, not by boolean indexing, which would read the count back to the host on a GPU
-    pos = torch.arange(x.numel(), device=x.device)
-    start = torch.cummax(torch.where(first, pos, torch.zeros_like(pos)), 0).values
-    # take_rows, not excl[start]: every sample of a ray reads its start, and x[index]'s backward adds those
-    # repeats in thread order (nerf_app/ops/gather.py)
-    return (excl - take_rows(excl, start)).to(x.dtype)
+def _exclusive_sum(x: torch.Tensor, ray_indices: torch.Tensor) -> torch.Tensor:
+    """Per-ray exclusive prefix sums of packed ``x [S]`` in ``x``'s dtype (float64 inside)."""
+    return exclusive_sum(x, ray_indices).to(x.dtype)
 
 
 def packed_weights(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor, ray_indices: torch.Tensor,
@@ -45,7 +33,7 @@ def packed_weights(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.T
     """Volume-rendering weights ``w_i = T_i (1 - exp(-sigma_i d_i))`` of packed samples, differentiable in
     ``sigmas`` (the compiled renderer returns its weights detached)."""
     tau = sigmas * (t_ends - t_starts)
-    trans = torch.exp(-_segment_exclusive_cumsum(tau, ray_indices, n_rays))
+    trans = torch.exp(-_exclusive_sum(tau, ray_indices))
     return trans * (1.0 - torch.exp(-tau))
 
 
@@ -63,10 +51,10 @@ def distortion(weights: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tens
     Differentiable in ``weights`` (and in the interval ends)."""
     mid = 0.5 * (t_starts + t_ends)
     length = t_ends - t_starts
-    w_before = _segment_exclusive_cumsum(weights, ray_indices, n_rays)
-    wm_before = _segment_exclusive_cumsum(weights * mid, ray_indices, n_rays)
+    w_before = _exclusive_sum(weights, ray_indices)
+    wm_before = _exclusive_sum(weights * mid, ray_indices)
     per_sample = 2.0 * weights * (mid * w_before - wm_before) + weights * weights * length / 3.0
-    return torch.zeros(n_rays, dtype=weights.dtype, device=weights.device).index_add(0, ray_indices, per_sample)
+    return segment_sum(per_sample, ray_indices, n_rays)
 
 
 def distortion_reference(weights: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor,
