@@ -75,3 +75,150 @@ def test_npy_reader_lets_a_bug_through(tmp_path, monkeypatch):
     monkeypatch.setattr(np, "load", broken)
     with pytest.raises(AttributeError, match="planted"):
         load_scene(tmp_path, format="llff")
+
+
+# ---- the wrappers outside nerf_app/data: checkpoints, INR images, meshes, photo and video intake ------------
+
+BUGS = [MemoryError, TypeError, AttributeError]
+
+
+def _planted(exc):
+    def broken(*args, **kwargs):
+        raise exc("planted")
+    return broken
+
+
+@pytest.mark.parametrize("exc", BUGS)
+def test_checkpoint_readers_let_bugs_through(tmp_path, monkeypatch, exc):
+    import torch
+
+    from nerf_app.train import run
+    ckpt = tmp_path / "step_000010.pt"
+    torch.save({"step": 10, "model": {}}, ckpt)
+    monkeypatch.setattr(torch, "load", _planted(exc))
+    with pytest.raises(exc, match="planted"):
+        run.checkpoint_step(ckpt)
+    with pytest.raises(exc, match="planted"):
+        run.load_checkpoint(ckpt)
+
+
+def test_checkpoint_readers_keep_a_bad_file_one_line(tmp_path):
+    from nerf_app.train import run
+    for name, data in [("empty.pt", b""), ("junk.pt", b"PK\x03\x04 not really a zip" * 10)]:
+        (tmp_path / name).write_bytes(data)
+        for reader in (run.checkpoint_step, run.load_checkpoint):
+            with pytest.raises(DatasetError) as info:
+                reader(tmp_path / name)
+            check_error(info.value)
+
+
+@pytest.mark.parametrize("exc", BUGS)
+def test_inr_image_reader_lets_bugs_through(tmp_path, monkeypatch, exc):
+    import imageio.v3 as iio
+
+    from nerf_app.inr.image import load_image
+    _png(tmp_path / "a.png")
+    monkeypatch.setattr(iio, "imread", _planted(exc))
+    with pytest.raises(exc, match="planted"):
+        load_image(tmp_path / "a.png")
+
+
+def test_inr_image_reader_keeps_a_bad_file_one_line(tmp_path):
+    from nerf_app.inr.image import load_image
+    (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    with pytest.raises(DatasetError) as info:
+        load_image(tmp_path / "a.png")
+    check_error(info.value)
+
+
+@pytest.mark.parametrize("exc", BUGS)
+def test_mesh_readers_let_bugs_through(tmp_path, monkeypatch, exc):
+    import trimesh
+
+    from nerf_app.geometry.mesh import load_mesh
+    from nerf_app.geometry.texture import load_textured
+    (tmp_path / "m.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    monkeypatch.setattr(trimesh, "load", _planted(exc))
+    for reader in (load_mesh, load_textured):
+        with pytest.raises(exc, match="planted"):
+            reader(tmp_path / "m.obj")
+
+
+def test_mesh_readers_keep_a_bad_file_one_line(tmp_path):
+    from nerf_app.geometry.mesh import load_mesh
+    from nerf_app.geometry.texture import load_textured
+    (tmp_path / "m.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 99999999\n"
+                                     b"property float x\nend_header\n\x00\x01")
+    for reader in (load_mesh, load_textured):
+        with pytest.raises(DatasetError) as info:
+            reader(tmp_path / "m.ply")
+        check_error(info.value)
+
+
+@pytest.mark.parametrize("exc", BUGS)
+def test_photo_intake_lets_bugs_through(tmp_path, monkeypatch, exc):
+    """A photo that does not decode is listed as unreadable; a bug in the intake is not such a photo."""
+    import PIL.Image
+
+    from nerf_app.process import frames
+    (tmp_path / "src").mkdir()
+    _png(tmp_path / "src" / "a.png")
+    monkeypatch.setattr(PIL.Image, "open", _planted(exc))
+    with pytest.raises(exc, match="planted"):
+        frames.copy_images(tmp_path / "src", ["a.png"], tmp_path / "dst")
+    assert not (tmp_path / "dst" / "a.png").exists()
+
+
+def test_photo_intake_lists_a_bad_photo_and_reads_exif_defaults(tmp_path, monkeypatch):
+    import PIL.Image
+
+    from nerf_app.process import frames
+    (tmp_path / "src").mkdir()
+    _png(tmp_path / "src" / "a.png")
+    (tmp_path / "src" / "b.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    infos, unreadable = frames.copy_images(tmp_path / "src", ["a.png", "b.jpg"], tmp_path / "dst")
+    assert [i.name for i in infos] == ["a.png"] and list(unreadable) == ["b.jpg"]
+    assert not (tmp_path / "dst" / "b.jpg").exists()
+    # EXIF: none -> the defaults; a bug while reading it is not "no EXIF"
+    with PIL.Image.open(tmp_path / "src" / "a.png") as im:
+        assert frames._exif_orientation(im) == 1 and frames._exif_camera(im) == ("", "", None)
+        monkeypatch.setattr(type(im), "getexif", _planted(TypeError))
+        with pytest.raises(TypeError, match="planted"):
+            frames._exif_orientation(im)
+        with pytest.raises(TypeError, match="planted"):
+            frames._exif_camera(im)
+
+
+@pytest.mark.parametrize("exc", BUGS)
+def test_video_intake_lets_bugs_through(tmp_path, monkeypatch, exc):
+    import imageio_ffmpeg
+
+    from nerf_app.process import frames
+    video = tmp_path / "clip.mp4"
+    _write_video(video)
+    # a bug while scoring frames: not "the video does not decode"
+    monkeypatch.setattr(frames, "sharpness", _planted(exc))
+    with pytest.raises(exc, match="planted"):
+        frames.select_video_frames(video, 2, tmp_path / "out")
+    # a bug while opening it: not "is not a video"
+    monkeypatch.setattr(imageio_ffmpeg, "read_frames", _planted(exc))
+    with pytest.raises(exc, match="planted"):
+        frames.select_video_frames(video, 2, tmp_path / "out2")
+
+
+def test_video_intake_keeps_a_bad_file_one_line(tmp_path):
+    from nerf_app.process import frames
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video" * 20)
+    with pytest.raises(DatasetError) as info:
+        frames.select_video_frames(video, 2, tmp_path / "out")
+    check_error(info.value)
+
+
+def _write_video(path, n=6):
+    import imageio.v2 as imageio
+    rng = np.random.default_rng(0)
+    with imageio.get_writer(str(path), fps=10, codec="libx264", quality=9, macro_block_size=2,
+                            pixelformat="yuv420p") as w:
+        for _ in range(n):
+            w.append_data(rng.integers(0, 255, (16, 24, 3), dtype=np.uint8))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError
+from ..errors import DatasetError, reraise_if_bug
 
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb", ".gltf")
 
@@ -46,6 +46,7 @@ def load_mesh(path) -> TriMesh:
     try:
         mesh = trimesh.load(str(path), force="mesh", process=False)
     except Exception as exc:  # trimesh raises many types for broken files
+        reraise_if_bug(exc)   # but not MemoryError, nor a mistake in the call above
         raise DatasetError(path, f"cannot read mesh: {exc}") from None
     faces = np.asarray(getattr(mesh, "faces", np.zeros((0, 3))), dtype=np.int64)
     verts = np.asarray(getattr(mesh, "vertices", np.zeros((0, 3))), dtype=np.float64)

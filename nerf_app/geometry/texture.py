@@ -392,14 +392,15 @@ def load_textured(path):
     :class:`~nerf_app.geometry.mesh_render.MeshRenderer`)."""
     import trimesh
 
-    from ..errors import DatasetError
+    from ..errors import DatasetError, reraise_if_bug
 
     path = Path(path)
     if not path.is_file():
         raise DatasetError(path, "mesh file not found")
     try:
         loaded = trimesh.load(str(path), process=False)
-    except Exception as exc:
+    except Exception as exc:  # trimesh raises many types for broken files
+        reraise_if_bug(exc)   # but not MemoryError, nor a mistake in the call above
         raise DatasetError(path, f"cannot read mesh: {exc}") from None
     metadata = dict(getattr(loaded, "metadata", {}) or {})
     if isinstance(loaded, trimesh.Scene):

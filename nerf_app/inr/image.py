@@ -23,7 +23,7 @@ from typing import Any, Dict, Tuple
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DatasetError, NerfAppError
+from ..errors import ConfigError, DatasetError, NerfAppError, reraise_if_bug
 from ..metrics import psnr_from_mse
 from ..results import write_png
 from ..train.task import Task
@@ -61,6 +61,7 @@ def load_image(path) -> Tuple[np.ndarray, str]:
         try:
             raw = iio.imread(path)
         except Exception as e:  # imageio raises many types for broken files
+            reraise_if_bug(e)   # but not MemoryError, nor a mistake in the call above
             raise DatasetError(path, f"cannot read image: {e}") from None
         scale = float(np.iinfo(raw.dtype).max) if raw.dtype.kind in "ui" else 1.0
         img, space = raw.astype(np.float32) / scale, "srgb"

@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import DatasetError
+from ..errors import DatasetError, reraise_if_bug
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: score frames on a grey copy whose longer side is at most this (fast, and insensitive to noise)
@@ -67,7 +67,8 @@ class ImageInfo:
 def _exif_orientation(im) -> int:
     try:
         return int(im.getexif().get(0x0112, 1) or 1)
-    except Exception:  # noqa: BLE001 - a broken EXIF block is not a broken image
+    except Exception as exc:  # noqa: BLE001 - a broken EXIF block is not a broken image
+        reraise_if_bug(exc)   # but a MemoryError or a mistake in the call is not a broken EXIF block
         return 1
 
 
@@ -78,7 +79,8 @@ def _exif_camera(im) -> Tuple:
         make, model = str(exif.get(0x010F, "")).strip(), str(exif.get(0x0110, "")).strip()
         focal = exif.get_ifd(0x8769).get(0x920A)
         return (make, model, float(focal) if focal is not None else None)
-    except Exception:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - as in _exif_orientation
+        reraise_if_bug(exc)
         return ()
 
 
@@ -108,9 +110,10 @@ def copy_images(src: Path, names: Sequence[str], dst: Path,
                     shutil.copyfile(source, target)
                     width, height = im.size
         except Exception as exc:  # noqa: BLE001 - any decoder failure means "unreadable"
-            unreadable[name] = f"{type(exc).__name__}: {exc}"[:200]
             if target.exists():
                 target.unlink()
+            reraise_if_bug(exc)   # but not MemoryError, nor a mistake in the code above
+            unreadable[name] = f"{type(exc).__name__}: {exc}"[:200]
             if progress:
                 progress(1)
             continue
@@ -162,6 +165,7 @@ def _open_video(path: Path):
         gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         meta = gen.__next__()
     except Exception as exc:  # noqa: BLE001 - ffmpeg's message is the useful part
+        reraise_if_bug(exc)   # but not MemoryError, nor a mistake in the call above
         reason = str(exc).strip().splitlines()
         reason = next((line for line in reversed(reason) if line.strip()), type(exc).__name__)
         raise DatasetError(path, f"is not a folder of images and does not decode as a video ({reason[:160]})") from None
@@ -229,6 +233,7 @@ def select_video_frames(path: Path, n_frames: int, dst: Path,
     except DatasetError:
         raise
     except Exception as exc:  # noqa: BLE001
+        reraise_if_bug(exc)   # a decoder's complaint, not MemoryError nor a mistake in the loop above
         if sel.frames_decoded == 0:
             raise DatasetError(path, f"video does not decode ({str(exc).strip()[:160]})") from None
         # a truncated video: keep the frames that did decode

@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..errors import DatasetError, NerfAppError
+from ..errors import DatasetError, NerfAppError, reraise_if_bug
 from ..results import atomic_write, raise_if_disk_full, write_bytes, write_json, write_text
 
 CONFIG_NAME = "config.yaml"
@@ -316,6 +316,7 @@ def checkpoint_step(path) -> int:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # zero bytes, truncated, not a zip, a pickle with disallowed globals ...
+        reraise_if_bug(exc)   # but not MemoryError, nor a mistake in the call above
         raise DatasetError(path, f"cannot read checkpoint: {_first_line(exc)}") from None
     # before any lookup: indexing a bare tensor with "step" is torch's (deprecated) sequence indexing
     _require_dict(path, state)
@@ -346,6 +347,7 @@ def load_checkpoint(path, map_location="cpu", for_resume: bool = False) -> Dict[
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt file, pickle with disallowed globals ...
+        reraise_if_bug(exc)   # but not MemoryError, nor a mistake in the call above
         raise DatasetError(path, f"cannot load checkpoint: {_first_line(exc)}") from None
     _require_dict(path, state)
     for key in (CHECKPOINT_KEYS if for_resume else ("model", "step")):
