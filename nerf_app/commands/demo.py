@@ -106,17 +106,12 @@ def run(args) -> int:
 
 def _score_mesh(mesh_path: Path, scene: Path) -> dict:
     """Chamfer-L1 (and friends) of the exported mesh against the scene's analytic surface."""
-    import numpy as np
     import trimesh
 
+    from ..demo.scoring import score_mesh
     from ..geometry.mesh import TriMesh
-    from ..geometry.metrics import mesh_metrics
-    from .. import demo as synthetic
 
-    pred = trimesh.load(mesh_path, force="mesh", process=False)
-    gt = synthetic.ground_truth_mesh(256)
-    m = mesh_metrics(TriMesh(np.asarray(pred.vertices, np.float64), np.asarray(pred.faces, np.int64)),
-                     TriMesh(np.asarray(gt.vertices, np.float64), np.asarray(gt.faces, np.int64)),
-                     n_points=50_000, n_volume=50_000)
-    return {"chamfer_l1": round(float(m["chamfer_l1"]), 5), "normal_consistency": round(float(m["normal_consistency"]), 4),
-            "fscore": round(float(m["fscore"]), 4)}
+    pred = TriMesh.from_trimesh(trimesh.load(mesh_path, force="mesh", process=False))
+    m = score_mesh(pred, n_points=50_000, n_volume=50_000)
+    return {"chamfer_l1": round(m["chamfer_l1"], 5), "normal_consistency": round(m["normal_consistency"], 4),
+            "fscore": round(m["fscore"], 4)}

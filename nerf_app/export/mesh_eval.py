@@ -27,29 +27,6 @@ def load_mesh_for_eval(path):
     return v, f, uv, (tex if uv is not None else None), vcol, meta
 
 
-def _demo_ground_truth(task, run_dir: Path):
-    """Ground-truth mesh of the embedded demo scene (cached in the run folder), or None for other scenes."""
-    root = Path(task.scene.root)
-    desc = root / "scene.json"
-    try:
-        generator = json.loads(desc.read_text()).get("generator", "")
-        if "nerf_app.demo_scene" not in generator and "nerf_app.scenes.synthetic" not in generator:
-            return None
-    except (OSError, ValueError):
-        return None
-    import trimesh
-
-    from .. import demo as demo_scene
-    from ..results import atomic_write
-
-    cache = Path(run_dir) / "ground_truth_mesh.ply"
-    if cache.is_file():
-        return trimesh.load(str(cache), force="mesh", process=False)
-    gt = demo_scene.ground_truth_mesh(192)
-    atomic_write(cache, lambda tmp: gt.export(tmp, file_type="ply"))
-    return gt
-
-
 def _region_of(meta, task):
     from .region import region_from_json
 
@@ -68,6 +45,7 @@ def evaluate_mesh(task, run_dir: Path, mesh_path, split: str = "test", limit: Op
     PSNR/SSIM on the same views (read from RUN/metrics.json when it scored the same views and the mesh
     records no region, else rendered now); the same on the region pixels; Chamfer-L1 to the truth for
     SDF/occupancy runs and the demo scene. The contact sheet goes to ``out_dir`` (default: the run folder)."""
+    from ..demo.scoring import GROUND_TRUTH, is_demo_scene, score_mesh
     from ..geometry.mesh import TriMesh
     from ..geometry.metrics import mesh_metrics
 
@@ -148,11 +126,8 @@ def evaluate_mesh(task, run_dir: Path, mesh_path, split: str = "test", limit: Op
     out.update({"supersample": int(supersample), "ray_engine": renderer.engine,
                 "mesh_seconds_per_image": float(np.mean(mesh_seconds)), "contact_sheet": sheet,
                 "per_image": per_image})
-    gt_mesh = _demo_ground_truth(task, run_dir)
-    if gt_mesh is not None:
-        m = mesh_metrics(TriMesh(v, f), TriMesh(np.asarray(gt_mesh.vertices, np.float64),
-                                                np.asarray(gt_mesh.faces, np.int64)))
-        out.update({"chamfer_l1": m["chamfer_l1"], "normal_consistency": m["normal_consistency"],
-                    "fscore": m["fscore"], "ground_truth": "demo scene (marching cubes of the analytic SDF, 192^3)"})
+    if is_demo_scene(task.scene.root):   # the true surface is known: score the mesh against it
+        out.update(score_mesh(TriMesh(v, f), cache=Path(run_dir) / "ground_truth_mesh.ply"))
+        out["ground_truth"] = GROUND_TRUTH
     out["seconds"] = round(time.perf_counter() - t0, 2)
     return out

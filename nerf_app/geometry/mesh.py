@@ -30,6 +30,11 @@ class TriMesh:
         lo, hi = self.bbox
         return float(np.linalg.norm(hi - lo))
 
+    @classmethod
+    def from_trimesh(cls, mesh) -> "TriMesh":
+        """A ``trimesh.Trimesh``'s vertices (float64) and faces (int64), copied into this type."""
+        return cls(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64))
+
     def transformed(self, matrix: np.ndarray) -> "TriMesh":
         return TriMesh(self.vertices @ matrix[:3, :3].T + matrix[:3, 3], self.faces)
 

@@ -129,7 +129,7 @@ class MeshFieldTask(Task):
         out = self.export(run_dir, mesh=Path(run_dir) / "eval_mesh.ply")
         import trimesh
         pred = trimesh.load(out["mesh"], force="mesh", process=False)
-        metrics = mesh_metrics(TriMesh(np.asarray(pred.vertices, np.float64), np.asarray(pred.faces, np.int64)),
+        metrics = mesh_metrics(TriMesh.from_trimesh(pred),
                                self.mesh, e.n_points, e.n_volume, e.seed)
         log = RunDir(run_dir).read_log()
         train_records = [r for r in log if "loss" in r]
