@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import REPO_ROOT
 from nerf_app.errors import ConfigError, NerfAppError
 from nerf_app.train.config import BaseConfig, apply_overrides, load_config, read_yaml
 from nerf_app.train.run import RunDir, load_checkpoint
@@ -295,6 +296,18 @@ def test_optional_abilities_are_declared_on_task(tmp_path):
     assert task.eval_color_transform(None) is None and task.eval_color_transform(3) is None
     with pytest.raises(NerfAppError, match="mode 'toy' has no latent codes"):
         task.fit_latent(tmp_path, tmp_path / "shape.obj")
+    assert task.image_near(0) is None and task.pose_correction(0) is None and task.scene is None
+    assert task.hide_unseen() == {"mode": "keep"} and task.view_background() is None
+
+
+def test_no_caller_probes_a_task_with_hasattr():
+    """Every ability a caller uses is declared on Task (above): grep the package for ``hasattr(task, ...)``
+    and ``hasattr(self.task, ...)`` (export, the viewer, eval and render took to probing again once)."""
+    import re
+    pattern = re.compile(r"hasattr\(\s*(self\.)?task\b")
+    found = [f"{p.relative_to(REPO_ROOT)}:{i}" for p in sorted((REPO_ROOT / "nerf_app").rglob("*.py"))
+             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert found == [], found
 
 
 def test_trainer_step_is_the_loop_s_step(tmp_path):

@@ -50,7 +50,7 @@ def pinhole_rays(c2w: np.ndarray, K, width: int, height: int):
 def corrected_c2w(task, index: int) -> np.ndarray:
     """Training camera ``index``'s camera-to-world (normalised) with the run's pose correction, if any."""
     c2w = np.array(task.scene.c2w[int(index)], np.float64)
-    delta = task.pose_correction(int(index)) if hasattr(task, "pose_correction") else None
+    delta = task.pose_correction(int(index))
     if delta is not None:
         from scipy.spatial.transform import Rotation   # Rodrigues, as nerf.task.axis_angle_matrix
         d = delta.detach().double().cpu().numpy().reshape(-1)
@@ -117,7 +117,7 @@ def render_depth_views(task, indices, max_side: int = 160, progress: bool = Fals
         K = (float(cam.fx) * sx, float(cam.fy) * sy, float(cam.cx) * sx, float(cam.cy) * sy)
         c2w = corrected_c2w(task, i)
         o, d, zscale = pinhole_rays(c2w, K, W, H)
-        near = task.image_near(i) if hasattr(task, "image_near") else None
+        near = task.image_near(i)
         near_t = None if near is None else torch.full((len(o),), float(near), device=device)
         t = median_depth(field, grid, torch.from_numpy(o).float().to(device), torch.from_numpy(d).float().to(device),
                          task.march, task.config.backend, near_t).cpu().numpy().astype(np.float64)

@@ -54,7 +54,7 @@ def evaluate_mesh(task, run_dir: Path, mesh_path, split: str = "test", limit: Op
     v, f, uv, tex, vcol, meta = load_mesh_for_eval(mesh_path)
     out: Dict[str, Any] = {"mesh": str(mesh_path), "faces": int(len(f)), "vertices": int(len(v)),
                            "textured": uv is not None}
-    if not hasattr(task, "scene"):
+    if task.scene is None:          # a mode trained on a mesh, not on photos: geometry scores only
         e = task.config.eval
         m = mesh_metrics(TriMesh(v, f), task.mesh, e.n_points, e.n_volume, e.seed)
         out.update({k: m[k] for k in ("chamfer_l1", "normal_consistency", "fscore", "iou")})

@@ -83,7 +83,7 @@ def nerf_colour_fn(task, delta: float, n_samples: int = 12, angle_deg: float = 3
     mean-view colour, through the held-out views' appearance (the run's mean per-image colour map) so it
     matches what ``eval`` compares the NeRF with."""
     field = task.model.field
-    transform = task.eval_color_transform(None) if hasattr(task, "eval_color_transform") else None
+    transform = task.eval_color_transform(None)
     device = task.model.grid.bitfield.device
 
     @torch.no_grad()

@@ -54,7 +54,7 @@ class TrainingPhotos:
     def rays_at(self, image_index, pixels):
         o, d = self.scene.rays_at(image_index, pixels)
         idx = np.asarray(image_index).reshape(-1)
-        if len(idx) == 0 or not hasattr(self.task, "pose_correction"):
+        if len(idx) == 0:
             return o, d
         delta = self.task.pose_correction(int(idx[0]))
         if delta is None:

@@ -90,7 +90,7 @@ def export_textured(task, run_dir: Path, mesh: Optional[str] = None, texture_siz
         axes = "blender"
     meta = {AXES_KEY: axes}
     region = None
-    if surface.region is not None and hasattr(task, "scene"):
+    if surface.region is not None and task.scene is not None:
         region = surface.region.to_json(task.scene.normalization)
         meta[REGION_KEY] = region
     write_textured(path, vc, fc, uv, texture, metadata=meta)

@@ -52,6 +52,9 @@ class Task(ABC):
         self.budget_fraction = 0.0
         #: the data-parallel context (set by the trainer; None in a single process)
         self.dist = None
+        #: the photo scene a mode trains on (``nerf_app.data.scene.Scene``); None for modes trained on
+        #: meshes, images or audio (callers test ``task.scene is None``, never ``hasattr``)
+        self.scene = None
 
     # ---- training ------------------------------------------------------------------------------
 
@@ -140,6 +143,24 @@ class Task(ABC):
     def eval_color_transform(self, index: Optional[int] = None):
         """The colour map applied when rendering image ``index`` (None: a novel view), or None: colours as
         the field gives them."""
+        return None
+
+    def image_near(self, index: int) -> Optional[float]:
+        """Where marching starts for training image ``index``, or None: the mode's default near plane."""
+        return None
+
+    def pose_correction(self, index: int) -> Optional[torch.Tensor]:
+        """The learned pose correction ``[1, 6]`` (axis-angle, translation) for image ``index``, or None: the
+        mode does not optimise cameras."""
+        return None
+
+    def hide_unseen(self) -> Dict[str, Any]:
+        """Leave out of later renders the space no training camera saw, and say what was done; a mode
+        without such space hides nothing."""
+        return {"mode": "keep"}
+
+    def view_background(self) -> Optional[tuple]:
+        """The colour behind a novel view (render, viewer), or None: the renderer's own default."""
         return None
 
     def fit_latent(self, run_dir: Path, mesh_path, steps=None, out=None) -> Dict[str, Any]:

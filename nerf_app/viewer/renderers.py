@@ -187,7 +187,7 @@ class NerfViewRenderer(ViewRenderer):
         o, d = pinhole_rays(req.c2w, width, height, req.fov_y_deg)
         near, transform = self._novel_view_extras(req.c2w, req.fov_y_deg, width, height)
         # a finished run's unseen space is left out (rays.unseen; the first call finds it), maybe tinted
-        bg = self.task.view_background() if hasattr(self.task, "view_background") else None
+        bg = self.task.view_background()
         rgb, depth, opacity = self._render_rays(o, d, req.max_samples, should_stop, near, transform, bg)
         rgb, depth, opacity = rgb.reshape(height, width, 3), depth.reshape(height, width), opacity.reshape(height, width)
         if req.mode == "depth":
@@ -215,8 +215,7 @@ class NerfViewRenderer(ViewRenderer):
         o = np.broadcast_to(c2w[:3, 3], d.shape)
         near = self.task.image_near(i)
         transform = self.task.eval_color_transform(i)
-        if hasattr(self.task, "hide_unseen"):
-            self.task.hide_unseen()
+        self.task.hide_unseen()
         rgb, _, _ = self._render_rays(o, d, req.max_samples, should_stop, near, transform)
         gt = scene.images.rgb(i, self.background)
         gt = cv2.resize(gt, (w, h), interpolation=cv2.INTER_AREA)
