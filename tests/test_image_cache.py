@@ -57,3 +57,44 @@ def test_unwritable_cache_folder_falls_back_to_ram_with_one_line(tmp_path):
     sampler = scene.ray_sampler("train", cache=str(blocker / "cache"), seed=3, log=lines.append)
     assert len(lines) == 1 and "cannot write there" in lines[0] and "stay in RAM" in lines[0], lines
     assert torch.equal(sampler.pixels, scene.ray_sampler("train", cache="none", seed=3).pixels)
+
+
+def _packed_reference(scene, split="train"):
+    """What the RAM path packs, written the plain way: every image, RGB -> alpha 255 when any has alpha."""
+    imgs = [scene.images.load(int(i), keep=False) for i in scene.split_indices(split)]
+    c = 4 if any(im.shape[2] == 4 for im in imgs) else 3
+    out = []
+    for im in imgs:
+        flat = im.reshape(-1, im.shape[2])
+        if flat.shape[1] < c:
+            flat = np.concatenate([flat, np.full((len(flat), 1), 255, np.uint8)], 1)
+        out.append(flat)
+    return np.concatenate(out)
+
+
+def test_ram_path_holds_the_training_pixels_once(tmp_path):
+    """The RAM path packs the pixels without also filling the image store's cache (it held every training
+    pixel twice: once packed, once cached), and packs exactly what the plain way packs."""
+    scene = _scene(tmp_path)
+    sampler = scene.ray_sampler("train", cache="none", seed=3)
+    assert scene.images._cached_bytes == 0 and not scene.images._cache
+    assert np.array_equal(sampler.pixels.numpy(), _packed_reference(scene))
+
+
+def test_an_alpha_channel_the_headers_did_not_announce_widens_the_buffer(tmp_path, monkeypatch):
+    """Headers said RGB, one image decodes RGBA: the buffer widens once, earlier images get alpha 255."""
+    import imageio.v3 as iio
+    from nerf_app.data import image_cache, load_scene
+    shutil.copytree(REPO_ROOT / "data" / "demo", tmp_path / "demo")
+    scene = load_scene(tmp_path / "demo", downscale=2)
+    train = scene.split_indices("train")
+    path = scene.image_paths[int(train[2])]
+    img = iio.imread(path)[..., :3]
+    alpha = np.full(img.shape[:2] + (1,), 200, np.uint8)
+    iio.imwrite(path, np.concatenate([img, alpha], -1))
+    scene = load_scene(tmp_path / "demo", downscale=2)
+    monkeypatch.setattr(image_cache, "header_channels", lambda store, indices: 3)
+    sampler = scene.ray_sampler("train", cache="none", seed=3)
+    assert sampler.channels == 4
+    ref = _packed_reference(scene)
+    assert ref.shape[1] == 4 and np.array_equal(sampler.pixels.numpy(), ref)

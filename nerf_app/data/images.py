@@ -116,8 +116,10 @@ class ImageStore:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def load(self, index: int) -> np.ndarray:
-        """uint8 ``(H, W, C)``, C = 3 (RGB) or 4 (RGBA), at the store's resolution."""
+    def load(self, index: int, keep: bool = True) -> np.ndarray:
+        """uint8 ``(H, W, C)``, C = 3 (RGB) or 4 (RGBA), at the store's resolution; ``keep=False`` does not add
+        a newly decoded image to the RAM cache (the ray sampler copies every training image into its own
+        packed buffer, and caching them too held the training pixels twice)."""
         if index in self._cache:
             return self._cache[index]
         img = decode(self.paths[index])
@@ -126,7 +128,7 @@ class ImageStore:
             raise DatasetError(self.paths[index], f"image is {img.shape[1]}x{img.shape[0]} but its camera says "
                                f"{expected[0]}x{expected[1]}", "size")
         img = resize_area(img, *self.sizes[index])
-        if self._cached_bytes + img.nbytes <= self.cache_bytes:
+        if keep and self._cached_bytes + img.nbytes <= self.cache_bytes:
             self._cache[index] = img
             self._cached_bytes += img.nbytes
         return img

@@ -111,14 +111,7 @@ class RaySampler:
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         packed = self._mapped(scene, cache, log)
         if packed is None:
-            images = [scene.images.load(int(i)) for i in self.indices]
-            self.channels = 4 if any(im.shape[2] == 4 for im in images) else 3
-            packed = np.empty((int(self.offsets[-1]), self.channels), np.uint8)
-            for k, im in enumerate(images):
-                flat = im.reshape(-1, im.shape[2])
-                packed[self.offsets[k]:self.offsets[k + 1], :flat.shape[1]] = flat
-                if flat.shape[1] < self.channels:
-                    packed[self.offsets[k]:self.offsets[k + 1], 3] = 255
+            packed = self._decoded(scene)
         # kept pixels (flat indices into the packed buffer) when the scene has masks
         self._kept = None
         if getattr(scene.images, "mask_paths", None):
@@ -152,6 +145,33 @@ class RaySampler:
         self._how = self._how.to(dev)
         self._lut_base = self._lut_base.to(dev)
         self._fixed_bg_t = None if self._fixed_bg is None else torch.from_numpy(self._fixed_bg).to(dev)
+
+    def _decoded(self, scene) -> np.ndarray:
+        """The packed pixels decoded into RAM one image at a time: the images are neither listed first nor
+        kept in the store's cache (that held every training pixel twice: measured in
+        tests/test_image_cache.py). The channel count comes from the file headers; an image that decodes
+        with an alpha channel its header did not announce widens the buffer once."""
+        from ..errors import DatasetError
+        from .image_cache import header_channels
+        store = scene.images
+        try:
+            self.channels = header_channels(store, self.indices)
+        except DatasetError:  # a header PIL cannot parse (a format only the decoder reads): decoding decides
+            self.channels = 3
+        packed = np.empty((int(self.offsets[-1]), self.channels), np.uint8)
+        for k, i in enumerate(self.indices):
+            im = store.load(int(i), keep=False)
+            flat = im.reshape(-1, im.shape[2])
+            if flat.shape[1] > self.channels:
+                wider = np.empty((len(packed), flat.shape[1]), np.uint8)
+                wider[:, :self.channels] = packed
+                wider[:, self.channels:] = 255        # the images packed so far are opaque
+                packed, self.channels = wider, flat.shape[1]
+            rows = slice(self.offsets[k], self.offsets[k + 1])
+            packed[rows, :flat.shape[1]] = flat
+            if flat.shape[1] < self.channels:
+                packed[rows, 3] = 255
+        return packed
 
     def _mapped(self, scene, cache: str, log) -> Optional[np.ndarray]:
         """The packed pixels memory-mapped from the out-of-core cache (``cache``: none | auto | always | a folder;
