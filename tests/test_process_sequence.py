@@ -263,10 +263,12 @@ def test_auto_keeps_the_first_pass_when_the_remap_is_not_better(monkeypatch, tmp
     assert calls == {"first": 1, "remap": 1, "grow": 1, "kept": "first"}
     assert section["remapped"] is True and section["kept"].startswith("first pass")
     assert section["remap"]["fold_jumps"] == 4 > section["first_pass"]["fold_jumps"] == 2
-    # continuous, but registering fewer frames than the run needs: not kept either
+    # continuous, but registering fewer frames than the run needs, or than the first pass: not kept either
     names, poses = _walk()
     section, calls = _auto(monkeypatch, tmp_path, folded, (names[:15], poses[:15]), min_registered=20)
     assert calls["remap"] == 1 and calls["kept"] == "first" and section["remap"]["fold_jumps"] == 0
+    section, calls = _auto(monkeypatch, tmp_path, folded, (names[:30], poses[:30]), min_registered=3)
+    assert calls["kept"] == "first" and section["remap"]["registered"] == 30 < section["first_pass"]["registered"]
     # no jump, but the last ten frames collapsed onto one point (seen in a short-range-only model)
     names, poses = _walk()
     poses = poses[:30] + [poses[30]] * 10
