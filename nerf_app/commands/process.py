@@ -33,11 +33,11 @@ def add_arguments(parser) -> None:
                         help="folder of masks named like the images (or <name>.png): black = no features there; "
                              "copied into DIR/masks")
     parser.add_argument("--continuity", default=d.continuity, choices=("auto", "off", "on"),
-                        help="video only (photos: one pass). auto (default): map all pairs at once; if the "
-                             "trajectory then jumps where the video has no cut (a folded walk-around), map again "
-                             "with pairs a few frames apart first and long-range pairs kept only when they agree "
-                             "with them, and keep whichever model is more continuous; on: always that constrained "
-                             "mapping; off: one pass, a fold is only warned about")
+                        help="auto (default): map all pairs at once; for a video whose trajectory then jumps "
+                             "where the video has no cut (a folded walk-around), map again with pairs a few frames "
+                             "apart first and long-range pairs kept only when they agree with them, and keep that "
+                             "model if it is more continuous and registers as many frames (photos: one pass); on: "
+                             "always that constrained mapping; off: one pass, a fold is only warned about")
     parser.add_argument("--min-registered", type=float, default=d.min_registered,
                         help=f"fail unless this fraction of the images registers (default {d.min_registered})")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all this process may use)")
