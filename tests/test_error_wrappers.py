@@ -222,3 +222,28 @@ def _write_video(path, n=6):
                             pixelformat="yuv420p") as w:
         for _ in range(n):
             w.append_data(rng.integers(0, 255, (16, 24, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("exc", BUGS)
+def test_mask_intake_lets_bugs_through(tmp_path, monkeypatch, exc):
+    import PIL.Image
+
+    from nerf_app.process import pipeline
+    from nerf_app.process.frames import ImageInfo
+    (tmp_path / "masks").mkdir()
+    _png(tmp_path / "masks" / "a.png")
+    infos = [ImageInfo("a.png", 4, 3, ())]
+    monkeypatch.setattr(PIL.Image, "open", _planted(exc))
+    with pytest.raises(exc, match="planted"):
+        pipeline._prepare_masks(tmp_path / "masks", infos, tmp_path / "colmap", tmp_path / "capture")
+
+
+def test_mask_intake_keeps_a_bad_mask_one_line(tmp_path):
+    from nerf_app.process import pipeline
+    from nerf_app.process.frames import ImageInfo
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    with pytest.raises(DatasetError) as info:
+        pipeline._prepare_masks(tmp_path / "masks", [ImageInfo("a.png", 4, 3, ())], tmp_path / "c", tmp_path / "d")
+    check_error(info.value)
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()

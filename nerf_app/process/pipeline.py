@@ -21,7 +21,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..errors import ConfigError, DatasetError
+from ..errors import ConfigError, DatasetError, reraise_if_bug
 from .continuity import summary_lines as continuity_lines
 from .frames import IMAGE_SUFFIXES, copy_images, list_images, select_video_frames
 from .sfm import EXHAUSTIVE_MAX, MATCHERS, SfmOptions, extract, keypoint_counts, make_pairs, map_images, match
@@ -112,7 +112,8 @@ def _prepare_masks(mask_dir: Path, infos, colmap_dir: Path, capture_dir: Path) -
         try:
             with Image.open(path) as im:
                 m = np.asarray(im.convert("L"))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - PIL raises assorted errors on a broken file
+            reraise_if_bug(exc)   # but not MemoryError, nor a mistake in the call above
             raise DatasetError(path, f"mask does not decode ({type(exc).__name__}: {exc})") from None
         if m.shape != (info.height, info.width):
             raise DatasetError(path, f"mask is {m.shape[1]}x{m.shape[0]} but its image {info.name} is "
