@@ -244,6 +244,7 @@ def test_auto_a_continuous_first_pass_is_not_remapped(monkeypatch, tmp_path):
     assert section["remapped"] is False and section["kept"] == "first pass" and section["cuts"] == []
     assert section["first_pass"]["jumps"] == 0 and section["first_pass"]["registered"] == 40
     assert "remap_s" not in section and section["first_pass_s"] >= 0
+    assert section["not_remapped"] == "no jump without a cut"
 
 
 def test_auto_a_folded_first_pass_is_remapped_once_and_the_continuous_remap_kept(monkeypatch, tmp_path):
@@ -284,6 +285,39 @@ def test_auto_does_not_remap_a_jump_at_a_cut_of_the_video(monkeypatch, tmp_path)
     assert calls["remap"] == 0 and calls["kept"] == "first"
     assert [c["after_frame"] for c in section["cuts"]] == [49]
     assert section["first_pass"]["jumps"] == 1 and section["first_pass"]["fold_jumps"] == 0
+
+
+def _mild(frames=40, every=8, extra=4.0):
+    """The true walk with every ``every``-th step ``extra`` times longer (uneven spacing, as fox's photos encoded
+    as a video: steps 3.6-4.7x the median, view change 8-21 degrees): jumps, but no fold."""
+    names, poses = _walk(frames)
+    out = [poses[0]]
+    turn = 0.0
+    for k in range(1, frames):
+        turn += (extra if k % every == 0 else 1.0) * 180.0 / frames  # half the walk's pace, 4.5 deg a step
+        out.append(_turned(poses[0], turn))
+    jumps = check_continuity(names, dict(zip(names, out)))["jumps"]
+    assert jumps and all(j["view_change_deg"] < 30 and j["step_ratio"] < 6 for j in jumps), jumps
+    return names, out
+
+
+def test_auto_does_not_remap_mild_jumps_but_a_severe_one(monkeypatch, tmp_path):
+    from nerf_app.process.sequence import SEVERE_STEP_RATIO, SEVERE_VIEW_CHANGE_DEG
+
+    assert (SEVERE_VIEW_CHANGE_DEG, SEVERE_STEP_RATIO) == (30.0, 6.0)
+    mild = _mild()
+    section, calls = _auto(monkeypatch, tmp_path, mild, _walk())
+    assert calls == {"first": 1, "remap": 0, "grow": 0, "kept": "first"}
+    first = section["first_pass"]
+    assert first["fold_jumps"] >= 3 and first["severe_fold_jumps"] == 0
+    assert section["remapped"] is False and section["kept"] == "first pass"
+    assert section["not_remapped"].startswith("jumps too mild to be a fold")
+    # one severe jump among the mild ones (a stretch half a turn away) is re-mapped
+    names, poses = mild
+    poses = poses[:20] + [_turned(p, 180.0) for p in poses[20:26]] + poses[26:]
+    section, calls = _auto(monkeypatch, tmp_path, (names, poses), _walk())
+    assert calls == {"first": 1, "remap": 1, "grow": 1, "kept": "remap"}
+    assert section["first_pass"]["severe_fold_jumps"] == 2 and "not_remapped" not in section
 
 
 def test_auto_is_the_default_and_the_cli_offers_all_three_modes():
