@@ -347,6 +347,8 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
         if auto.get("remapped"):
             print(f"continuity: the first pass jumped without a cut ({auto['first_pass']['fold_jumps']} jumps); "
                   f"re-mapped with the constraint, kept: {auto['kept']}", file=sys.stderr)
+        elif (auto.get("first_pass") or {}).get("fold_jumps"):
+            print(f"continuity: not re-mapped: {auto.get('not_remapped', '')}", file=sys.stderr)
         for line in continuity_lines(report["continuity"]):  # issue 24: a folded trajectory is reported
             print(line, file=sys.stderr)
         timings["write"] = time.perf_counter() - t
