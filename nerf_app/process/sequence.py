@@ -9,7 +9,8 @@ frames. So with ``--continuity on``, ``process`` maps in two passes (:func:`map_
 unfolds the rendered quarter-turn walk-around, 16.7 % -> 2.05 % centre error, but on the half-turn one,
 which one pass does not fold, it came out worse; docs/data.md). Hence the default for video,
 ``--continuity auto`` (:func:`map_video_auto`): one pass with all pairs, as ``off``; only when that
-trajectory jumps severely (a fold) where the video has no cut, the two passes below, and the more continuous model is kept.
+trajectory jumps severely (a fold) where the video has no cut, the two passes below, and the more
+continuous model is kept.
 
 1. **Short range**: map with only the pairs at most ``window`` frames apart (all other pairs'
    verified geometries are removed from a copy of the database). This trajectory cannot fold; it
@@ -54,10 +55,11 @@ CUT_INLIER_FRACTION = 0.1
 STALL_RATIO = 0.05
 #: ``--continuity auto`` re-maps only on a *severe* fold jump: one whose view change is at least
 #: :data:`SEVERE_VIEW_CHANGE_DEG` or whose step is at least :data:`SEVERE_STEP_RATIO` times the median
-#: step. Measured: the folds of the rendered quarter-turn walk-around change the view by 70-131 degrees
-#: with steps 3.6-23x the median; fox's 67 photos encoded as a video jump mildly (uneven photo spacing:
-#: 8-21 degrees, steps 3.6-4.7x), where a re-map cost 1.22x the time and was not kept. Milder jumps are
-#: still warned about, not re-mapped.
+#: step. Measured: each folded one-pass model of the rendered quarter-turn walk-around (3 runs) has a jump of
+#: at least 10.7x and 34 degrees (its fold jumps: 34-131 degrees, 7.9-33x, plus one 3.6x / 4.5 deg beside a
+#: 12.9x / 76 deg one); fox's 67 photos encoded as a video jump mildly (uneven photo spacing: 7.7-21.4 degrees,
+#: steps 3.6-4.7x), where a re-map cost 1.22x the time and was not kept. Milder jumps are still warned about,
+#: not re-mapped.
 SEVERE_VIEW_CHANGE_DEG = 30.0
 SEVERE_STEP_RATIO = 6.0
 
