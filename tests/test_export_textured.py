@@ -262,8 +262,9 @@ def _analytic_sdf_task():
     from nerf_app.geometry.mesh import TriMesh
     cfg = SimpleNamespace(mode="sdf", eval=SimpleNamespace(resolution=48, n_points=5000, n_volume=5000, seed=0))
     from nerf_app.export.surface import field_surface
+    # scene=None: a mode trained on a mesh, as Task declares it (no photos to render against)
     return SimpleNamespace(field_for_export=lambda: (fn, 0.0, "below"), to_original=to_original, config=cfg,
-                           mesh=TriMesh(np.asarray(gt.vertices), np.asarray(gt.faces)),
+                           scene=None, mesh=TriMesh.from_trimesh(gt),
                            export_surface=lambda resolution=None, **o: field_surface(fn, 0.0, "below", to_original,
                                                                                      resolution or 48, **o))
 
