@@ -46,6 +46,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sh_encode_backward", &nerf_app::sh_encode_backward, "spherical-harmonics gradient to the directions");
   m.def("ray_aabb", &nerf_app::ray_aabb, "ray / axis-aligned cube intersection: [t_near, t_far]");
   m.def("march_rays", &nerf_app::march_rays, "occupancy-grid ray marching to packed samples");
+  m.def("render_fused", &nerf_app::render_fused, "fused NeRF inference render per ray tile (CPU)");
   m.def("volume_render_forward", &nerf_app::volume_render_forward, "volume rendering of packed samples");
   m.def("volume_render_backward", &nerf_app::volume_render_backward,
         "volume rendering gradient to densities and colours");

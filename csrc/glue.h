@@ -64,4 +64,19 @@ inline void* current_stream() { return (void*)c10::cuda::getCurrentCUDAStream().
   TORCH_CHECK(false, "nerf_app._C was built without CUDA kernels (rebuild with a CUDA torch and nvcc)")
 #endif
 
+// ---- checks other ops' glue reuses (csrc/render_fused.cpp calls the hash-grid and MLP kernels) ----
+}  // namespace nerf_app
+
+#include "cpu/mlp_cpu.h"
+#include "hashgrid_math.h"
+
+namespace nerf_app {
+// The checked level layout of a hash-grid table (csrc/hashgrid.cpp).
+HashGridLevels make_levels(int dim, const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes,
+                           const std::vector<int64_t>& resolutions, const std::vector<double>& scales,
+                           int64_t table_rows);
+// The checked shapes of an MLP's weights for inputs of width n_in on like's device (csrc/mlp.cpp).
+cpu::MlpDims check_mlp_weights(const char* op, const at::Tensor& like, int64_t n_in,
+                               const std::vector<at::Tensor>& weights, int64_t act, int64_t out_act);
+
 }  // namespace nerf_app

@@ -11,8 +11,6 @@
 #endif
 
 namespace nerf_app {
-namespace {
-
 HashGridLevels make_levels(int dim, const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes,
                            const std::vector<int64_t>& resolutions, const std::vector<double>& scales,
                            int64_t table_rows) {
@@ -40,6 +38,8 @@ HashGridLevels make_levels(int dim, const std::vector<int64_t>& offsets, const s
   }
   return L;
 }
+
+namespace {
 
 // x and table (and grad_y when given) on one CPU/CUDA device, with the dtypes that device's kernels read.
 void check_inputs(const at::Tensor& x, const at::Tensor& table, const at::Tensor* grad_y = nullptr) {

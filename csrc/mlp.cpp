@@ -30,24 +30,31 @@ namespace {
 
 cpu::MlpDims check_network(const at::Tensor& x, const std::vector<at::Tensor>& weights, int64_t act,
                            int64_t out_act) {
-  const int L = (int)weights.size();
-  TORCH_CHECK(L >= 1 && L <= kMlpMaxLayers, "mlp: 1 to ", kMlpMaxLayers, " weight matrices supported, got ", L);
   check_same_device("mlp", {{"x", &x}});
   check_tensor("mlp", "x", x, at::kFloat, 2);
   TORCH_CHECK(x.size(1) >= 1, "mlp: x must be [N, n_in] with n_in >= 1");
-  TORCH_CHECK(act == kActNone || act == kActRelu, "mlp: hidden activation must be none or relu");
-  TORCH_CHECK(out_act >= kActNone && out_act <= kActExp, "mlp: bad output activation code ", out_act);
-  int64_t prev = x.size(1);
+  return check_mlp_weights("mlp", x, x.size(1), weights, act, out_act);
+}
+
+}  // namespace
+
+cpu::MlpDims check_mlp_weights(const char* op, const at::Tensor& like, int64_t n_in,
+                               const std::vector<at::Tensor>& weights, int64_t act, int64_t out_act) {
+  const int L = (int)weights.size();
+  TORCH_CHECK(L >= 1 && L <= kMlpMaxLayers, op, ": 1 to ", kMlpMaxLayers, " weight matrices supported, got ", L);
+  TORCH_CHECK(act == kActNone || act == kActRelu, op, ": hidden activation must be none or relu");
+  TORCH_CHECK(out_act >= kActNone && out_act <= kActExp, op, ": bad output activation code ", out_act);
+  int64_t prev = n_in;
   for (int i = 0; i < L; ++i) {
     const at::Tensor& w = weights[i];
-    TORCH_CHECK(w.dim() == 2 && w.size(1) == prev, "mlp: weights[", i, "] must be [out, ", prev, "]");
-    check_same_device("mlp", {{"x", &x}, {"a weight matrix", &w}});
-    check_tensor("mlp", "weights", w, at::kFloat, 2);
-    TORCH_CHECK(i == L - 1 || i == 0 || w.size(0) == weights[0].size(0), "mlp: hidden layers must share one width");
+    TORCH_CHECK(w.dim() == 2 && w.size(1) == prev, op, ": weights[", i, "] must be [out, ", prev, "]");
+    check_same_device(op, {{"x", &like}, {"a weight matrix", &w}});
+    check_tensor(op, "weights", w, at::kFloat, 2);
+    TORCH_CHECK(i == L - 1 || i == 0 || w.size(0) == weights[0].size(0), op, ": hidden layers must share one width");
     prev = w.size(0);
   }
   cpu::MlpDims s;
-  s.n_in = (int)x.size(1);
+  s.n_in = (int)n_in;
   s.width = (int)weights[0].size(0);
   s.n_out = (int)weights[L - 1].size(0);
   s.n_layers = L;
@@ -56,6 +63,8 @@ cpu::MlpDims check_network(const at::Tensor& x, const std::vector<at::Tensor>& w
   if (L == 1) s.width = s.n_out;  // no hidden layer: the width is unused
   return s;
 }
+
+namespace {
 
 // Large per-call CPU buffers (saved activations, y, grad_x) come from a small cache of recently freed
 // blocks. Fresh memory costs a page fault per page on first touch, and glibc hands big blocks back to

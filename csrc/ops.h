@@ -68,6 +68,24 @@ std::vector<at::Tensor> volume_render_backward(const at::Tensor& sigmas, const a
 }  // namespace nerf_app
 
 namespace nerf_app {
+// ---- fused NeRF inference render (csrc/render_fused.cpp; CPU) ----
+// -> [color [R,3] over the background, depth [R], opacity [R], samples per ray [R] int64]: the rays through a
+// NeRF field (hash grid -> density MLP, SH ++ h -> colour MLP), as nerf/renderer.py::render_rays_early_stop.
+std::vector<at::Tensor> render_fused(const at::Tensor& origins, const at::Tensor& dirs, const at::Tensor& t_near,
+                                     const at::Tensor& t_far, const at::Tensor& background,
+                                     const at::Tensor& bitfield, int64_t n_cascades, int64_t resolution,
+                                     double dt_min, double dt_max, double cone_angle, int64_t round_samples,
+                                     int64_t round_samples_max, double t_threshold, double min_weight,
+                                     const at::Tensor& table, const std::vector<int64_t>& offsets,
+                                     const std::vector<int64_t>& sizes, const std::vector<int64_t>& resolutions,
+                                     const std::vector<double>& scales, bool smoothstep,
+                                     const std::vector<at::Tensor>& density_weights,
+                                     const std::vector<at::Tensor>& color_weights, int64_t act, int64_t color_out_act,
+                                     int64_t sh_degree, double density_bias, double bound_lo, double extent,
+                                     bool bf16);
+}  // namespace nerf_app
+
+namespace nerf_app {
 // ---- Gaussian splats (csrc/splat.cpp) ----
 // -> [image [H,W,3], alpha [H,W], tile_offsets, isect_gid, gauss_offsets, entry_of, last] (the last five: for backward)
 std::vector<at::Tensor> splat_rasterize_forward(const at::Tensor& mean2d, const at::Tensor& conic,

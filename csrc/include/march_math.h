@@ -16,9 +16,26 @@
 
 namespace nerf_app {
 
+// fmaxf / fminf with their NaN rule (a NaN operand yields the other one), written out: without
+// -ffinite-math-only gcc calls libm's through the PLT for each, and the march calls them per step.
+NA_HD float max_num(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return fmaxf(a, b);
+#else
+  return a > b ? a : (b != b ? a : b);
+#endif
+}
+NA_HD float min_num(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return fminf(a, b);
+#else
+  return a < b ? a : (b != b ? a : b);
+#endif
+}
+
 // Smallest cascade whose cube contains p (n_cascades if none).
 NA_HD int cascade_of(const float* p, int n_cascades) {
-  const float m = fmaxf(fmaxf(fabsf(p[0] - 0.5f), fabsf(p[1] - 0.5f)), fabsf(p[2] - 0.5f));
+  const float m = max_num(max_num(fabsf(p[0] - 0.5f), fabsf(p[1] - 0.5f)), fabsf(p[2] - 0.5f));
   int k = 0;
   float half = 0.5f;
   while (k < n_cascades && m > half) {
@@ -54,7 +71,7 @@ NA_HD float cell_exit_t(const float* o, const float* d, int cx, int cy, int cz, 
   for (int a = 0; a < 3; ++a) {
     const float edge = (float)(c[a] + (d[a] > 0.0f ? 1 : 0)) / (float)res;  // cell boundary in [0,1]
     const float world = add_rn(mul_rn(edge - 0.5f, scale), 0.5f);
-    t = fminf(t, (world - o[a]) / d[a]);
+    t = min_num(t, (world - o[a]) / d[a]);
   }
   return t;
 }
@@ -90,9 +107,11 @@ NA_HD int march_ray(const MarchRay& r, const uint8_t* bitfield, int n_cascades, 
       t = add_rn(t, dt);
     } else {
       const float t_exit = cell_exit_t(r.o, r.d, cx, cy, cz, scale, res);
+      float step = dt;  // march_dt(t), carried from one step to the next instead of computed twice
       do {
-        t = add_rn(t, march_dt(t, cone_angle, dt_min, dt_max));
-      } while (add_rn(t, mul_rn(0.5f, march_dt(t, cone_angle, dt_min, dt_max))) < t_exit && t < r.t_max);
+        t = add_rn(t, step);
+        step = march_dt(t, cone_angle, dt_min, dt_max);
+      } while (add_rn(t, mul_rn(0.5f, step)) < t_exit && t < r.t_max);
     }
   }
   return n;

@@ -240,13 +240,16 @@ def render_image(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, d
                  background: torch.Tensor, march: MarchSettings, chunk: Optional[int] = None,
                  backend: Optional[str] = "auto", near=None,
                  color_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-                 early_stop: bool = True, stats: Optional[dict] = None):
+                 early_stop: bool = True, stats: Optional[dict] = None, fused: Optional[bool] = None):
     """Render ``[H, W, 3]`` rays in tiles of ``chunk`` rays -> ``color [H, W, 3]``, ``depth [H, W]``,
     ``opacity [H, W]``. ``near``: a float or ``[H, W]`` per-ray start distances; ``color_transform``: applied
     to the composited colours (per-image appearance); ``early_stop``: :func:`render_rays_early_stop` (default)
     or every marched sample (:func:`render_rays`); ``stats`` (a dict) receives ``samples`` and ``rays``.
     ``chunk`` None: 8192 rays on a CPU (the live rays' samples and activations stay in cache: measured ~8 %
-    faster than 32768 on a 800x600 cup view), 32768 elsewhere."""
+    faster than 32768 on a 800x600 cup view), 32768 elsewhere.
+    ``fused``: early-stop rendering in one C++ pass per tile of rays (:mod:`nerf_app.ops.render_fused`, whose
+    definition is :func:`render_rays_early_stop`): None (default) where it can run, True required (a
+    :class:`~nerf_app.errors.BackendError` saying why not), False the composed ops."""
     H, W = origins.shape[:2]
     # Camera paths and exports build rays on the CPU while a trained model may live on the GPU: render
     # on the model's device (the ops refuse mixed devices) and hand the images back on the rays' device.
@@ -258,6 +261,15 @@ def render_image(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, d
     if near is not None and not torch.is_tensor(near):
         near = torch.full((o.shape[0],), float(near), device=o.device)
     near = None if near is None else near.reshape(-1).float()
+    if early_stop and fused is not False:
+        from ..ops.render_fused import unsupported
+        why = unsupported(field, grid, device, backend, march)
+        if why is None:
+            return _render_image_fused(field, grid, o, d, background, march, backend, near, color_transform, stats,
+                                       (H, W), out_device)
+        if fused:
+            from ..errors import BackendError
+            raise BackendError(f"render_image: the fused render was asked for, but {why}")
     fn = render_rays_early_stop if early_stop else render_rays
     if chunk is None:
         chunk = 1 << 13 if device.type == "cpu" else 1 << 15
@@ -276,3 +288,21 @@ def render_image(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, d
         stats["rays"] = stats.get("rays", 0) + o.shape[0]
     return (torch.cat(colors).reshape(H, W, 3).to(out_device), torch.cat(depths).reshape(H, W).to(out_device),
             torch.cat(opac).reshape(H, W).to(out_device))
+
+
+def _render_image_fused(field, grid, o, d, background, march, backend, near, color_transform, stats, size,
+                        out_device):
+    """:func:`render_image` through :func:`nerf_app.ops.render_fused.render_rays_fused`: every ray in one call
+    (the kernel tiles them itself and balances the tiles over the threads)."""
+    from ..ops.render_fused import render_rays_fused
+    H, W = size
+    t, t_far = _interval(o, d, grid, march, backend, near)
+    color, depth, opacity, samples = render_rays_fused(field, grid, o, d, t, t_far, background.reshape(-1, 3)[0]
+                                                       if background.numel() == 3 else background, march)
+    if color_transform is not None:
+        color = color_transform(color)
+    if stats is not None:
+        stats["samples"] = stats.get("samples", 0) + int(samples.sum())
+        stats["rays"] = stats.get("rays", 0) + o.shape[0]
+    return (color.reshape(H, W, 3).to(out_device), depth.reshape(H, W).to(out_device),
+            opacity.reshape(H, W).to(out_device))

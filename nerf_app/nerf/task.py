@@ -331,15 +331,18 @@ class NerfTask(Task):
         """Where marching starts for image ``index`` (None: ``rays.near`` for all)."""
         return None if self.near_images is None else float(self.near_images[int(index)])
 
-    def render_view(self, index: int, background=None, stats: Optional[dict] = None, step: int = 1):
+    def render_view(self, index: int, background=None, stats: Optional[dict] = None, step: int = 1,
+                    fused: Optional[bool] = None):
         """Render training/test image ``index`` of the scene (every ``step``-th pixel) -> (rgb, depth, opacity)
-        numpy arrays (early ray termination; the image's near plane, pose correction and appearance)."""
+        numpy arrays (early ray termination; the image's near plane, pose correction and appearance; ``fused``
+        as :func:`~nerf_app.nerf.renderer.render_image`'s)."""
         bg = torch.tensor(background or eval_background(self.config), device=self.device)
         self.hide_unseen()
         o, d = self.view_rays(index, step)
         rgb, depth, opacity = render_image(self.model.field, self.model.grid, o, d, bg, self.march,
                                            backend=self.config.backend, near=self.image_near(index),
-                                           color_transform=self.eval_color_transform(index), stats=stats)
+                                           color_transform=self.eval_color_transform(index), stats=stats,
+                                           fused=fused)
         return rgb.clamp(0, 1).cpu().numpy(), depth.cpu().numpy(), opacity.cpu().numpy()
 
     def pose_correction(self, index: int) -> Optional[torch.Tensor]:

@@ -91,6 +91,12 @@ def inference_dtype(device: torch.device) -> str:
         raise BackendError(f"{PRECISION_ENV}=bf16 but this CPU or build has no bf16 MLP kernel "
                            "(needs x86-64 with AVX-512 BF16)")
     return "fp32"
+def inference_in_bf16(device: torch.device) -> bool:
+    """Whether an inference pass of the cpp MLP on ``device`` runs in bf16 here and now (inside
+    :func:`inference_precision`, where :func:`inference_dtype` says bf16)."""
+    return bool(_inference.get()) and inference_dtype(device) == "bf16"
+
+
 CUDA_WIDTHS = (16, 32, 64, 128)
 CUDA_MAX_IO = 128
 
@@ -174,6 +180,6 @@ def mlp_forward(x: torch.Tensor, weights: List[torch.Tensor], activation: str = 
     if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
         return _FusedMLPFunction.apply(x, act, out_act, *weights)
     # inference: nothing is saved for a backward
-    if _inference.get() and inference_dtype(x.device) == "bf16":
+    if inference_in_bf16(x.device):
         return _backend.extension().mlp_forward_bf16(x, weights, act, out_act)
     return _backend.extension().mlp_forward(x, weights, act, out_act, False)[0]

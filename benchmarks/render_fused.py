@@ -1,0 +1,118 @@
+"""Render time and quality of the fused CPU render against the composed ops, side by side, on one trained run.
+
+    python benchmarks/render_fused.py RUN [--set data.downscale=2] [--views 3] [--frames 4]
+                                          [--resolution 400x224] [--reps 3]
+
+Held-out views (at the run's data.downscale) and default-orbit frames (at --resolution) are each rendered
+--reps times with the composed ops (render_rays_early_stop; the code path before the fused pass) and with the
+fused pass, alternating, from the same model, rays and near planes. Held-out views are scored against their
+photos as ``nerf-app eval`` scores them. One JSON line per view/frame and a summary: median seconds of each
+path, their ratio, PSNR of each and the largest pixel difference. Nothing is written into RUN.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import emit, machine  # noqa: E402
+
+from nerf_app.camera_paths.orbit import pinhole_rays  # noqa: E402
+from nerf_app.metrics import psnr  # noqa: E402
+from nerf_app.nerf.evaluate import eval_background, eval_views  # noqa: E402
+from nerf_app.nerf.outputs import camera_path_info, frame_size  # noqa: E402
+from nerf_app.nerf.renderer import render_image  # noqa: E402
+from nerf_app.train.modes import open_run  # noqa: E402
+
+PATHS = (("composed", False), ("fused", True))
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--views", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=4)
+    parser.add_argument("--resolution", default="400x224")
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    task, _, _ = open_run(args.run, overrides=args.overrides, lock=False)
+    bg = eval_background(task.config)
+    task.hide_unseen()   # once, before anything is timed (render and eval do it on their first frame)
+    seconds = {name: [] for name, _ in PATHS}
+    scores = {name: [] for name, _ in PATHS}
+    max_diff = 0.0
+    views = list(eval_views(task.scene, "test", args.views))[: args.views]
+    for i in views:
+        gt = task.scene.images.rgb(int(i), background=np.array(bg, np.float32))[..., :3].astype(np.float32)
+        mask = task.scene.images.mask(int(i))
+        t = {name: [] for name, _ in PATHS}
+        img = {}
+        for _ in range(args.reps):
+            for name, fused in PATHS:
+                stats = {}
+                (img[name], _, _), s = timed(lambda: task.render_view(int(i), bg, stats=stats, fused=fused))
+                t[name].append(s)
+        for name, _ in PATHS:
+            seconds[name].append(statistics.median(t[name]))
+            scores[name].append(psnr(img[name], gt, mask=mask))
+        diff = float(np.abs(img["fused"] - img["composed"]).max())
+        max_diff = max(max_diff, diff)
+        emit({"bench": "render_fused", "kind": "held-out", "view": task.scene.names[int(i)],
+              "size": "x".join(map(str, img["fused"].shape[1::-1])),
+              **{f"s_{n}": [round(v, 3) for v in t[n]] for n, _ in PATHS},
+              **{f"psnr_{n}": round(scores[n][-1], 4) for n, _ in PATHS}, "max_abs_pixel_diff": round(diff, 6),
+              "load_avg_1m": round(os.getloadavg()[0], 2)})
+    poses, fovs, _ = camera_path_info(task, "orbit", args.frames)
+    cam = task.scene.cameras[int(task.scene.split_indices("train")[0])]
+    width, height = frame_size(args.resolution, cam.width, cam.height)
+    transform = task.eval_color_transform(None)
+    frame_s = {name: [] for name, _ in PATHS}
+    for k, (c2w, fov) in enumerate(zip(poses, fovs)):
+        o, d = pinhole_rays(c2w, width, height, fov)
+        o = torch.from_numpy(o).float().reshape(height, width, 3)
+        d = torch.from_numpy(d).float().reshape(height, width, 3)
+        f = 0.5 * height / math.tan(math.radians(fov) / 2)
+        near = (task.near_for_poses(c2w[None], f, f, width, height) or [None])[0]
+        t = {name: [] for name, _ in PATHS}
+        img = {}
+        for _ in range(args.reps):
+            for name, fused in PATHS:
+                (img[name], _, _), s = timed(lambda: render_image(
+                    task.model.field, task.model.grid, o, d, torch.tensor(bg), task.march, backend=task.config.backend,
+                    near=near, color_transform=transform, fused=fused))
+                t[name].append(s)
+        for name, _ in PATHS:
+            frame_s[name].append(statistics.median(t[name]))
+        diff = float((img["fused"] - img["composed"]).abs().max())
+        max_diff = max(max_diff, diff)
+        emit({"bench": "render_fused", "kind": "orbit", "frame": k, "size": f"{width}x{height}",
+              **{f"s_{n}": [round(v, 3) for v in t[n]] for n, _ in PATHS}, "max_abs_pixel_diff": round(diff, 6),
+              "load_avg_1m": round(os.getloadavg()[0], 2)})
+    summary = {"bench": "render_fused", "run": args.run, "overrides": args.overrides, "reps": args.reps,
+               "threads": torch.get_num_threads(), "max_abs_pixel_diff": round(max_diff, 6)}
+    if views:
+        summary.update({f"heldout_median_s_{n}": round(statistics.median(seconds[n]), 3) for n, _ in PATHS})
+        summary["heldout_speedup"] = round(statistics.median(seconds["composed"]) / statistics.median(seconds["fused"]), 3)
+        summary.update({f"psnr_{n}": round(float(np.mean(scores[n])), 4) for n, _ in PATHS})
+    if frame_s["fused"]:
+        summary.update({f"orbit_median_s_{n}": round(statistics.median(frame_s[n]), 3) for n, _ in PATHS})
+        summary["orbit_speedup"] = round(statistics.median(frame_s["composed"]) / statistics.median(frame_s["fused"]), 3)
+    emit({**summary, **machine(), "load_avg_1m": round(os.getloadavg()[0], 2)})
+
+
+if __name__ == "__main__":
+    main()
