@@ -109,7 +109,7 @@ def test_march_compacted_is_the_single_march_cut_where_compositing_stops():
     field = NerfField(0.0, 1.0, density_bias=3.0, backend="cpp")
     grid = OccupancyGrid(2, 16)
     o, d = _rays_into_box(211, -0.3, 0.4)
-    march = MarchSettings(384, 1 / 256, 1024, 0.0, 1e-3, round_samples=3, round_samples_max=5)
+    march = MarchSettings(384, 1 / 256, 1024, 0.0, 1e-3, compact_rounds=(3, 20))
     t0, t1 = _interval(o, d, grid, march, "cpp")
     full = march_rays(o, d, t0, t1, grid.bitfield, grid.n_cascades, grid.resolution, march.dt_min(),
                       march.dt_max(grid), march.cone_angle, march.max_samples)

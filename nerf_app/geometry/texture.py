@@ -217,8 +217,8 @@ class PhotoEvidence:
     def __init__(self, size: int):
         S = self.size = int(size)
         self.offsets = _band_offsets(S)
-        self.rhs = np.zeros((S * S, 3))
-        self.weights = np.zeros(S * S)
+        self._rhs = np.zeros((S * S, 3))
+        self._weights = np.zeros(S * S)
         self.gram = np.zeros((len(self.offsets), S * S))
         self._pending, self._n_pending = [], 0
         # offset (texel difference + S + 1) -> band number; -1 never happens for taps of one lookup
@@ -226,24 +226,36 @@ class PhotoEvidence:
         for j, d in enumerate(self.offsets):
             self._band_of[d + S + 1] = j
 
+    @property
+    def rhs(self) -> np.ndarray:
+        """``r [S*S, 3]``, the weighted splat of the colours."""
+        self._flush()
+        return self._rhs
+
+    @property
+    def weights(self) -> np.ndarray:
+        """``[S*S]``, the plain splat of the weights."""
+        self._flush()
+        return self._weights
+
     def add(self, uv: np.ndarray, colours: np.ndarray, w: np.ndarray) -> None:
         """Hits at ``uv [n,2]`` that saw ``colours [n,3]``, with weights ``w [n]``."""
         from .mesh_render import bilinear_taps
 
         S, N = self.size, self.size * self.size
-        rcw = bilinear_taps(uv, S, S)
-        sums, wsum = splat_bilinear(uv, colours, w, S, taps=rcw)
-        self.rhs += sums.reshape(N, -1)
-        self.weights += wsum.reshape(N)
-        taps = [(r * S + c, b) for r, c, b in rcw]
-        # the 16 (k, l) tap pairs, gathered into one bincount over (band, k)
+        taps = [(r * S + c, b) for r, c, b in bilinear_taps(uv, S, S)]
+        # the splat (weights and rhs: splat_bilinear's sums) and the 16 (k, l) tap pairs of the Gram bands
+        k = np.concatenate([ka for ka, _ in taps])
+        ww = np.concatenate([w * ba for _, ba in taps])
         pairs_k = np.concatenate([ka for ka, _ in taps for _ in taps])
         pairs_l = np.concatenate([kb for _ in taps for kb, _ in taps])
         wts = np.concatenate([w * ba * bb for _, ba in taps for _, bb in taps])
         band = self._band_of[pairs_l - pairs_k + S + 1]
-        # buffered: one bincount over all nine bands costs a pass over 9 S^2 values, so it runs once per
-        # few images rather than once per image
-        self._pending.append((band * N + pairs_k, wts))
+        # buffered: every bincount costs a pass over its S^2 (the Gram's: 9 S^2) outputs, so they run once per
+        # few images rather than once per image (a 2048^2 texture: 16 passes of 32 MB per photo otherwise)
+        colours = np.asarray(colours, np.float64)
+        vals = np.concatenate([(w * ba)[:, None] * colours for _, ba in taps])
+        self._pending.append((band * N + pairs_k, wts, k, ww, vals))
         self._n_pending += len(wts)
         if self._n_pending >= 2 * N:
             self._flush()
@@ -251,9 +263,12 @@ class PhotoEvidence:
     def _flush(self) -> None:
         if self._pending:
             N = self.size * self.size
-            idx = np.concatenate([i for i, _ in self._pending])
-            wts = np.concatenate([w for _, w in self._pending])
+            cat = [np.concatenate(parts) for parts in zip(*self._pending)]
+            idx, wts, k, ww, vals = cat
             self.gram += np.bincount(idx, wts, len(self.offsets) * N).reshape(len(self.offsets), N)
+            self._weights += np.bincount(k, ww, N)
+            for ch in range(self._rhs.shape[1]):
+                self._rhs[:, ch] += np.bincount(k, vals[:, ch], N)
             self._pending, self._n_pending = [], 0
 
     def gram_times(self, x: np.ndarray) -> np.ndarray:

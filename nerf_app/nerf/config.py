@@ -81,8 +81,8 @@ class NerfRaySettings:
     train_compact: str = "auto"
     # inference (eval/render/export): rounds of round_samples per live ray (doubling to round_samples_max);
     # a ray stops once its transmittance is below render_t_threshold (early ray termination)
-    round_samples: int = 8
-    round_samples_max: int = 16
+    round_samples: int = 4       # was 8/16: 4/4 marches ~1/5 fewer samples at equal PSNR (nerf/renderer.py)
+    round_samples_max: int = 4
     render_t_threshold: float = 1e-2
     render_min_weight: float = 1e-4   # inference: samples weighing less than this get no colour evaluation
     # render / eval / viewer of a trained run (training never reads these): space no training camera saw
