@@ -1,17 +1,20 @@
 """Render time and quality of the fused CPU render against the composed ops, side by side, on one trained run.
 
     python benchmarks/render_fused.py RUN [--set data.downscale=2] [--views 3] [--frames 4]
-                                          [--resolution 400x224] [--reps 3]
+                                          [--resolution 400x224] [--reps 3] [--fused-rounds 4,4]
 
 Held-out views (at the run's data.downscale) and default-orbit frames (at --resolution) are each rendered
 --reps times with the composed ops (render_rays_early_stop; the code path before the fused pass) and with the
 fused pass, alternating, from the same model, rays and near planes. Held-out views are scored against their
-photos as ``nerf-app eval`` scores them. One JSON line per view/frame and a summary: median seconds of each
+photos as ``nerf-app eval`` scores them. ``--fused-rounds K,KMAX`` renders the fused path with other render rounds
+than the run's (rays.round_samples, rays.round_samples_max): main before and after a change of defaults, as a
+run trained before it (8/16) and one trained after it (4/4) would render. One JSON line per view/frame and a summary: median seconds of each
 path, their ratio, PSNR of each and the largest pixel difference. Nothing is written into RUN.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import statistics
@@ -48,10 +51,15 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--resolution", default="400x224")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--fused-rounds", default=None, metavar="K,KMAX")
     args = parser.parse_args()
     task, _, _ = open_run(args.run, overrides=args.overrides, lock=False)
     bg = eval_background(task.config)
     task.hide_unseen()   # once, before anything is timed (render and eval do it on their first frame)
+    marches = {"composed": task.march, "fused": task.march}
+    if args.fused_rounds:
+        k, k_max = (int(v) for v in args.fused_rounds.split(","))
+        marches["fused"] = dataclasses.replace(task.march, round_samples=k, round_samples_max=k_max)
     seconds = {name: [] for name, _ in PATHS}
     scores = {name: [] for name, _ in PATHS}
     max_diff = 0.0
@@ -63,8 +71,8 @@ def main() -> None:
         img = {}
         for _ in range(args.reps):
             for name, fused in PATHS:
-                stats = {}
-                (img[name], _, _), s = timed(lambda: task.render_view(int(i), bg, stats=stats, fused=fused))
+                task.march = marches[name]
+                (img[name], _, _), s = timed(lambda: task.render_view(int(i), bg, fused=fused))
                 t[name].append(s)
         for name, _ in PATHS:
             seconds[name].append(statistics.median(t[name]))
@@ -92,7 +100,7 @@ def main() -> None:
         for _ in range(args.reps):
             for name, fused in PATHS:
                 (img[name], _, _), s = timed(lambda: render_image(
-                    task.model.field, task.model.grid, o, d, torch.tensor(bg), task.march, backend=task.config.backend,
+                    task.model.field, task.model.grid, o, d, torch.tensor(bg), marches[name], backend=task.config.backend,
                     near=near, color_transform=transform, fused=fused))
                 t[name].append(s)
         for name, _ in PATHS:
@@ -103,6 +111,7 @@ def main() -> None:
               **{f"s_{n}": [round(v, 3) for v in t[n]] for n, _ in PATHS}, "max_abs_pixel_diff": round(diff, 6),
               "load_avg_1m": round(os.getloadavg()[0], 2)})
     summary = {"bench": "render_fused", "run": args.run, "overrides": args.overrides, "reps": args.reps,
+               "rounds": {n: [m.round_samples, m.round_samples_max] for n, m in marches.items()},
                "threads": torch.get_num_threads(), "max_abs_pixel_diff": round(max_diff, 6)}
     if views:
         summary.update({f"heldout_median_s_{n}": round(statistics.median(seconds[n]), 3) for n, _ in PATHS})
