@@ -77,6 +77,9 @@ def test_train_and_eval_end_to_end(lego, tmp_path):
         frames = [f for f in imageio.get_reader(run / name)]
         assert len(frames) == 5 and frames[0].shape == (34, 34, 3), (name, len(frames), frames[0].shape)
     assert (run / "render_orbit_camera_path.json").is_file()
+    cov = json.loads((run / "render_orbit_coverage.json").read_text())
+    assert cov["frame_size"] == [34, 34] and cov["seconds"] > 0 and cov["n_frames"] == 5
+    assert abs(cov["seconds_per_frame"] - cov["seconds"] / 5) < 1e-2
     # mesh in each format and a point cloud, all loadable, in the capture's coordinates (lego: ~[-1.3, 1.3])
     import trimesh
     for suffix in ("ply", "obj", "glb"):

@@ -179,6 +179,10 @@ def render_camera_path(task, run_dir: Path, path: str = "orbit", frames: int = 6
     cov = path_coverage(poses[:len(rgb_frames)], scene.c2w[train], target,
                         names=[scene.names[int(i)] for i in train])
     cov.update({k: v for k, v in info.items() if k != "notes"})
+    seconds = round(time.perf_counter() - start, 2)
+    # the time this stage took stays with what it wrote (the video's own file has no place for it)
+    cov.update(seconds=seconds, seconds_per_frame=round(seconds / max(1, len(rgb_frames)), 3),
+               frame_size=[width, height])
     cov_path = rgb_path.with_name(rgb_path.stem + "_coverage.json")
     from ..results import write_json
     write_json(cov_path, cov)
@@ -187,8 +191,7 @@ def render_camera_path(task, run_dir: Path, path: str = "orbit", frames: int = 6
           f"({info.get('kind', path)}; worst {cov['angle_deg_max']:.1f} degrees) -> {cov_path}",
           file=sys.stderr)
     return {"video": str(rgb_path), "depth_video": str(depth_path), "camera_path": str(path_file),
-            "frames": len(rgb_frames), "width": width, "height": height,
-            "seconds": round(time.perf_counter() - start, 2),
+            "frames": len(rgb_frames), "width": width, "height": height, "seconds": seconds,
             "coverage": {"within_20deg": round(cov["within"], 4), "file": str(cov_path)}}
 
 
