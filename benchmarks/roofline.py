@@ -384,6 +384,7 @@ def instrument(task, stages: Stages, training: bool) -> None:
     import nerf_app.nerf.renderer as renderer
     from nerf_app.ops import hashgrid as hg_op
     from nerf_app.ops import mlp as mlp_op
+    from nerf_app.ops import render_fused as rf_op
     from nerf_app.ops import volume_render as vr_op
 
     field = task.model.field
@@ -392,6 +393,9 @@ def instrument(task, stages: Stages, training: bool) -> None:
     stages.patch(renderer, "march_rays", "march", lambda a, out: out.n_samples, MARCH_FLOPS)
     stages.patch(renderer, "volume_render", "volume render", rows, RENDER_FLOPS)
     stages.patch(renderer, "ray_aabb", "ray/box")
+    # a render on a CPU is one fused C++ call (nerf_app/ops/render_fused.py): its stages are inside it
+    stages.patch(rf_op, "render_rays_fused", "fused render pass (march, hash grid, MLPs, composite)",
+                 lambda a, out: int(out[3].sum()))
     stages.patch(field_mod, "sh_encode", "SH encoding", rows)
     stages.patch(field.encoding, "forward", "hash grid forward", rows, enc_fl, split_grad=training)
     stages.patch(field.density_net, "forward", "MLP density forward", rows, mlp_flops(field.density_net),
