@@ -3,4 +3,8 @@ import sys
 
 from .cli import main
 
-sys.exit(main())
+code = main()
+if "nerf_app.train.distributed" in sys.modules:   # a torch.distributed rank: leave past the interpreter's teardown
+    from .train.distributed import exit_rank
+    exit_rank(code)
+sys.exit(code)

@@ -31,7 +31,7 @@ COMMON = ["threads=1", "train.log_every=1", "train.progress=false", "train.max_t
 WORKER = r"""
 import json, sys, torch
 from nerf_app.train.config import load_config
-from nerf_app.train.distributed import Distributed
+from nerf_app.train.distributed import Distributed, exit_rank
 from nerf_app.train.modes import get_task_class
 from nerf_app.train.trainer import Trainer
 dist = Distributed.from_environment().join("cpu")
@@ -45,6 +45,7 @@ for mode, inp, out, overrides in json.loads(sys.argv[1]):
     if dist.rank == 0:
         print("bytes_per_step", mode, dist.bytes_per_step, flush=True)
 dist.close()
+exit_rank(0)   # as python -m nerf_app ends a rank
 """
 
 

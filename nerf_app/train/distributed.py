@@ -36,6 +36,8 @@ import torch
 
 from ..errors import ConfigError, NerfAppError
 
+_JOINED = False   # set once this process joins a group (exit_rank)
+
 #: keys of this project in the rendezvous store (per torchrun restart: a restarted group starts clean)
 _PREFIX = f"nerf_app/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/"
 #: dense all-reduce buckets of at most this many elements (64 MB of float32); a larger gradient goes alone
@@ -117,6 +119,8 @@ class Distributed:
     def join(self, device: str = "cpu") -> "Distributed":
         """Connect to the store and form the process group: gloo for a CPU device, NCCL for CUDA. A rank that
         cannot reach the others within the timeout is one error line, not a hang."""
+        global _JOINED
+        _JOINED = True
         import torch.distributed as dist
         from torch.distributed import TCPStore
 
@@ -153,12 +157,16 @@ class Distributed:
         return self
 
     def close(self) -> None:
+        import gc
         import torch.distributed as dist
         if dist.is_available() and dist.is_initialized():
             try:
                 dist.destroy_process_group()
             except Exception:
                 pass
+            # whatever still holds the group (a cycle, a finished work object) is freed now, while the
+            # interpreter is whole: gloo's C++ objects freed during its teardown can abort the process
+            gc.collect()
 
     # ---- the store: status lines ---------------------------------------------------------------
 
@@ -439,3 +447,19 @@ def launch(argv: List[str], nproc: int, threads: Optional[int] = None, grace_s: 
     if c < 0 and not any(p.returncode == 2 for p in procs):  # nobody printed the line: the launcher does
         log(f"nerf-app train: error: rank {r} was killed by {_signal_name(c)}")
     return 2 if c < 0 else c
+
+
+def exit_rank(code: int):
+    """End the process of a rank whose group was joined (:meth:`Distributed.join`), after its work is written and
+    :meth:`Distributed.close` ran: flush the standard streams and leave through ``os._exit``, skipping the
+    interpreter's teardown. There gloo's C++ threads can abort a process whose run succeeded (SIGABRT,
+    "terminate called without an active exception": twice in about 35 runs of tests/test_distributed.py;
+    pytorch#179291 describes the teardown race). A process that never joined a group exits as usual."""
+    if not _JOINED:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(int(code or 0))
