@@ -6,10 +6,11 @@
 Held-out views (at the run's data.downscale) and default-orbit frames (at --resolution) are each rendered
 --reps times with the composed ops (render_rays_early_stop; the code path before the fused pass) and with the
 fused pass, alternating, from the same model, rays and near planes. Held-out views are scored against their
-photos as ``nerf-app eval`` scores them. ``--fused-rounds K,KMAX`` renders the fused path with other render rounds
-than the run's (rays.round_samples, rays.round_samples_max): main before and after a change of defaults, as a
-run trained before it (8/16) and one trained after it (4/4) would render. One JSON line per view/frame and a summary: median seconds of each
-path, their ratio, PSNR of each and the largest pixel difference. Nothing is written into RUN.
+photos as ``nerf-app eval`` scores them. ``--fused-rounds K,KMAX`` renders the fused path with other render
+rounds than the run's (rays.round_samples, rays.round_samples_max): main before and after a change of defaults,
+as a run trained before it (8/16) and one trained after it (4/4) would render. One JSON line per view/frame and
+a summary: median seconds of each path, their ratio, PSNR of each and the largest pixel difference. Nothing is
+written into RUN.
 """
 from __future__ import annotations
 

@@ -136,10 +136,10 @@ def march_in_rounds(origins: torch.Tensor, dirs: torch.Tensor, t: torch.Tensor, 
                     grid: OccupancyGrid, march: MarchSettings, k_max: int, backend,
                     k_first: Optional[int] = None) -> Iterator[MarchRound]:
     """The round loop shared by compacted training marches, early-stopping renders and median depths: the live
-    rays march ``k_first`` (default ``march.round_samples``) samples each, doubling every round up to ``k_max``, each round resuming
-    where the last stopped (``t [R]`` is advanced in place) until every ray has stopped or been retired
-    through :attr:`MarchRound.go_on`. The rounds together give the samples of a single march of the same
-    intervals, cut where the caller retired each ray."""
+    rays march ``k_first`` (default ``march.round_samples``) samples each, doubling every round up to
+    ``k_max``, each round resuming where the last stopped (``t [R]`` is advanced in place) until every ray has
+    stopped or been retired through :attr:`MarchRound.go_on`. The rounds together give the samples of a single
+    march of the same intervals, cut where the caller retired each ray."""
     alive = torch.nonzero(t < t_far)[:, 0]
     k = max(1, int(march.round_samples if k_first is None else k_first))
     k_max = max(k, int(k_max))
