@@ -14,9 +14,6 @@ from nerf_app.nerf.renderer import MarchSettings, render_image
 from nerf_app.ops import mlp as mlp_ops
 from nerf_app.ops.render_fused import unsupported
 
-pytestmark = pytest.mark.skipif(unsupported(NerfField(), OccupancyGrid(1, 8), "cpu") is not None,
-                                reason="the compiled extension is not built")
-
 
 def _scene(seed=0, n_cascades=2, sh_degree=4, smooth=False, lo=None, hi=None):
     """A field whose density mixes empty, foggy and opaque space, and a grid with holes in it."""
