@@ -53,7 +53,8 @@ def _fit(trainer, args, resume: bool):
     if not getattr(args, "viewer", False) or not trainer.root:
         return trainer.fit(resume=resume)
     from ..viewer.server import DEFAULT_PORT, Viewer
-    viewer = Viewer(run_dir=trainer.run.path, port=args.viewer_port or DEFAULT_PORT, live=True).start()
+    # splats="auto": a cached bake is shown while the camera moves (a live viewer never bakes: docs/viewer.md)
+    viewer = Viewer(run_dir=trainer.run.path, port=args.viewer_port or DEFAULT_PORT, live=True, splats="auto").start()
     trainer.on_step.append(lambda step, metrics: viewer.on_step(step, metrics, trainer))
     try:
         return trainer.fit(resume=resume)

@@ -149,8 +149,10 @@ def _view_splats(task, index: int, step: int, background, transform) -> Optional
 
 
 def bake_splats(task, max_splats: int = 1_000_000, views: int = 32, step: int = 4, sh_degree: int = 2,
-                progress: bool = True) -> tuple:
-    """``(Splats in normalised coordinates, report)`` from the training views of a NeRF run (see the module)."""
+                progress: bool = True, on_view=None) -> tuple:
+    """``(Splats in normalised coordinates, report)`` from the training views of a NeRF run (see the module).
+    ``on_view(done, total)`` is called before each view and after the last (the viewer's progress line; it
+    may raise to abandon the bake)."""
     check_nerf(task)
     from tqdm import tqdm
     scene = task.scene
@@ -159,10 +161,14 @@ def bake_splats(task, max_splats: int = 1_000_000, views: int = 32, step: int = 
     picks = train[np.unique(np.round(np.linspace(0, len(train) - 1, min(views, len(train)))).astype(int))]
     transform = task.eval_color_transform(None)
     parts = []
-    for i in tqdm(picks, desc="bake splats", unit="view", disable=not progress, file=sys.stderr):
+    for k, i in enumerate(tqdm(picks, desc="bake splats", unit="view", disable=not progress, file=sys.stderr)):
+        if on_view is not None:
+            on_view(k, len(picks))
         part = _view_splats(task, int(i), step, (0.0, 0.0, 0.0), transform)
         if part is not None:
             parts.append(part)
+    if on_view is not None:
+        on_view(len(picks), len(picks))
     if not parts:
         raise ConfigError("--splats: no training view has an opaque pixel to place a splat at (an untrained run?)")
     cand = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}

@@ -4,8 +4,10 @@ Per connected browser tab there is one :class:`~nerf_app.viewer.worker.RenderWor
 from the page queues a :class:`~nerf_app.viewer.worker.ViewRequest`; finished frames go back to that tab as
 its background image (JPEG). No tab connected -> no worker, no rendering.
 
-The panel: view mode, preview/full resolution, max samples, home view, frame stats; live training stats
-(``train --viewer``); the camera-path panel (:mod:`~nerf_app.viewer.path_panel`).
+The panel: view mode, preview/full resolution, max samples, home view, frame stats; splats while moving
+(:mod:`~nerf_app.viewer.splat_panel`: the browser draws a splat bake while the camera moves, the NeRF frame
+replaces it once the camera is still); live training stats (``train --viewer``); the camera-path panel
+(:mod:`~nerf_app.viewer.path_panel`).
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ import numpy as np
 
 from .path_panel import CameraPathPanel, c2w_from_camera, wxyz_from_c2w
 from .renderers import SceneContext, ViewRenderer, make_view_renderer
-from .worker import Frame, RenderWorker, ViewRequest
+from .splat_panel import SplatPanel
+from .worker import Frame, RenderWorker, ViewRequest, resolution_ladder
 
 DEFAULT_PORT = 7007
 DEFAULT_PREVIEW_HEIGHT = 64     # while the camera moves (CPU: see docs/viewer.md)
@@ -55,11 +58,17 @@ class ClientState:
 
 class Viewer(CameraPathPanel):
     """``Viewer(task, run_dir).start()``; for training, ``Viewer(live=True).start()`` then pass
-    :meth:`on_step` to the trainer (it attaches to the task on the first step)."""
+    :meth:`on_step` to the trainer (it attaches to the task on the first step).
+
+    ``splats``: ``off``, ``auto`` (the cached bake of ``checkpoint`` in the run folder, baked in the
+    background when missing or stale; ``live``: a cached bake if any, never a new one), ``rebake``, or a
+    splat PLY file (capture coordinates). ``splat_still_s``: how long the camera must be still before the
+    NeRF renders over the splats."""
 
     def __init__(self, task=None, run_dir=None, host: str = "0.0.0.0", port: int = DEFAULT_PORT, live: bool = False,
                  preview_height: int = DEFAULT_PREVIEW_HEIGHT, max_height: int = DEFAULT_MAX_HEIGHT,
-                 refresh_s: float = 3.0, log=None, thumbnails: bool = True):
+                 refresh_s: float = 3.0, log=None, thumbnails: bool = True, splats: str = "off", checkpoint=None,
+                 max_splats: Optional[int] = None, splat_refine: Optional[float] = None, splat_still_s: float = 0.3):
         self.task = task
         self.run_dir = Path(run_dir) if run_dir else None
         self.host, self.port = host, int(port)
@@ -81,6 +90,8 @@ class Viewer(CameraPathPanel):
         self._rate_ref = None                 # (step, time, rays) for rays/s
         self.gui: Dict[str, Any] = {}
         self._started = threading.Event()
+        self.splats = SplatPanel(self, splats, checkpoint, max_splats, splat_refine)
+        self.splat_still_s = float(splat_still_s)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -110,12 +121,14 @@ class Viewer(CameraPathPanel):
         g["mode"].options = list(self.renderer.modes)
         g["mode"].value = self.renderer.default_mode
         g["samples"].value = min(int(g["samples"].max), self.renderer.default_samples)
+        self.splats.attach(task)
         for state in list(self.clients.values()):
             self._go_home(state.client)
             self._request(state)
         self._started.set()
 
     def stop(self) -> None:
+        self.splats.stop()
         for state in list(self.clients.values()):
             state.worker.stop(timeout=1.0)
         if self.server is not None:
@@ -181,11 +194,13 @@ class Viewer(CameraPathPanel):
 
     def _on_connect(self, client) -> None:
         state = ClientState(client, RenderWorker(lambda req, w, h, stop: self.renderer.render(req, w, h, stop),
-                                                 lambda frame, c=client: self._on_frame(c, frame)))
+                                                 lambda frame, c=client: self._on_frame(c, frame),
+                                                 still_s=self.splat_still_s))
         with self._clients_lock:
             self.clients[client.client_id] = state
         state.worker.start()
-        client.camera.on_update(lambda camera, s=state: self._request(s))
+        self.splats.add_to(client)
+        client.camera.on_update(lambda camera, s=state: self._on_camera(s))
         if self.renderer is not None:
             self._go_home(client)
             self._request(state)
@@ -195,6 +210,7 @@ class Viewer(CameraPathPanel):
             state = self.clients.pop(client.client_id, None)
         if state is not None:
             state.worker.stop(timeout=0.0)
+        self.splats.forget(client.client_id)
 
     def _go_home(self, client) -> None:
         ctx = self.context
@@ -232,9 +248,19 @@ class Viewer(CameraPathPanel):
         cam = client.camera
         g = self.gui
         full = int(g["resolution"].value)
+        preview = min(int(g["preview"].value), full)
+        after_still = self.splats.active
+        if after_still:   # the splats are the moving preview: the ladder starts one rung up
+            ladder = resolution_ladder(preview, full)
+            preview = ladder[min(1, len(ladder) - 1)]
         return ViewRequest(c2w=c2w_from_camera(cam), fov_y_deg=math.degrees(cam.fov), aspect=float(cam.aspect),
-                           mode=str(g["mode"].value), max_height=full,
-                           preview_height=min(int(g["preview"].value), full), max_samples=int(g["samples"].value))
+                           mode=str(g["mode"].value), max_height=full, preview_height=preview,
+                           max_samples=int(g["samples"].value), after_still=after_still)
+
+    def _on_camera(self, state: ClientState) -> None:
+        """A camera message from the page: with splats, the browser draws them now; the NeRF waits."""
+        self.splats.moving(state.client)
+        self._request(state)
 
     def _request(self, state: ClientState, force: bool = False) -> None:
         if self.renderer is None:
@@ -253,7 +279,9 @@ class Viewer(CameraPathPanel):
         state = self.clients.get(client.client_id)
         if state is None:
             return
-        client.scene.set_background_image(frame.image, format="jpeg", jpeg_quality=85)
+        if frame.request.after_still and frame.generation != state.worker.generation:
+            return   # the camera moved since: the page draws splats, a stale frame would cover them
+        self.splats.show_frame(client, frame.image)   # the background; this tab's splats (if any) hidden
         now = time.perf_counter()
         state.frames += 1
         state.last_frame = frame
@@ -316,6 +344,7 @@ class Viewer(CameraPathPanel):
             g["show_cameras"] = gui.add_checkbox("Cameras", initial_value=True)
             g["show_points"] = gui.add_checkbox("Sparse points", initial_value=True)
             g["frame_stats"] = gui.add_markdown("waiting for the first frame")
+        self.splats.build_gui(gui, g)
         for key in ("mode", "resolution", "preview", "samples"):
             g[key].on_update(self._request_all)
         g["home"].on_click(lambda event: self._go_home(event.client))

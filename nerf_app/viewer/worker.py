@@ -12,6 +12,10 @@ even when the camera has moved on meanwhile: while the camera moves, messages co
 cancelling previews would show nothing at all; finishing them gives one frame per preview render time.
 :meth:`cancel` / :meth:`stop` (nobody is watching) stop any render, previews included.
 
+With splats in the page (:mod:`.splat_layer`) the browser draws the moving camera itself: such requests
+(``after_still``) render nothing until no newer request has come for :attr:`RenderWorker.still_s` seconds,
+and every rung of theirs, the first included, is cancelled by a newer request.
+
 Idle costs nothing: the thread sleeps on a condition variable until a request comes. The thread lowers
 its own scheduling priority (nice +``nice``) so that, during ``train --viewer``, training keeps the CPU.
 """
@@ -41,6 +45,7 @@ class ViewRequest:
     preview_height: int = 96        # the ladder's first rung (while the camera moves)
     max_samples: int = 1024         # samples per ray (NeRF) / marching steps (surfaces)
     refine: bool = True             # climb the ladder once the camera is still
+    after_still: bool = False       # render only once the camera has been still for still_s (splats meanwhile)
     tag: Any = None                 # anything the caller wants back on the frame
 
 
@@ -86,11 +91,13 @@ class RenderWorker:
 
     def __init__(self, render_fn: RenderFn, on_frame: Callable[[Frame], None], settle_s: float = 0.15,
                  nice: int = 5, name: str = "nerf-app-viewer-render",
-                 on_error: Optional[Callable[[BaseException], None]] = None):
+                 on_error: Optional[Callable[[BaseException], None]] = None, still_s: float = 0.3):
         self.render_fn = render_fn
         self.on_frame = on_frame
         self.on_error = on_error or (lambda exc: print(f"[viewer] render failed: {exc!r}", file=sys.stderr))
         self.settle_s = float(settle_s)
+        self.still_s = float(still_s)   # read while waiting: a change applies to the wait under way
+        self._request_t = 0.0
         self.nice = int(nice)
         self._cond = threading.Condition()
         self._pending: Optional[ViewRequest] = None
@@ -101,6 +108,7 @@ class RenderWorker:
         self._busy = False
         self._done_latest = False
         self.frames_rendered = 0
+        self.renders_started = 0        # calls of render_fn (finished, cancelled or failed)
         self.cancelled = 0
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
@@ -118,6 +126,7 @@ class RenderWorker:
             if not force and same_view(req, self._latest) and (self._busy or self._pending is not None or self._done_latest):
                 return self._generation
             self._latest = req
+            self._request_t = time.perf_counter()
             self._done_latest = False
             self._generation += 1
             self._pending = req
@@ -182,18 +191,27 @@ class RenderWorker:
         def preview_should_stop() -> bool:
             return self._cancels != cancels or self._stopped
 
+        if req.after_still:
+            with self._cond:   # still = no newer request for still_s (re-read: a test may change it meanwhile)
+                while not should_stop():
+                    left = self._request_t + self.still_s - time.perf_counter()
+                    if left <= 0:
+                        break
+                    self._cond.wait(min(left, 0.05))
         ladder = resolution_ladder(req.preview_height, req.max_height)
         for rung, height in enumerate(ladder):
             if rung == 1:
                 # the camera is "still" when no newer request comes within settle_s
                 with self._cond:
                     self._cond.wait_for(should_stop, timeout=self.settle_s)
-            stop = preview_should_stop if rung == 0 else should_stop
+            # the splats are the preview of an after_still request: none of its frames may be stale
+            stop = preview_should_stop if rung == 0 and not req.after_still else should_stop
             if stop():
                 self.cancelled += 1
                 return
             width = max(1, int(round(height * req.aspect)))
             t0 = time.perf_counter()
+            self.renders_started += 1
             try:
                 image, info = self.render_fn(req, width, height, stop)
             except RenderCancelled:
@@ -219,6 +237,6 @@ def same_view(a: Optional[ViewRequest], b: Optional[ViewRequest]) -> bool:
     """Two requests that would render the same frames."""
     if a is None or b is None:
         return False
+    settings = lambda r: (r.mode, r.max_height, r.preview_height, r.max_samples, r.refine, r.after_still)  # noqa: E731
     return (np.allclose(a.c2w, b.c2w, atol=1e-7) and abs(a.fov_y_deg - b.fov_y_deg) < 1e-7
-            and abs(a.aspect - b.aspect) < 1e-7 and (a.mode, a.max_height, a.preview_height, a.max_samples, a.refine)
-            == (b.mode, b.max_height, b.preview_height, b.max_samples, b.refine))
+            and abs(a.aspect - b.aspect) < 1e-7 and settings(a) == settings(b))
