@@ -82,3 +82,31 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"shared test data not found at {SHARED_DATA} (expected ../shared/data beside the repo)")
     return SHARED_DATA
+
+
+# -- a tiny trained NeRF run (the viewer's tests) ------------------------------------------------------
+
+DEMO = REPO_ROOT / "data" / "demo"
+TINY_NERF = ["data.downscale=2", "model.log2_hashmap_size=14", "model.n_levels=8", "model.finest_resolution=256",
+             "grid.resolution=32", "grid.warmup_steps=1", "rays.target_samples=8192", "rays.initial_rays=512",
+             "rays.steps_per_unit_diagonal=256", "optim.warmup_steps=5", "train.progress=false", "threads=2"]
+
+
+@pytest.fixture(scope="session")
+def nerf_run(tmp_path_factory):
+    """A tiny NeRF run of the embedded demo scene, trained through the Trainer with a step hook: ``(run folder,
+    [(step, loss, has psnr, time)])``. Session-wide (test_viewer, test_viewer_splats): tests read it, never
+    write into it (copy it first)."""
+    from nerf_app.train.config import load_config
+    from nerf_app.train.modes import get_task_class
+    from nerf_app.train.trainer import Trainer
+    task_cls = get_task_class("nerf")
+    cfg = load_config(task_cls.config_class, "nerf", None, TINY_NERF + ["train.max_steps=12", "train.max_time=0"])
+    cfg.input = str(DEMO)
+    run = tmp_path_factory.mktemp("viewer") / "nerf"
+    trainer = Trainer(task_cls, cfg, run)
+    seen = []
+    trainer.on_step.append(lambda step, metrics: seen.append((step, metrics["loss"], "psnr" in metrics,
+                                                              metrics["time"])))
+    trainer.fit()
+    return run, seen

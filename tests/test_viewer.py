@@ -13,13 +13,9 @@ import pytest
 
 from nerf_app.viewer.worker import RenderCancelled, RenderWorker, ViewRequest, resolution_ladder
 
-from conftest import REPO_ROOT, requires_cpp
+from conftest import REPO_ROOT, requires_cpp  # nerf_run: conftest's session fixture
 
 ARTIFACTS = Path(os.environ.get("NERF_APP_TEST_ARTIFACTS", REPO_ROOT / "outputs" / "test-artifacts"))
-DEMO = REPO_ROOT / "data" / "demo"
-TINY_NERF = ["data.downscale=2", "model.log2_hashmap_size=14", "model.n_levels=8", "model.finest_resolution=256",
-             "grid.resolution=32", "grid.warmup_steps=1", "rays.target_samples=8192", "rays.initial_rays=512",
-             "rays.steps_per_unit_diagonal=256", "optim.warmup_steps=5", "train.progress=false", "threads=2"]
 
 
 # -- the worker, with a fake renderer ---------------------------------------------------------------
@@ -171,24 +167,6 @@ def test_worker_idles_without_requests_and_survives_a_failing_render():
 
 
 # -- renderers on tiny runs, the trainer hook --------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def nerf_run(tmp_path_factory):
-    """A tiny NeRF run of the embedded demo scene, trained through the Trainer with a step hook."""
-    from nerf_app.train.config import load_config
-    from nerf_app.train.modes import get_task_class
-    from nerf_app.train.trainer import Trainer
-    task_cls = get_task_class("nerf")
-    cfg = load_config(task_cls.config_class, "nerf", None, TINY_NERF + ["train.max_steps=12", "train.max_time=0"])
-    cfg.input = str(DEMO)
-    run = tmp_path_factory.mktemp("viewer") / "nerf"
-    trainer = Trainer(task_cls, cfg, run)
-    seen = []
-    trainer.on_step.append(lambda step, metrics: seen.append((step, metrics["loss"], "psnr" in metrics,
-                                                              metrics["time"])))
-    trainer.fit()
-    return run, seen
-
 
 @requires_cpp
 def test_trainer_step_hook(nerf_run):

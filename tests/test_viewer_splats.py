@@ -20,7 +20,7 @@ from nerf_app.viewer.splat_layer import (CACHE_JSON, CACHE_PLY, bake_settings, c
 from nerf_app.viewer.worker import RenderWorker
 
 from conftest import requires_cpp
-from test_viewer import ARTIFACTS, FakeRenderer, _collect, _req, _wait_until, nerf_run  # noqa: F401 (fixture)
+from test_viewer import ARTIFACTS, FakeRenderer, _collect, _req, _wait_until
 
 
 def _two_splats() -> Splats:
@@ -193,6 +193,21 @@ def test_view_bakes_in_the_background_then_uses_the_cache(nerf_run, tmp_path):
     assert off.splats.arrays is None and not off.gui["splats_on"].value and off.gui["splats_on"].disabled
 
 
+def _differs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(int) - b.astype(int)).mean())
+
+
+def _shot_until(page, predicate, path=None, timeout=30.0) -> np.ndarray:
+    """Screenshots until ``predicate(image)`` holds (the page draws when it can: software WebGL on a loaded
+    box); the last one is kept at ``path``."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        image = page.screenshot(path)
+        if predicate(image) or time.perf_counter() > deadline:
+            return image
+        time.sleep(0.2)
+
+
 @requires_cpp
 def test_viewer_flies_through_splats_in_headless_chromium(nerf_run, tmp_path):
     """The page draws the baked splats; a mouse drag gives a new image while the server renders nothing;
@@ -206,40 +221,45 @@ def test_viewer_flies_through_splats_in_headless_chromium(nerf_run, tmp_path):
     run = _copy_run(nerf_run[0], tmp_path / "run")
     task, rd, _ = open_run(run, lock=False)
     # no NeRF frame at all until the test says the camera is still (still_s lowered below)
-    viewer = Viewer(task, rd.path, host="127.0.0.1", port=0, preview_height=32, max_height=64, thumbnails=False,
+    viewer = Viewer(task, rd.path, host="127.0.0.1", port=0, preview_height=32, max_height=48, thumbnails=False,
                     splats="auto", checkpoint=rd.latest_checkpoint(), splat_still_s=1e6,
                     log=lambda m: None).start()
     viewer.gui["samples"].value = 64
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
         assert _wait_until(lambda: viewer.splats.arrays is not None, 60), viewer.gui["splats_status"].content
-        with Chromium(width=800, height=500, exe=exe) as page:
+        with Chromium(width=640, height=400, exe=exe) as page:
             page.open(f"http://127.0.0.1:{viewer.port}")
             assert _wait_until(lambda: viewer.clients and viewer.splats.handles, 60)
             state = next(iter(viewer.clients.values()))
             handle = viewer.splats.handles[state.client.client_id]
-            time.sleep(3.0)                                  # the page's splat fade-in
-            splats = page.screenshot(str(ARTIFACTS / "viewer_splats.png"))
+            # splats: hide them -> the page changes (an empty scene), show them -> back
+            last = [page.screenshot()]
+
+            def settled(image):   # two equal screenshots in a row: the splats' fade-in is over
+                same = _differs(image, last[0]) < 0.05
+                last[0] = image
+                return same
+            splats = _shot_until(page, settled, ARTIFACTS / "viewer_splats.png")
             handle.visible = False
-            time.sleep(1.5)
-            empty = page.screenshot(str(ARTIFACTS / "viewer_splats_empty.png"))
+            empty = _shot_until(page, lambda im: _differs(im, splats) > 2.0, ARTIFACTS / "viewer_splats_empty.png")
+            assert _differs(splats, empty) > 2.0, "no splats drawn"
             handle.visible = True
-            time.sleep(1.5)
-            assert np.abs(splats.astype(int) - empty.astype(int)).mean() > 2.0, "no splats drawn"
-            c2w0 = np.array(state.client.camera.wxyz)
-            renders, frames = state.worker.renders_started, state.frames
-            page.drag(page.width * 0.3, page.height * 0.5, page.width * 0.3 + 200, page.height * 0.5 + 30)
-            time.sleep(1.0)
-            moved = page.screenshot(str(ARTIFACTS / "viewer_splats_dragged.png"))
-            assert not np.allclose(np.array(state.client.camera.wxyz), c2w0), "the page's camera did not move"
-            assert np.abs(moved.astype(int) - splats.astype(int)).mean() > 1.0, "the drag drew no new image"
-            assert state.worker.renders_started == renders == 0 and state.frames == frames == 0
+            assert _differs(_shot_until(page, lambda im: _differs(im, splats) < 0.5), splats) < 0.5
+            # drag: a new image, drawn by the page alone
+            wxyz0 = np.array(state.client.camera.wxyz)
+            assert state.worker.renders_started == 0 and state.frames == 0
+            page.drag(page.width * 0.3, page.height * 0.5, page.width * 0.3 + 160, page.height * 0.5 + 20)
+            moved = _shot_until(page, lambda im: _differs(im, splats) > 1.0, ARTIFACTS / "viewer_splats_dragged.png")
+            assert _wait_until(lambda: not np.allclose(np.array(state.client.camera.wxyz), wxyz0), 10), \
+                "the page's camera did not move"
+            assert _differs(moved, splats) > 1.0, "the drag drew no new image"
+            assert state.worker.renders_started == 0 and state.frames == 0, "the server rendered during the drag"
             # the camera is still: the NeRF frame comes in as the background, the splats go
             state.worker.still_s = 0.1
             assert _wait_until(lambda: state.last_frame is not None and state.last_frame.final, 60)
             assert state.worker.renders_started > 0 and not handle.visible
-            time.sleep(1.0)
-            nerf = page.screenshot(str(ARTIFACTS / "viewer_splats_nerf.png"))
-            assert np.abs(nerf.astype(int) - moved.astype(int)).mean() > 1.0
+            nerf = _shot_until(page, lambda im: _differs(im, moved) > 1.0, ARTIFACTS / "viewer_splats_nerf.png")
+            assert _differs(nerf, moved) > 1.0
     finally:
         viewer.stop()
