@@ -34,6 +34,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 
   m.def("hashgrid_forward", &nerf_app::hashgrid_forward, "hash-grid encoding forward");
   m.def("hashgrid_backward_table", &nerf_app::hashgrid_backward_table, "hash-grid gradient to the table");
+  m.def("hashgrid_backward_table_into", &nerf_app::hashgrid_backward_table_into,
+        "hash-grid gradient to the table, written into / added to a given tensor (CPU)");
   m.def("hashgrid_backward_input", &nerf_app::hashgrid_backward_input, "hash-grid gradient to the inputs");
 
   m.def("mlp_forward", &nerf_app::mlp_forward, "fully fused MLP forward: [y, saved...]");
@@ -47,6 +49,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("ray_aabb", &nerf_app::ray_aabb, "ray / axis-aligned cube intersection: [t_near, t_far]");
   m.def("march_rays", &nerf_app::march_rays, "occupancy-grid ray marching to packed samples");
   m.def("render_fused", &nerf_app::render_fused, "fused NeRF inference render per ray tile (CPU)");
+  m.def("march_compacted_fused", &nerf_app::march_compacted_fused, "training's compacted march, fused (CPU)");
   m.def("volume_render_forward", &nerf_app::volume_render_forward, "volume rendering of packed samples");
   m.def("volume_render_backward", &nerf_app::volume_render_backward,
         "volume rendering gradient to densities and colours");

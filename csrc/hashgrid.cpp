@@ -97,6 +97,28 @@ at::Tensor hashgrid_forward(const at::Tensor& x, const at::Tensor& table, const 
   return y;
 }
 
+namespace {
+
+// The CPU table gradient into grad_table (written, or with accumulate added to).
+void backward_table_cpu(const at::Tensor& x, const at::Tensor& grad_y, const at::Tensor& grad_table,
+                        const HashGridLevels& L, bool smoothstep, bool accumulate) {
+  // The CPU kernel writes every row (each level zeroes its own rows), so the levels must tile the table.
+  int64_t expected_offset = 0;
+  for (int l = 0; l < L.n_levels; ++l) {
+    TORCH_CHECK(L.offset[l] == expected_offset, "hashgrid: levels must be stacked contiguously in the table");
+    expected_offset += L.size[l];
+  }
+  TORCH_CHECK(expected_offset == grad_table.size(0), "hashgrid: the levels must cover the whole table");
+  const int dim = (int)x.size(1), features = (int)grad_table.size(1);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hashgrid_backward_table", [&] {
+    cpu::hashgrid_backward_table<scalar_t>(x.data_ptr<scalar_t>(), grad_y.data_ptr<scalar_t>(),
+                                           grad_table.data_ptr<scalar_t>(), x.size(0), dim, features, L, smoothstep,
+                                           accumulate);
+  });
+}
+
+}  // namespace
+
 at::Tensor hashgrid_backward_table(const at::Tensor& x, const at::Tensor& table, const at::Tensor& grad_y,
                                    const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes,
                                    const std::vector<int64_t>& resolutions, const std::vector<double>& scales,
@@ -120,19 +142,25 @@ at::Tensor hashgrid_backward_table(const at::Tensor& x, const at::Tensor& table,
     TORCH_CHECK(false, "hashgrid: nerf_app._C was built without CUDA kernels");
 #endif
   }
-  // The CPU kernel writes every row (each level zeroes its own rows), so the levels must tile the table.
-  int64_t expected_offset = 0;
-  for (int l = 0; l < L.n_levels; ++l) {
-    TORCH_CHECK(L.offset[l] == expected_offset, "hashgrid: levels must be stacked contiguously in the table");
-    expected_offset += L.size[l];
-  }
-  TORCH_CHECK(expected_offset == table.size(0), "hashgrid: the levels must cover the whole table");
   at::Tensor grad_table = at::empty_like(table);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hashgrid_backward_table", [&] {
-    cpu::hashgrid_backward_table<scalar_t>(x.data_ptr<scalar_t>(), grad_y.data_ptr<scalar_t>(),
-                                           grad_table.data_ptr<scalar_t>(), n, dim, features, L, smoothstep);
-  });
+  backward_table_cpu(x, grad_y, grad_table, L, smoothstep, false);
   return grad_table;
+}
+
+void hashgrid_backward_table_into(const at::Tensor& x, const at::Tensor& table, const at::Tensor& grad_y,
+                                  const at::Tensor& out, bool accumulate, const std::vector<int64_t>& offsets,
+                                  const std::vector<int64_t>& sizes, const std::vector<int64_t>& resolutions,
+                                  const std::vector<double>& scales, bool smoothstep) {
+  check_inputs(x, table, &grad_y);
+  TORCH_CHECK(x.is_cpu(), "hashgrid_backward_table_into: CPU tensors only");
+  TORCH_CHECK(out.device() == table.device() && out.scalar_type() == table.scalar_type() && out.is_contiguous() &&
+                  out.sizes() == table.sizes(),
+              "hashgrid_backward_table_into: out must be a contiguous tensor like the table");
+  const int dim = (int)x.size(1), features = (int)table.size(1);
+  const HashGridLevels L = make_levels(dim, offsets, sizes, resolutions, scales, table.size(0));
+  TORCH_CHECK(grad_y.is_contiguous() && grad_y.size(0) == x.size(0) && grad_y.size(1) == (int64_t)L.n_levels * features,
+              "hashgrid: grad_y must be contiguous [N, n_levels*F]");
+  backward_table_cpu(x, grad_y, out, L, smoothstep, accumulate);
 }
 
 at::Tensor hashgrid_backward_input(const at::Tensor& x, const at::Tensor& table, const at::Tensor& grad_y,

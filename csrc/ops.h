@@ -17,6 +17,12 @@ at::Tensor hashgrid_backward_table(const at::Tensor& x, const at::Tensor& table,
                                    const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes,
                                    const std::vector<int64_t>& resolutions, const std::vector<double>& scales,
                                    bool smoothstep);
+// CPU: the table gradient written into out (like table), or added to it with accumulate (the training step's
+// persistent gradient: no fresh table-sized allocation per step; ops/hashgrid.py)
+void hashgrid_backward_table_into(const at::Tensor& x, const at::Tensor& table, const at::Tensor& grad_y,
+                                  const at::Tensor& out, bool accumulate, const std::vector<int64_t>& offsets,
+                                  const std::vector<int64_t>& sizes, const std::vector<int64_t>& resolutions,
+                                  const std::vector<double>& scales, bool smoothstep);
 at::Tensor hashgrid_backward_input(const at::Tensor& x, const at::Tensor& table, const at::Tensor& grad_y,
                                    const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes,
                                    const std::vector<int64_t>& resolutions, const std::vector<double>& scales,
@@ -83,6 +89,23 @@ std::vector<at::Tensor> render_fused(const at::Tensor& origins, const at::Tensor
                                      const std::vector<at::Tensor>& color_weights, int64_t act, int64_t color_out_act,
                                      int64_t sh_degree, double density_bias, double bound_lo, double extent,
                                      bool bf16);
+}  // namespace nerf_app
+
+namespace nerf_app {
+// ---- training's compacted march, fused (csrc/compact_fused.cpp; CPU) ----
+// -> [ray_indices [S'] int64, t_starts [S'], t_ends [S'], packed_info [R,2] int64, features [S', L*F],
+// marched per ray [R] int64]: the samples nerf/renderer.py::march_compacted keeps, with their hash-grid features.
+std::vector<at::Tensor> march_compacted_fused(const at::Tensor& origins, const at::Tensor& dirs,
+                                              const at::Tensor& t_near, const at::Tensor& t_far,
+                                              const at::Tensor& bitfield, int64_t n_cascades, int64_t resolution,
+                                              double dt_min, double dt_max, double cone_angle, int64_t max_samples,
+                                              int64_t k_first, int64_t k_max, double t_threshold,
+                                              const at::Tensor& table, const std::vector<int64_t>& offsets,
+                                              const std::vector<int64_t>& sizes,
+                                              const std::vector<int64_t>& resolutions,
+                                              const std::vector<double>& scales, bool smoothstep,
+                                              const std::vector<at::Tensor>& density_weights, int64_t act,
+                                              double density_bias, double bound_lo, double extent);
 }  // namespace nerf_app
 
 namespace nerf_app {

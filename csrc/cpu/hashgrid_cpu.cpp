@@ -173,7 +173,7 @@ void backward_level(bool smooth, const T* x, const T* grad_y, T* tab, int64_t n,
 
 template <typename T, int D, int F>
 void backward_table_kernel(const T* x, const T* grad_y, T* grad_table, int64_t n, const HashGridLevels& L,
-                           bool smooth) {
+                           bool smooth, bool accumulate) {
   const int64_t out_stride = (int64_t)L.n_levels * F;
   // Threads take whole levels from a shared counter, finest (most cache-missing) first, so uneven
   // levels still balance; a level's sum is always done by one thread in point order.
@@ -185,7 +185,7 @@ void backward_table_kernel(const T* x, const T* grad_y, T* grad_table, int64_t n
       T* tab = grad_table + (int64_t)L.offset[l] * F;
       // Zeroed here rather than by the caller: one pass fewer over the table, and the freshly
       // written level is cache-warm for the scatter that follows.
-      std::fill(tab, tab + (int64_t)L.size[l] * F, T(0));
+      if (!accumulate) std::fill(tab, tab + (int64_t)L.size[l] * F, T(0));
       const T* gy = grad_y + (int64_t)l * F;
       if (L.hashed[l])
         backward_level<T, D, F, true>(smooth, x, gy, tab, n, out_stride, L.scale[l], L.resolution[l], L.size[l]);
@@ -318,8 +318,8 @@ void hashgrid_forward(const T* x, const T* table, T* y, int64_t n, int dim, int 
 
 template <typename T>
 void hashgrid_backward_table(const T* x, const T* grad_y, T* grad_table, int64_t n, int dim, int features,
-                             const HashGridLevels& levels, bool smoothstep) {
-  NA_DISPATCH_DF(dim, features, backward_table_kernel, x, grad_y, grad_table, n, levels, smoothstep);
+                             const HashGridLevels& levels, bool smoothstep, bool accumulate) {
+  NA_DISPATCH_DF(dim, features, backward_table_kernel, x, grad_y, grad_table, n, levels, smoothstep, accumulate);
 }
 
 template <typename T>
@@ -331,7 +331,7 @@ void hashgrid_backward_input(const T* x, const T* table, const T* grad_y, T* gra
 #define NA_INSTANTIATE(T)                                                                              \
   template void hashgrid_forward<T>(const T*, const T*, T*, int64_t, int, int, const HashGridLevels&, bool); \
   template void hashgrid_backward_table<T>(const T*, const T*, T*, int64_t, int, int, const HashGridLevels&, \
-                                           bool);                                                      \
+                                           bool, bool);                                                \
   template void hashgrid_backward_input<T>(const T*, const T*, const T*, T*, int64_t, int, int,        \
                                            const HashGridLevels&, bool);
 NA_INSTANTIATE(float)

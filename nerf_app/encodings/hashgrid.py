@@ -10,7 +10,7 @@ from torch import nn
 
 from .. import backend as _backend
 from ..errors import ConfigError
-from ..ops.hashgrid import INTERPOLATIONS, HashGridLayout, hashgrid_encode
+from ..ops.hashgrid import INTERPOLATIONS, HashGridLayout, hashgrid_encode, hashgrid_encode_cached
 
 
 @dataclass
@@ -74,6 +74,11 @@ class HashGrid(_backend.BackendChoice, nn.Module):
         lead = x.shape[:-1]
         y = hashgrid_encode(x.reshape(-1, x.shape[-1]), self.table, self.layout, self.interpolation, self._backend)
         return y.reshape(*lead, y.shape[-1])
+
+    def cached(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``forward(x)`` whose value ``y`` the compiled kernel already computed (training's fused compaction):
+        only the backward runs (:func:`~nerf_app.ops.hashgrid.hashgrid_encode_cached`)."""
+        return hashgrid_encode_cached(x, self.table, self.layout, y, self.interpolation)
 
     def extra_repr(self) -> str:
         L = self.layout

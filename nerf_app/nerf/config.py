@@ -79,6 +79,10 @@ class NerfRaySettings:
     # auto | always | never. auto: on, except on CUDA, where each round costs host synchronisations and
     # the step is built for at most two (tests/test_gpu_training_step.py); not yet measured on a GPU
     train_compact: str = "auto"
+    # the compaction in one C++ pass per tile of rays (ops/compact_fused.py; the same samples and gradients, its
+    # hash-grid features reused by the differentiable pass): auto (where it can run: CPU, cpp backend, a plain
+    # NerfField) | always (an error where it cannot) | never (the composed ops)
+    train_fused: str = "auto"
     # inference (eval/render/export): rounds of round_samples per live ray (doubling to round_samples_max);
     # a ray stops once its transmittance is below render_t_threshold (early ray termination)
     round_samples: int = 4       # was 8/16: 4/4 marches ~1/5 fewer samples at equal PSNR (nerf/renderer.py)

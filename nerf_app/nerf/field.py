@@ -75,15 +75,19 @@ class NerfField(nn.Module):
     def _unit(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.bound_lo) / (self.bound_hi - self.bound_lo)
 
-    def density(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``x [N, 3]`` -> ``sigma [N]``, ``h [N, geo_features]``."""
+    def density(self, x: torch.Tensor, features: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``x [N, 3]`` -> ``sigma [N]``, ``h [N, geo_features]``. ``features``: the hash grid's value at ``x``
+        when already computed (training's fused compaction, ops/compact_fused.py); its gradients still flow."""
         # marched points lie inside the box: no clamp (encodings.prepare only recentres for positional/identity)
-        h = self.density_net(self.encoding(encodings.prepare(self._unit(x), self.encoding, clamp=False)))
+        u = encodings.prepare(self._unit(x), self.encoding, clamp=False)
+        h = self.density_net(self.encoding(u) if features is None else self.encoding.cached(u, features))
         return trunc_exp(h[:, 0] + self.density_bias.to(h.dtype)), h
 
-    def forward(self, x: torch.Tensor, d: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``x [N, 3]`` points, ``d [N, 3]`` unit view directions -> ``sigma [N]``, ``rgb [N, 3]``."""
-        sigma, h = self.density(x)
+    def forward(self, x: torch.Tensor, d: torch.Tensor,
+                features: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``x [N, 3]`` points, ``d [N, 3]`` unit view directions -> ``sigma [N]``, ``rgb [N, 3]``
+        (``features``: as :meth:`density`)."""
+        sigma, h = self.density(x, features)
         return sigma, self.color(d, h)
 
     def color(self, d: torch.Tensor, h: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,10 @@ from typing import Callable, Iterator, Optional
 
 import torch
 
+from ..errors import BackendError
 from ..ops.compact import compact_samples
+from ..ops.compact_fused import march_compacted_fused
+from ..ops.compact_fused import unsupported as compact_unsupported
 from ..ops.gather import take_rows
 from ..ops.march import PackedSamples, march_rays
 from ..ops.mlp import inference_precision
@@ -73,16 +76,28 @@ def _interval(origins, dirs, grid: OccupancyGrid, march: MarchSettings, backend,
 
 def render_rays(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, dirs: torch.Tensor,
                 background: torch.Tensor, march: MarchSettings, backend: Optional[str] = "auto",
-                near: Optional[torch.Tensor] = None, compact: bool = False) -> RenderOutput:
+                near: Optional[torch.Tensor] = None, compact: bool = False,
+                fused: Optional[bool] = None) -> RenderOutput:
     """``origins, dirs [R, 3]`` (unit dirs, normalised world), ``background [R, 3]`` or ``[3]``; ``near [R]``
     optional per-ray start distances. Every marched sample is evaluated (training: all get gradients) unless
     ``compact``: then rays are marched in rounds with densities taken without gradients
     (:func:`march_compacted`), and the field runs with gradients only on the samples compositing can still
     weigh (each ray's prefix down to transmittance ``march.t_threshold``). Colour, opacity, depth and every
-    gradient are the same either way; compaction only skips work on samples whose weight is 0."""
+    gradient are the same either way; compaction only skips work on samples whose weight is 0.
+    ``fused`` (compaction only): None (default) compacts in one C++ pass per tile of rays where it can run
+    (:mod:`nerf_app.ops.compact_fused`, whose definition is :func:`march_compacted`; the kept samples'
+    hash-grid features are reused, not encoded again), True requires it (a
+    :class:`~nerf_app.errors.BackendError` saying why not), False the composed ops."""
     t_near, t_far = _interval(origins, dirs, grid, march, backend, near)
+    features = None
     if compact and march.t_threshold > 0:
-        samples, n_marched = march_compacted(field, grid, origins, dirs, t_near, t_far, march, backend)
+        why = "fused=False" if fused is False else compact_unsupported(field, grid, origins.device, backend, march)
+        if why is None:
+            samples, n_marched, features = march_compacted_fused(field, grid, origins, dirs, t_near, t_far, march)
+        elif fused:
+            raise BackendError(f"the fused compaction cannot run: {why}")
+        else:
+            samples, n_marched = march_compacted(field, grid, origins, dirs, t_near, t_far, march, backend)
     else:
         samples = march_rays(origins, dirs, t_near, t_far, grid.bitfield, grid.n_cascades, grid.resolution,
                              march.dt_min(), march.dt_max(grid), march.cone_angle, march.max_samples, backend=backend)
@@ -97,7 +112,7 @@ def render_rays(field: NerfField, grid: OccupancyGrid, origins: torch.Tensor, di
     # carry a gradient, and x[index]'s backward adds the repeats in thread order (nerf_app/ops/gather.py)
     ray_dirs = take_rows(dirs, samples.ray_indices)
     x = take_rows(origins, samples.ray_indices) + mid[:, None] * ray_dirs
-    sigma, rgb = field(x, ray_dirs)
+    sigma, rgb = field(x, ray_dirs) if features is None else field(x, ray_dirs, features=features)
     _, color, opacity, depth = volume_render(sigma, rgb, samples, march.t_threshold, backend=backend)
     color = color + (1.0 - opacity)[:, None] * background
     return RenderOutput(color, opacity, depth, samples.n_samples, samples, sigma, n_marched)

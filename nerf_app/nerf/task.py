@@ -104,6 +104,10 @@ class NerfTask(Task):
         if cfg.rays.target_samples < 1 or cfg.rays.min_rays < 1 or cfg.rays.max_rays < cfg.rays.min_rays:
             raise ConfigError("rays.target_samples, rays.min_rays >= 1 and rays.max_rays >= rays.min_rays needed")
         self.train_compact = train_compact_on(cfg.rays.train_compact, self.device)
+        fused = {"auto": None, "always": True, "never": False}
+        if cfg.rays.train_fused not in fused:
+            raise ConfigError(f"rays.train_fused must be auto, always or never, got {cfg.rays.train_fused!r}")
+        self.train_fused = fused[cfg.rays.train_fused]
         self.scene = load_scene(cfg.input, format=cfg.data.format, downscale=cfg.data.downscale,
                                 holdout_every=cfg.data.holdout_every)
         # the training images are decoded by the sampler below; the held-out ones only at eval: check now
@@ -254,7 +258,7 @@ class NerfTask(Task):
             origins, dirs = correct_rays(origins, dirs, take_rows(model.pose_delta, batch.image_index))
             loss = loss + cfg.cameras.weight * model.pose_delta.pow(2).sum(-1).mean()
         out = render_rays(model.field, model.grid, origins.contiguous(), dirs.contiguous(), bg, self.march,
-                          cfg.backend, near=near, compact=self.train_compact)
+                          cfg.backend, near=near, compact=self.train_compact, fused=self.train_fused)
         color = out.color
         if self.use_appearance:
             A = model.appearance
