@@ -191,6 +191,45 @@ def test_view_bakes_in_the_background_then_uses_the_cache(nerf_run, tmp_path):
     off = Viewer(task, rd.path, host="127.0.0.1", port=0, log=lambda m: None, thumbnails=False, splats="off").start()
     off.stop()
     assert off.splats.arrays is None and not off.gui["splats_on"].value and off.gui["splats_on"].disabled
+    # train --viewer: the cached bake (of an older checkpoint, as training goes on), never a new one
+    live = Viewer(run_dir=rd.path, host="127.0.0.1", port=0, log=lambda m: None, thumbnails=False, live=True,
+                  splats="auto").start()
+    try:
+        live.attach(task, 3)
+        assert live.splats.arrays is not None and live.splats.bakes == 0 and live.gui["splats_on"].value
+        assert "training has moved on" in live.gui["splats_status"].content
+        assert live.gui["splats_rebake"].disabled and not live.splats.start_bake()
+    finally:
+        live.stop()
+    for name in (CACHE_PLY, CACHE_JSON):
+        (run / name).unlink()
+    live = Viewer(run_dir=rd.path, host="127.0.0.1", port=0, log=lambda m: None, thumbnails=False, live=True,
+                  splats="auto").start()
+    try:
+        live.attach(task, 3)
+        assert live.splats.arrays is None and "no cached bake" in live.gui["splats_status"].content
+        assert not live.splats.start_bake() and not (run / CACHE_PLY).exists()
+    finally:
+        live.stop()
+
+
+def test_view_splats_flag_is_checked_before_the_run_is_opened(tmp_path, capsys):
+    """--splats rebake / FILE on an sdf run, a missing or non-splat file: one line, exit 2; auto on an sdf run is
+    quietly off (no splats to show)."""
+    import argparse
+    from nerf_app.cli import main
+    from nerf_app.commands.view import _check_splats
+    run = tmp_path / "sdf"
+    run.mkdir()
+    (run / "config.yaml").write_text("mode: sdf\ninput: ball.obj\n")   # only the config is read
+    mesh = tmp_path / "mesh.ply"
+    mesh.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 0\nproperty float x\nend_header\n")
+    for value, said in (("rebake", "splats are baked from a radiance field"), (str(tmp_path / "none.ply"), "no such file"),
+                        (str(mesh), "not a Gaussian-splat file")):
+        assert main(["view", str(run), "--splats", value]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and said in err[0] and "Traceback" not in err[0], err
+    assert _check_splats(argparse.Namespace(splats="auto", run=str(run), overrides=[])) == "off"
 
 
 def _differs(a: np.ndarray, b: np.ndarray) -> float:
@@ -261,5 +300,23 @@ def test_viewer_flies_through_splats_in_headless_chromium(nerf_run, tmp_path):
             assert state.worker.renders_started > 0 and not handle.visible
             nerf = _shot_until(page, lambda im: _differs(im, moved) > 1.0, ARTIFACTS / "viewer_splats_nerf.png")
             assert _differs(nerf, moved) > 1.0
+            # the camera-path preview flies over the splats too: no server render until it ends
+            from nerf_app.viewer.path_panel import c2w_from_camera
+            state.worker.still_s = 1e6
+            renders = state.worker.renders_started
+            here = c2w_from_camera(state.client.camera)
+            there = here.copy()
+            there[:3, 3] += 0.3 * here[:3, 0]
+            viewer.keyframes = [(here, 50.0), (there, 50.0)]
+            viewer.gui["kf_frames"].value = 12
+            viewer.preview_path(state.client)
+            assert handle.visible and state.worker.renders_started == renders
+            flown = _shot_until(page, lambda im: _differs(im, nerf) > 1.0, ARTIFACTS / "viewer_splats_path.png")
+            assert _differs(flown, nerf) > 1.0
+            # ... and the path's last camera, still, gets its NeRF frame (the page echoes the camera it was given)
+            state.worker.still_s = 0.1
+            assert _wait_until(lambda: state.last_frame.final and
+                               np.allclose(state.last_frame.request.c2w[:3, 3], there[:3, 3], atol=1e-3), 60)
+            assert not handle.visible
     finally:
         viewer.stop()

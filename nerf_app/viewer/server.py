@@ -238,6 +238,8 @@ class Viewer(CameraPathPanel):
         self._hidden_frustum = handle
 
     def set_camera(self, client, c2w: np.ndarray, fov_deg: Optional[float] = None) -> None:
+        # a jump or a path preview moves the camera as a drag does: splats now, the NeRF once still
+        self.splats.moving(client)
         with client.atomic():
             if fov_deg is not None:
                 client.camera.fov = math.radians(fov_deg)
@@ -287,13 +289,15 @@ class Viewer(CameraPathPanel):
         state.last_frame = frame
         if state.first_frame_time is None:
             state.first_frame_time = now
-        if frame.rung == 0:
+        if frame.rung == 0 and not frame.request.after_still:
             state.frame_times = [t for t in state.frame_times if now - t < 2.0] + [now]
         fps = (len(state.frame_times) - 1) / (state.frame_times[-1] - state.frame_times[0]) \
             if len(state.frame_times) > 1 else 0.0
+        # with splats the page draws the moving camera: a server preview rate would mean nothing
+        moving = "splats while moving" if frame.request.after_still else f"preview {fps:.1f} fps"
         extra = "".join(f" &nbsp; {k} {v}" for k, v in frame.info.items() if k not in ("mode", "index"))
         self.gui["frame_stats"].content = (f"{frame.width}x{frame.height} ({frame.rung + 1}/{frame.n_rungs}) "
-                                           f"{frame.seconds * 1000:.0f} ms &nbsp; preview {fps:.1f} fps{extra}")
+                                           f"{frame.seconds * 1000:.0f} ms &nbsp; {moving}{extra}")
 
     # -- drawing -----------------------------------------------------------------------------------
 
