@@ -90,6 +90,7 @@ class Viewer(CameraPathPanel):
         self._rate_ref = None                 # (step, time, rays) for rays/s
         self.gui: Dict[str, Any] = {}
         self._started = threading.Event()
+        self._stopping = threading.Event()   # background threads (thumbnails) end instead of messaging a stopped server
         self.splats = SplatPanel(self, splats, checkpoint, max_splats, splat_refine)
         self.splat_still_s = float(splat_still_s)
 
@@ -128,6 +129,7 @@ class Viewer(CameraPathPanel):
         self._started.set()
 
     def stop(self) -> None:
+        self._stopping.set()
         self.splats.stop()
         for state in list(self.clients.values()):
             state.worker.stop(timeout=1.0)
@@ -329,8 +331,11 @@ class Viewer(CameraPathPanel):
         self._started.wait()
         deadline = time.perf_counter() + 20.0
         while time.perf_counter() < deadline and not any(s.frames for s in self.clients.values()):
-            time.sleep(0.1)
+            if self._stopping.wait(0.1):
+                return
         for cam, handle in frusta:
+            if self._stopping.is_set():
+                return
             try:
                 handle.image = self.renderer.thumbnail(cam.index)
             except Exception as exc:  # a missing photo must not break the viewer
