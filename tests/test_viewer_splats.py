@@ -178,6 +178,12 @@ def test_view_bakes_in_the_background_then_uses_the_cache(nerf_run, tmp_path):
         assert _wait_until(lambda: v.splats.arrays is not None or "failed" in v.gui["splats_status"].content, 60)
         v.stop()
         return v
+    # stopped (Ctrl-C) while baking: the bake ends at its next view, waited for, nothing is written
+    quit_ = Viewer(task, rd.path, host="127.0.0.1", port=0, log=lambda m: None, thumbnails=False, splats="rebake",
+                   checkpoint=ckpt, max_splats=500).start()
+    quit_.stop()
+    assert not quit_.splats._thread.is_alive() and quit_.splats.bakes == 0
+    assert not any(p.name.startswith(("splats_viewer", ".splats_viewer")) for p in run.iterdir())
     v = viewer("auto")
     assert v.splats.bakes == 1 and (run / CACHE_PLY).is_file() and v.gui["splats_on"].value
     assert len(v.splats.arrays["centers"]) == v.splats.last_report["splats"] <= 500

@@ -164,9 +164,14 @@ class SplatPanel:
             if not self._closing.is_set():
                 self.viewer.gui["splats_rebake"].disabled = False
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """The bake stops at its next view; a cache write under way is finished (never left half-done)."""
+    def stop(self, timeout: float = 60.0) -> None:
+        """The bake stops at its next view (a cache write under way is finished: never left half-done), and is
+        waited for: a daemon thread still inside torch's C++ when the interpreter exits aborts the process
+        ('terminate called without an active exception' after a Ctrl-C, seen on cup10)."""
         self._closing.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
         if self._write_lock.acquire(timeout=timeout):
             self._write_lock.release()
 
