@@ -60,6 +60,12 @@ def test_node_arrays_from_a_known_ply_match_a_hand_computation(tmp_path):
     assert np.allclose(f16, np.stack([cov0, cov1]), rtol=2e-3, atol=1e-9)
     assert np.allclose(a["rgbs"], [[0.5 + SH_C0, 0.5 - SH_C0, 0.5], [1.0, 0.0, 0.5 + 0.5 * SH_C0]], atol=1e-6)
     assert np.allclose(a["opacities"][:, 0], [0.5, 1 / (1 + math.exp(-2.0))], atol=1e-6)
+    # a splat 1000x the others' size stays finite in float16 (drawn at 240x the median)
+    three = Splats.cat([_two_splats(), _two_splats().select(slice(0, 1))])
+    three.log_scales[2] += math.log(1000.0)
+    b = node_arrays(three)
+    assert np.isfinite(b["covariances"].astype(np.float16)).all()
+    assert np.sqrt(np.linalg.eigvalsh(b["covariances"][2].astype(np.float64)).max()) == pytest.approx(240.0, rel=1e-3)
     # viser takes them as they are (its own shape checks)
     import viser
     server = viser.ViserServer(host="127.0.0.1", port=0, verbose=False)

@@ -139,8 +139,12 @@ def node_arrays(splats, scale: float = 1.0, translation=(0.0, 0.0, 0.0)) -> Dict
     node_scale = float(np.median(std.max(1))) if len(splats) else 1.0
     if not math.isfinite(node_scale) or node_scale <= 0:
         node_scale = 1.0
+    # float16's largest finite number is 65504 = 256^2: a splat over 240x the median std-dev is drawn at 240x
+    # (an infinite covariance would cover the screen); cup10's largest is 6x
+    ratio = std.max(1) / node_scale if len(splats) else np.zeros(0)
+    shrink = np.minimum(1.0, 240.0 / np.maximum(ratio, 1e-30)) ** 2
     return {"centers": (means / node_scale).astype(np.float32),
-            "covariances": (cov / node_scale ** 2).astype(np.float32),
+            "covariances": (cov / node_scale ** 2 * shrink[:, None, None]).astype(np.float32),
             "rgbs": rgb.astype(np.float32), "opacities": opacity.astype(np.float32), "scale": node_scale}
 
 
