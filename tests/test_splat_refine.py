@@ -2,6 +2,7 @@
 replaced by two children, and the optimiser's moments follow the rows they belong to."""
 import math
 
+import numpy as np
 import torch
 
 from nerf_app.splats.refine import LR, _densify_and_prune
@@ -64,3 +65,17 @@ def test_densify_respects_a_full_budget():
                                                      lambda new: torch.optim.Adam(list(new.values())),
                                                      hook, lambda t: t)
     assert densified == 0 and pruned == 0 and out["means"].shape[0] == n
+
+
+def test_refinement_targets_downsample_by_block_means_with_replicated_edges():
+    """A 5x7 photo at step 2 -> 3x4: each pixel the mean of its 2x2 block, the last row/column replicated
+    to fill the blocks (a [H, W, 3] pad was refused by torch for every photo larger than max_side)."""
+    from types import SimpleNamespace
+
+    from nerf_app.splats.refine import _Targets
+    photo = np.random.default_rng(0).random((5, 7, 3)).astype(np.float32)
+    task = SimpleNamespace(scene=SimpleNamespace(images=SimpleNamespace(rgb=lambda i, background=None: photo)))
+    out = _Targets(task, [0], 2, (1.0, 1.0, 1.0))(0).numpy()
+    padded = np.pad(photo, ((0, 1), (0, 1), (0, 0)), mode="edge")
+    expect = padded.reshape(3, 2, 4, 2, 3).mean((1, 3))
+    assert out.shape == (3, 4, 3) and np.allclose(out, expect, atol=1e-6)

@@ -53,9 +53,10 @@ class _Targets:
             if self.step > 1:
                 H, W = img.shape[:2]
                 h, w = math.ceil(H / self.step), math.ceil(W / self.step)
-                pad = (0, 0, 0, w * self.step - W, 0, h * self.step - H)
-                img = F.pad(img, pad, mode="replicate")
-                img = F.avg_pool2d(img.permute(2, 0, 1)[None], self.step)[0].permute(1, 2, 0).contiguous()
+                # replicate padding pads the last two dims of a [1, C, H, W] tensor (a 6-value pad of [H, W, 3]
+                # is refused by torch: every photo larger than max_side failed here, e.g. cup10's)
+                chw = F.pad(img.permute(2, 0, 1)[None], (0, w * self.step - W, 0, h * self.step - H), mode="replicate")
+                img = F.avg_pool2d(chw, self.step)[0].permute(1, 2, 0).contiguous()
             self.cache[index] = img
         return self.cache[index]
 
