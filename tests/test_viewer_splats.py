@@ -197,6 +197,10 @@ def test_view_bakes_in_the_background_then_uses_the_cache(nerf_run, tmp_path):
     assert f"{v.splats.last_report['splats']:,} splats (baked now: step-12 checkpoint" in status, status
     assert viewer("auto").splats.bakes == 0                  # cached
     assert viewer("rebake").splats.bakes == 1
+    # --refine-time: the viewer's bake refined against the photos (capture coordinates, within the budget)
+    from nerf_app.viewer.splat_layer import bake_for_viewer
+    refined, report = bake_for_viewer(task, bake_settings(max_splats=300, refine_time=0.3))
+    assert report.get("refine_steps", 0) >= 1 and len(refined) <= 300
     os.utime(ckpt, ns=(time.time_ns(), time.time_ns() + 10 ** 9))   # a new checkpoint
     assert viewer("auto").splats.bakes == 1
     assert viewer("auto").splats.bakes == 0
