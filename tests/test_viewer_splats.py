@@ -257,6 +257,8 @@ def _shot_until(page, predicate, path=None, timeout=30.0) -> np.ndarray:
     box); the last one is kept at ``path``."""
     deadline = time.perf_counter() + timeout
     while True:
+        # viser's "software WebGL" notice slides in on its own schedule: removed, so it cannot be the change seen
+        page.evaluate("document.querySelectorAll('.mantine-Notification-root').forEach(e => e.remove())")
         image = page.screenshot(path)
         if predicate(image) or time.perf_counter() > deadline:
             return image
@@ -291,8 +293,8 @@ def test_viewer_flies_through_splats_in_headless_chromium(nerf_run, tmp_path):
             # splats: hide them -> the page changes (an empty scene), show them -> back
             last = [page.screenshot()]
 
-            def settled(image):   # two equal screenshots in a row: the splats' fade-in is over
-                same = _differs(image, last[0]) < 0.05
+            def settled(image):   # two (nearly) equal screenshots in a row: the splats' fade-in is over
+                same = _differs(image, last[0]) < 0.3
                 last[0] = image
                 return same
             splats = _shot_until(page, settled, ARTIFACTS / "viewer_splats.png")
