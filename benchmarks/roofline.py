@@ -404,6 +404,11 @@ def instrument(task, stages: Stages, training: bool) -> None:
                  split_grad=training)
     if training:
         stages.patch(renderer, "compact_samples", "compact (no grad)")
+        # on a CPU the compaction is one fused C++ call (nerf_app/ops/compact_fused.py): march, hash grid and
+        # density MLP without gradients are inside it; items = samples marched
+        stages.patch(renderer, "march_compacted_fused", "fused compaction (march, hash grid, density MLP, keep)",
+                     lambda a, out: int(out[1]))
+        stages.patch(hg_op._HashGridCachedFunction, "backward", "hash grid backward")
         stages.patch(task.sampler, "sample", "sample rays")
         stages.patch(hg_op._HashGridFunction, "backward", "hash grid backward")
         stages.patch(mlp_op._FusedMLPFunction, "backward", "MLP backward (both nets)")
