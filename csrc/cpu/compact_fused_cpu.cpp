@@ -20,8 +20,8 @@
 #include <atomic>
 #include <cmath>
 
+#include "fused_march.h"
 #include "hashgrid_cpu.h"
-#include "march_math.h"
 
 namespace nerf_app {
 namespace cpu {
@@ -47,6 +47,7 @@ class Worker {
          CompactedPart* out)
       : o_(o), d_(d), t_near_(t_near), t_far_(t_far), f_(f), m_(m), kept_(kept), marched_(marched), n_(n),
         next_(next), out_(out) {
+    steps_ = FusedSteps{m.bitfield, m.n_cascades, m.resolution, m.dt_min, m.dt_max, m.cone_angle};
     k_first_ = std::max(1, m.k_first);
     k_max_ = std::max(k_first_, m.k_max);
     n_slots_ = std::max(kMinSlots, kBatch / k_max_);
@@ -98,34 +99,11 @@ class Worker {
     s.ray = -1;
   }
 
-  // Up to k samples per live ray, resumed at t (renderer.py::_next_round): positions in the grid's unit cube.
+  // Up to k samples per live ray, resumed at t (fused_march.h).
   void march(std::vector<Slot>& slots) {
-    int S = 0;
-    for (Slot& s : slots) {
-      if (s.ray < 0) continue;
-      const int64_t r = s.ray;
-      const float* o = o_ + 3 * r;
-      const float* d = d_ + 3 * r;
-      const MarchRay ray{o, d, s.t, t_far_[r]};
-      s.begin = S;
-      float* xu = xu_.data();
-      float* t0 = t0_.data();
-      float* t1 = t1_.data();
-      const float lo = f_.bound_lo, ext = f_.extent;
-      s.count = march_ray(ray, m_.bitfield, m_.n_cascades, m_.resolution, m_.dt_min, m_.dt_max, m_.cone_angle, s.k,
-                          [&](int j, float a, float b) {
-                            const int i = s.begin + j;
-                            t0[i] = a;
-                            t1[i] = b;
-                            // render_rays' x = o + mid d, then NerfField._unit: the same operations in order
-                            const float mid = 0.5f * (a + b);
-                            for (int c = 0; c < 3; ++c) xu[3 * i + c] = (o[c] + mid * d[c] - lo) / ext;
-                          });
-      S += s.count;
-      s.marched += s.count;
-      s.t = s.count > 0 ? t1[s.begin + s.count - 1] : t_far_[r];
-    }
-    n_samp_ = S;
+    n_samp_ = march_slots(slots, o_, d_, t_far_, f_, steps_, xu_.data(), t0_.data(), t1_.data());
+    for (Slot& s : slots)
+      if (s.ray >= 0) s.marched += s.count;
   }
 
   // Densities of the round's samples, then per ray compact_samples' rule: keep a sample unless the optical
@@ -169,6 +147,7 @@ class Worker {
   const float *o_, *d_, *t_near_, *t_far_;
   const FusedField& f_;
   const CompactMarch& m_;
+  FusedSteps steps_;
   int64_t *kept_, *marched_;
   int64_t n_;
   std::atomic<int64_t>* next_;

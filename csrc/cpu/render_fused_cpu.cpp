@@ -21,8 +21,8 @@
 #include <cmath>
 #include <vector>
 
+#include "fused_march.h"
 #include "hashgrid_cpu.h"
-#include "march_math.h"
 #include "sh_math.h"
 #include "volume_render_math.h"
 
@@ -52,6 +52,7 @@ class Worker {
          int64_t n, std::atomic<int64_t>* next)
       : o_(o), d_(d), t_near_(t_near), t_far_(t_far), bg_(bg), bg_stride_(bg_stride), f_(f), m_(m), color_(color),
         depth_(depth), opacity_(opacity), n_samples_(n_samples), n_(n), next_(next) {
+    steps_ = FusedSteps{m.bitfield, m.n_cascades, m.resolution, m.dt_min, m.dt_max, m.cone_angle};
     const int k_max = std::max(std::max(1, m.round_samples), m.round_samples_max);
     k_max_ = k_max;
     n_slots_ = std::max(kMinSlots, kBatch / k_max);  // short rounds: more rays in flight, batches stay full
@@ -124,33 +125,11 @@ class Worker {
     s.ray = -1;
   }
 
-  // Up to k samples per live ray, resumed at t (renderer.py::_next_round): positions in the hash grid's unit cube.
+  // Up to k samples per live ray, resumed at t (fused_march.h).
   void march(std::vector<Slot>& slots) {
-    int S = 0;
-    for (Slot& s : slots) {
-      if (s.ray < 0) continue;
-      const int64_t r = s.ray;
-      const float* o = o_ + 3 * r;
-      const float* d = d_ + 3 * r;
-      const MarchRay ray{o, d, s.t, t_far_[r]};
-      s.begin = S;
-      float* xu = xu_.data();
-      float* t0 = t0_.data();
-      float* t1 = t1_.data();
-      const float lo = f_.bound_lo, ext = f_.extent;
-      s.count = march_ray(ray, m_.bitfield, m_.n_cascades, m_.resolution, m_.dt_min, m_.dt_max, m_.cone_angle, s.k,
-                          [&](int j, float a, float b) {
-                            const int i = s.begin + j;
-                            t0[i] = a;
-                            t1[i] = b;
-                            const float mid = 0.5f * (a + b);
-                            for (int c = 0; c < 3; ++c) xu[3 * i + c] = (o[c] + mid * d[c] - lo) / ext;
-                          });
-      S += s.count;
-      s.samples += s.count;
-      s.t = s.count > 0 ? t1[s.begin + s.count - 1] : t_far_[r];
-    }
-    n_samp_ = S;
+    n_samp_ = march_slots(slots, o_, d_, t_far_, f_, steps_, xu_.data(), t0_.data(), t1_.data());
+    for (Slot& s : slots)
+      if (s.ray >= 0) s.samples += s.count;
   }
 
   void mlp(const float* x, const float* const* w, float* y, int64_t n, const MlpDims& dims) {
@@ -213,6 +192,7 @@ class Worker {
   int64_t bg_stride_;
   const FusedField& f_;
   const FusedMarch& m_;
+  FusedSteps steps_;
   float *color_, *depth_, *opacity_;
   int64_t* n_samples_;
   int64_t n_;
