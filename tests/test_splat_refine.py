@@ -79,3 +79,24 @@ def test_refinement_targets_downsample_by_block_means_with_replicated_edges():
     padded = np.pad(photo, ((0, 1), (0, 1), (0, 0)), mode="edge")
     expect = padded.reshape(3, 2, 4, 2, 3).mean((1, 3))
     assert out.shape == (3, 4, 3) and np.allclose(out, expect, atol=1e-6)
+
+
+def test_block_camera_puts_a_block_centre_at_its_target_pixel_centre():
+    """The refinement compares a render with means of step x step blocks: a point seen at the full-resolution
+    centre of block (k, j) must land at that block's pixel centre (k + 0.5, j + 0.5) of the render (the
+    every-step-th-pixel camera put it (step - 1) / 2 full-resolution pixels off)."""
+    from types import SimpleNamespace
+
+    from nerf_app.ops.splat import project_splats
+    from nerf_app.splats.refine import block_camera
+    cam = SimpleNamespace(fx=300.0, fy=280.0, cx=201.3, cy=149.7, width=402, height=301)
+    task = SimpleNamespace(scene=SimpleNamespace(cameras=[cam], c2w=np.eye(4)[None]), pose_correction=lambda i: None)
+    step, k, j = 4, 37, 22
+    x, y = (k + 0.5) * step, (j + 0.5) * step          # full-resolution pixel coordinates of the block centre
+    z = 2.5
+    point = torch.tensor([[(x - cam.cx) / cam.fx * z, (y - cam.cy) / cam.fy * z, z]])
+    bc = block_camera(task, 0, step)
+    assert (bc.width, bc.height) == (101, 76)             # ceil: the targets' padded blocks
+    p = project_splats(point, torch.full((1, 3), -3.0), torch.tensor([[1.0, 0, 0, 0]]), torch.zeros(1),
+                       torch.zeros(1, 1, 3), bc)
+    torch.testing.assert_close(p.mean2d[0], torch.tensor([k + 0.5, j + 0.5]), atol=1e-4, rtol=0)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..ops.splat import render_splats
 from .bake import corrected_c2w
 from .model import Splats
-from .views import scene_camera
+from ..ops.splat import SplatCamera
 
 # 3DGS's learning rates, with the position's in normalised scene units (the unit cube)
 LR = {"means": 1.6e-4, "log_scales": 5e-3, "quats": 1e-3, "opacity_logits": 2.5e-2, "sh_dc": 2.5e-3,
@@ -61,6 +61,15 @@ class _Targets:
         return self.cache[index]
 
 
+def block_camera(task, index: int, step: int) -> SplatCamera:
+    """Image ``index``'s camera at the resolution of :class:`_Targets` (means of ``step`` x ``step`` blocks):
+    block ``k``'s centre is full-resolution pixel coordinate ``(k + 0.5) step``, so ``x' = x / step`` (not the
+    every-step-th-pixel camera of ``views.scene_camera``, which is off by ``(step - 1) / 2`` pixels there)."""
+    cam = task.scene.cameras[int(index)]
+    return SplatCamera(corrected_c2w(task, index), cam.fx / step, cam.fy / step, cam.cx / step, cam.cy / step,
+                       math.ceil(cam.width / step), math.ceil(cam.height / step))
+
+
 def refine_splats(task, splats: Splats, seconds: float, max_splats: int, step: Optional[int] = None,
                   densify_every: int = 100, seed: int = 0, progress: bool = True, max_side: int = 400) -> tuple:
     """``(refined Splats, report)``; ``splats`` in the normalised frame. ``step``: train at every ``step``-th
@@ -74,7 +83,7 @@ def refine_splats(task, splats: Splats, seconds: float, max_splats: int, step: O
         step = max(1, math.ceil(max(max(scene.cameras[i].width, scene.cameras[i].height) for i in train) / max_side))
     bg = torch.tensor(eval_background(task.config), dtype=torch.float32)
     targets = _Targets(task, train, step, bg.numpy())
-    cams = {i: scene_camera(task, i, step) for i in train}
+    cams = {i: block_camera(task, i, step) for i in train}
     params = {k: t.detach().clone().contiguous().requires_grad_()
               for k, t in zip(("means", "log_scales", "quats", "opacity_logits", "sh"), splats.tensors())}
 

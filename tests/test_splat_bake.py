@@ -1,0 +1,38 @@
+"""The bake's depth-edge test (issue 27): splats are not placed on silhouette samples, whose depth lies between
+the object and what is behind it (on cup10 those 'flying' splats hid the cup from the held-out views)."""
+import math
+
+import torch
+
+from nerf_app.splats.bake import EDGE, depth_edges
+
+
+def test_an_oblique_plane_has_no_depth_edge():
+    # depth growing steeply but linearly across the image (an oblique plane's depth per sample, to first order)
+    v, u = torch.meshgrid(torch.arange(30.0), torch.arange(40.0), indexing="ij")
+    assert not depth_edges(5.0 + 0.3 * u - 0.1 * v).any()
+    # the same plane with a kink of 10 % of the depth between two samples (a corner of a room) is an edge there
+    t = 2.0 + 0.3 * u
+    t[:, 20:] += 0.3 * (u[:, 20:] - 19)
+    e = depth_edges(t)
+    assert e[:, 19].all() and not e[:, :19].any() and not e[:, 20:].any()
+
+
+def test_a_depth_step_marks_the_samples_beside_it_only():
+    t = torch.full((6, 9), 1.0)
+    t[:, 5:] = 3.0                      # a cup at depth 1 in front of a wall at depth 3, edge between columns 4, 5
+    e = depth_edges(t)
+    assert e[:, 4].all() and e[:, 5].all()
+    assert not e[:, :4].any() and not e[:, 6:].any()
+    # a small step (a rough surface) within EDGE x depth is no edge
+    t2 = torch.full((5, 5), 1.0)
+    t2[:, 3:] += 0.25 * EDGE
+    assert not depth_edges(t2).any()
+
+
+def test_non_finite_depths_are_edges():
+    t = torch.full((4, 4), 2.0)
+    t[1, 1] = math.inf
+    t[2, 2] = math.nan
+    e = depth_edges(t)
+    assert e[1, 1] and e[2, 2]
