@@ -1,6 +1,7 @@
 """Bake a trained NeRF into Gaussian splats with forward passes only (as "From NeRFs to Gaussian Splats,
 and Back", arXiv 2405.09717, does in spirit): every ``step``-th pixel of evenly spread training views is
-rendered; where the ray is opaque, a flat splat sits at the expected termination depth, spanning the pixel's
+rendered; where the ray is opaque, a flat splat sits at the surface's front (where the ray's transmittance
+falls to one half; none on depth edges, whose samples lie between an object and its background), spanning the pixel's
 footprint on the surface (anisotropic: the depth map's neighbours give the two tangent directions and
 lengths), thin along the surface normal; its colour is spherical harmonics fitted to the field's colour
 in directions around the view ray, shifted so the view ray's colour equals the rendered pixel; its opacity

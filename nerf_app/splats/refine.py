@@ -71,9 +71,10 @@ def block_camera(task, index: int, step: int) -> SplatCamera:
 
 
 def refine_splats(task, splats: Splats, seconds: float, max_splats: int, step: Optional[int] = None,
-                  densify_every: int = 100, seed: int = 0, progress: bool = True, max_side: int = 400) -> tuple:
+                  densify_every: int = 100, seed: int = 0, progress: bool = True, max_side: int = 200) -> tuple:
     """``(refined Splats, report)``; ``splats`` in the normalised frame. ``step``: train at every ``step``-th
-    pixel's resolution (default: the smallest step that brings the photos' longer side to ``max_side``)."""
+    pixel's resolution (default: the smallest step that brings the photos' longer side to ``max_side``; 200:
+    on cup10, 294k splats, 60 s bought 26 steps at 200x150 (+0.81 dB held-out) but 14 at 400x300 (+0.50))."""
     from ..nerf.evaluate import eval_background
     from tqdm import tqdm
     t0 = time.perf_counter()
