@@ -49,7 +49,26 @@ class TrainingPhotos:
         if self._affine is None or int(index) not in self._affine:
             return rgb
         M, b = self._affine[int(index)]
-        return rgb @ M.T + b
+        return np.einsum("nj,ij->ni", rgb, M) + b   # not ``rgb @ M.T``: that took ~0.1 s a photo in the export
+
+    def grid_rays(self, index: int, stride: int = 1):
+        """The rays through the pixel centres ``(x + 0.5, y + 0.5)`` of every ``stride``-th pixel of image
+        ``index``, row by row (as :func:`~nerf_app.geometry.texture.project_photos` reads the photo):
+        ``(origin [3], unit directions [n, 3])``, the pose correction applied: the rays of :meth:`rays_at`
+        without its per-ray camera tables (one camera here, so one unprojection with its parameters)."""
+        from ..data.cameras import MODELS_BY_NAME, unproject
+        from .depth import corrected_c2w
+
+        i, s = int(index), max(1, int(stride))
+        cam = self.cameras[i]
+        ys, xs = np.meshgrid(np.arange(0, cam.height, s, dtype=np.float64) + 0.5,
+                             np.arange(0, cam.width, s, dtype=np.float64) + 0.5, indexing="ij")
+        d_cam = unproject(MODELS_BY_NAME[cam.model], np.asarray(cam.params, np.float64),
+                          np.stack([xs.ravel(), ys.ravel()], -1))
+        c2w = corrected_c2w(self.task, i)
+        d = np.einsum("nj,ij->ni", d_cam, c2w[:3, :3])   # einsum, as colour_map
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        return c2w[:3, 3].copy(), d
 
     def rays_at(self, image_index, pixels):
         o, d = self.scene.rays_at(image_index, pixels)

@@ -212,25 +212,42 @@ class PhotoEvidence:
     ``G T = r`` of ``min_T sum_n w_n |l_n(T) - c_n|^2``: ``r = sum_n w_n b_nk c_n`` (the weighted splat) and
     the Gram matrix ``G_kl = sum_n w_n b_nk b_nl``, which couples a texel only to its 3x3 neighbours and is
     kept as nine bands ``gram[j][k] = G[k, k + offsets[j]]``. ``weights`` is the plain splat of ``w``
-    (``sum_n w_n b_nk``) for weighted means and coverage."""
+    (``sum_n w_n b_nk``) for weighted means and coverage.
 
-    def __init__(self, size: int):
+    How it is summed: a hit's four taps are its base texel ``k0`` (``x0, y0`` of :func:`bilinear_taps`) and
+    ``k0 + 1, k0 + S, k0 + S + 1`` with weights ``X_i Y_j`` (``X = (1 - fx, fx)``, ``Y = (1 - fy, fy)``), so
+    every product of two taps is ``X_a X_b Y_c Y_d``, which depends only on ``a + b`` and ``c + d``. Per
+    base texel nine moments ``sum_n w_n P_p(fx) Q_q(fy)`` (``P = ((1-fx)^2, fx (1-fx), fx^2)``, Q alike)
+    therefore hold the whole Gram matrix, and four (times colours: twelve) the splat; each is one
+    ``bincount`` over the hits, and shifted adds put them into the bands. Hits are buffered so each
+    ``bincount``'s pass over its ``S^2`` outputs is paid once per million-odd hits, not once per photo. (A tap
+    past the last column or row has weight 0, ``fx = 0`` or ``fy = 0`` there, so the shift that wraps or
+    runs off the end adds nothing.)"""
+
+    def __init__(self, size: int, flush_hits: Optional[int] = None):
         S = self.size = int(size)
+        N = S * S
         self.offsets = _band_offsets(S)
-        self._rhs = np.zeros((S * S, 3))
-        self._weights = np.zeros(S * S)
-        self.gram = np.zeros((len(self.offsets), S * S))
+        self._rhs = np.zeros((3, N))           # channels first: every pass below runs along contiguous texels
+        self._weights = np.zeros(N)
+        self.gram = np.zeros((len(self.offsets), N))
         self._pending, self._n_pending = [], 0
-        # offset (texel difference + S + 1) -> band number; -1 never happens for taps of one lookup
-        self._band_of = np.full(2 * S + 3, -1, np.int64)
-        for j, d in enumerate(self.offsets):
-            self._band_of[d + S + 1] = j
+        self._flush_hits = max(N, 1 << 20) if flush_hits is None else int(flush_hits)
+        # (band, shift) for each pair of taps (ix, iy), (jx, jy) by moment (p, q) = (ix + jx, iy + jy): the
+        # pair adds G[k0 + ix + iy S, k0 + jx + jy S], i.e. band (jx - ix, jy - iy) at row k0 + (ix + iy S)
+        self._pairs = {}
+        for ix in (0, 1):
+            for jx in (0, 1):
+                for iy in (0, 1):
+                    for jy in (0, 1):
+                        band = self.offsets.index((jx - ix) + (jy - iy) * S)
+                        self._pairs.setdefault((ix + jx, iy + jy), []).append((band, ix + iy * S))
 
     @property
     def rhs(self) -> np.ndarray:
         """``r [S*S, 3]``, the weighted splat of the colours."""
         self._flush()
-        return self._rhs
+        return self._rhs.T
 
     @property
     def weights(self) -> np.ndarray:
@@ -240,77 +257,135 @@ class PhotoEvidence:
 
     def add(self, uv: np.ndarray, colours: np.ndarray, w: np.ndarray) -> None:
         """Hits at ``uv [n,2]`` that saw ``colours [n,3]``, with weights ``w [n]``."""
-        from .mesh_render import bilinear_taps
-
-        S, N = self.size, self.size * self.size
-        taps = [(r * S + c, b) for r, c, b in bilinear_taps(uv, S, S)]
-        # the splat (weights and rhs: splat_bilinear's sums) and the 16 (k, l) tap pairs of the Gram bands
-        k = np.concatenate([ka for ka, _ in taps])
-        ww = np.concatenate([w * ba for _, ba in taps])
-        pairs_k = np.concatenate([ka for ka, _ in taps for _ in taps])
-        pairs_l = np.concatenate([kb for _ in taps for kb, _ in taps])
-        wts = np.concatenate([w * ba * bb for _, ba in taps for _, bb in taps])
-        band = self._band_of[pairs_l - pairs_k + S + 1]
-        # buffered: every bincount costs a pass over its S^2 (the Gram's: 9 S^2) outputs, so they run once per
-        # few images rather than once per image (a 2048^2 texture: 16 passes of 32 MB per photo otherwise)
-        colours = np.asarray(colours, np.float64)
-        vals = np.concatenate([(w * ba)[:, None] * colours for _, ba in taps])
-        self._pending.append((band * N + pairs_k, wts, k, ww, vals))
-        self._n_pending += len(wts)
-        if self._n_pending >= 2 * N:
+        S = self.size
+        uv = np.asarray(uv, np.float64)
+        # the base tap and fractions exactly as bilinear_taps computes them (edges clamped)
+        x = np.clip(uv[:, 0] * S - 0.5, 0, S - 1)
+        y = np.clip((1.0 - uv[:, 1]) * S - 0.5, 0, S - 1)
+        x0, y0 = np.floor(x), np.floor(y)
+        base = y0.astype(np.int64) * S + x0.astype(np.int64)
+        self._pending.append((base, x - x0, y - y0, np.asarray(w, np.float64),
+                              np.asarray(colours, np.float64).reshape(-1, 3)))
+        self._n_pending += len(base)
+        if self._n_pending >= self._flush_hits:
             self._flush()
 
+    @staticmethod
+    def _shift_add(target: np.ndarray, values: np.ndarray, shift: int) -> None:
+        n = len(values)
+        target[shift:] += values[:n - shift]
+
     def _flush(self) -> None:
-        if self._pending:
-            N = self.size * self.size
-            cat = [np.concatenate(parts) for parts in zip(*self._pending)]
-            idx, wts, k, ww, vals = cat
-            self.gram += np.bincount(idx, wts, len(self.offsets) * N).reshape(len(self.offsets), N)
-            self._weights += np.bincount(k, ww, N)
-            for ch in range(self._rhs.shape[1]):
-                self._rhs[:, ch] += np.bincount(k, vals[:, ch], N)
-            self._pending, self._n_pending = [], 0
+        if not self._pending:
+            return
+        N = self.size * self.size
+        base, fx, fy, w, c = [np.concatenate(p) for p in zip(*self._pending)]
+        self._pending, self._n_pending = [], 0
+        X, Y = (1.0 - fx, fx), (1.0 - fy, fy)
+        P = (X[0] * X[0], X[0] * X[1], X[1] * X[1])
+        Q = (Y[0] * Y[0], Y[0] * Y[1], Y[1] * Y[1])
+        for p in range(3):
+            wp = w * P[p]
+            for q in range(3):
+                m = np.bincount(base, wp * Q[q], N)
+                for band, shift in self._pairs[(p, q)]:
+                    self._shift_add(self.gram[band], m, shift)
+        for ix in (0, 1):
+            wx = w * X[ix]
+            for iy in (0, 1):
+                wt = wx * Y[iy]
+                shift = ix + iy * self.size
+                self._shift_add(self._weights, np.bincount(base, wt, N), shift)
+                for ch in range(3):
+                    self._shift_add(self._rhs[ch], np.bincount(base, wt * c[:, ch], N), shift)
+
+    def _gram_times(self, x: np.ndarray, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+        """``out = G @ x`` for channels-first ``x [C, S*S]`` (``tmp``: scratch of x's shape)."""
+        n = x.shape[1]
+        out[:] = 0.0
+        for b, d in zip(self.gram, self.offsets):
+            if d >= 0:
+                t = tmp[:, :n - d]
+                np.multiply(b[None, :n - d], x[:, d:], out=t)
+                out[:, :n - d] += t
+            else:
+                t = tmp[:, -d:]
+                np.multiply(b[None, -d:], x[:, :d], out=t)
+                out[:, -d:] += t
+        return out
 
     def gram_times(self, x: np.ndarray) -> np.ndarray:
         """``G @ x`` for ``x [S*S, C]``."""
         self._flush()
-        y = np.zeros_like(x)
-        for b, d in zip(self.gram, self.offsets):
-            if d >= 0:
-                y[:len(x) - d] += b[:len(x) - d, None] * x[d:]
-            else:
-                y[-d:] += b[-d:, None] * x[:d]
-        return y
+        xc = np.ascontiguousarray(np.asarray(x, np.float64).T)
+        return self._gram_times(xc, np.empty_like(xc), np.empty_like(xc)).T
+
+    def _active_matrix(self):
+        """``(active texels [M], G restricted to them as a CSR matrix [M, M])``. A texel no hit touches has an
+        empty row and column (``G_kl != 0`` needs a hit with taps on both ``k`` and ``l``, so ``G_ll > 0``):
+        its normal equation is ``prior_weight (T_k - prior_k) = 0`` on its own, and the solve only iterates
+        over the others (about half of a 2048^2 atlas), nine stored neighbours a row at most."""
+        from scipy.sparse import csr_matrix
+
+        N = self.size * self.size
+        act = np.flatnonzero(self.gram[self.offsets.index(0)] > 0)
+        pos = np.full(N, -1, np.int64)
+        pos[act] = np.arange(len(act))
+        cols = act[:, None] + np.asarray(self.offsets)[None, :]
+        inside = (cols >= 0) & (cols < N)
+        cols = pos[np.clip(cols, 0, N - 1)]
+        vals = self.gram[:, act].T
+        keep = inside & (vals != 0) & (cols >= 0)
+        indptr = np.concatenate([[0], np.cumsum(keep.sum(1))])
+        return act, csr_matrix((vals[keep], cols[keep], indptr), shape=(len(act), len(act)))
 
     def solve(self, prior: np.ndarray, prior_weight: float, iterations: int = 25,
               start: Optional[np.ndarray] = None) -> np.ndarray:
         """``argmin_T sum_n w_n |l_n(T) - c_n|^2 + prior_weight |T - prior|^2`` for ``prior [S,S,3]``
         (texels no photo sees keep the prior): Jacobi-preconditioned conjugate gradients from ``start``
-        (default: the weighted mean). Returns ``[S,S,3]`` clipped to [0, 1]."""
+        (default: the weighted mean), over the texels some hit touches (:meth:`_active_matrix`). Returns
+        ``[S,S,3]`` clipped to [0, 1]."""
         self._flush()
         S = self.size
         lam = float(prior_weight)
         p0 = np.asarray(prior, np.float64).reshape(S * S, 3)
-        b = self.rhs + lam * p0
-        diag = (self.gram[self.offsets.index(0)] + lam)[:, None]
-        op = lambda x: self.gram_times(x) + lam * x  # noqa: E731
-        x = (b / (self.weights + lam)[:, None]) if start is None else np.asarray(start, np.float64).reshape(-1, 3).copy()
+        out = p0.copy()
+        act, G = self._active_matrix()
+        if len(act) == 0 or lam < 0:
+            return np.clip(out, 0.0, 1.0).reshape(S, S, 3)
+        b = self._rhs[:, act].T + lam * p0[act]
+        diag = (self.gram[self.offsets.index(0)][act] + lam)[:, None]
+        if start is None:
+            x = b / (self._weights[act] + lam)[:, None]
+        else:
+            x = np.asarray(start, np.float64).reshape(S * S, 3)[act].copy()
+
+        def op(v):
+            y = G @ v
+            y += lam * v
+            return y
+
+        def dot(u, v):
+            return np.einsum("ij,ij->j", u, v)
+
         r = b - op(x)
         z = r / diag
         p = z.copy()
-        rz = (r * z).sum(0)
+        rz = dot(r, z)
         for _ in range(int(iterations)):
             if not np.any(rz > 0):
                 break
             q = op(p)
-            a = rz / np.maximum((p * q).sum(0), 1e-300)
+            a = rz / np.maximum(dot(p, q), 1e-300)
             x += a * p
             r -= a * q
-            z = r / diag
-            rz_new = (r * z).sum(0)
-            p = z + (rz_new / np.maximum(rz, 1e-300)) * p
+            np.divide(r, diag, out=z)
+            rz_new = dot(r, z)
+            p *= rz_new / np.maximum(rz, 1e-300)
+            p += z
             rz = rz_new
-        return np.clip(x, 0.0, 1.0).reshape(S, S, 3)
+        out[act] = x
+        return np.clip(out, 0.0, 1.0).reshape(S, S, 3)
 
 
 def project_photos(renderer, scene, indices, uv: np.ndarray, size: int, background=(1.0, 1.0, 1.0),
@@ -318,12 +393,21 @@ def project_photos(renderer, scene, indices, uv: np.ndarray, size: int, backgrou
     """Texture evidence from photos: every pixel of images ``indices`` of ``scene`` is cast (through its
     own camera) onto the mesh ``renderer`` holds (normalised coordinates; faces indexing ``uv``); its
     colour should be what a bilinear lookup at the hit's UV gives, with a weight: the cosine between the
-    ray and the face normal (grazing views smear). Visibility is exact (first hit). Masked pixels are
-    skipped. ``colour_map(index, rgb [N,3]) -> rgb``: a per-photo colour correction (appearance);
-    ``stride``: every ``stride``-th pixel in x and y only. Returns the :class:`PhotoEvidence` (weighted
-    splat and normal equations)."""
+    ray and the face normal (grazing views smear). Visibility is exact (first hit, Embree:
+    :class:`~nerf_app.geometry.first_hits.FirstHits`). Masked pixels are skipped. ``colour_map(index,
+    rgb [N,3]) -> rgb``: a per-photo colour correction (appearance); ``stride``: every ``stride``-th pixel
+    in x and y only. A ``scene`` with ``grid_rays(index, stride) -> (origin, directions)`` (the pixel centres
+    row by row, as below) gives its rays that way, else ``rays_at``. Returns the :class:`PhotoEvidence`
+    (weighted splat and normal equations)."""
+    from .first_hits import FirstHits
+
     ev = PhotoEvidence(size)
+    cast = FirstHits(renderer.vertices, renderer.faces)
     fn = renderer.mesh.face_normals
+    face_uv = np.asarray(uv, np.float64)[renderer.faces]
+    grid_rays = getattr(scene, "grid_rays", None)
+    bg = np.asarray(background, np.float32)
+    s = max(1, int(stride))
     it = indices
     if progress:
         from tqdm import tqdm
@@ -332,25 +416,29 @@ def project_photos(renderer, scene, indices, uv: np.ndarray, size: int, backgrou
         i = int(i)
         cam = scene.cameras[i]
         H, W = cam.height, cam.width
-        s = max(1, int(stride))
-        ys, xs = np.meshgrid(np.arange(0, H, s, dtype=np.float64) + 0.5, np.arange(0, W, s, dtype=np.float64) + 0.5,
-                             indexing="ij")
-        px = np.stack([xs.ravel(), ys.ravel()], -1)
-        rgb = scene.images.rgb(i, background=np.asarray(background, np.float32))[::s, ::s, :3].reshape(-1, 3)
+        if grid_rays is not None:
+            o, d = grid_rays(i, s)
+        else:
+            ys, xs = np.meshgrid(np.arange(0, H, s, dtype=np.float64) + 0.5,
+                                 np.arange(0, W, s, dtype=np.float64) + 0.5, indexing="ij")
+            px = np.stack([xs.ravel(), ys.ravel()], -1)
+            o, d = scene.rays_at(np.full(len(px), i), px)
+        rgb = scene.images.rgb(i, background=bg)[::s, ::s, :3].reshape(-1, 3)
         mask = scene.images.mask(i)
         if mask is not None:
-            keep = np.asarray(mask, bool)[::s, ::s].reshape(-1)
-            px, rgb = px[keep], rgb[keep]
-        if colour_map is not None:
-            rgb = colour_map(i, np.asarray(rgb, np.float64))
-        o, d = scene.rays_at(np.full(len(px), i), px)
-        ray, tri, bary, _ = renderer.first_hits(o, d)
+            sel = np.flatnonzero(np.asarray(mask, bool)[::s, ::s].reshape(-1))
+            d, rgb = d[sel], rgb[sel]
+            o = o[sel] if np.ndim(o) == 2 and len(o) > 1 else o
+        ray, tri, bary, _ = cast(o, d)
         if len(ray) == 0:
             continue
-        dn = d[ray] / np.maximum(np.linalg.norm(d[ray], axis=1, keepdims=True), 1e-12)
-        cos = np.abs(np.einsum("nd,nd->n", dn, fn[tri]))
-        hit_uv = np.einsum("nk,nkd->nd", bary, uv[renderer.faces[tri]])
-        ev.add(hit_uv, np.asarray(rgb[ray], np.float64), cos)
+        dr = d[ray]
+        cos = np.abs(np.einsum("nd,nd->n", dr, fn[tri])) / np.maximum(np.linalg.norm(dr, axis=1), 1e-12)
+        hit_uv = np.einsum("nk,nkd->nd", bary, face_uv[tri])
+        colours = np.asarray(rgb[ray], np.float64)
+        if colour_map is not None:
+            colours = colour_map(i, colours)
+        ev.add(hit_uv, colours, cos)
     return ev
 
 
