@@ -195,3 +195,38 @@ def test_depth_cull_drops_faces_no_view_sees_first():
     v_out, f_out, dropped = cull_unseen_by_depth(views, v, f, tolerance=0.02, rings=0)
     assert dropped == len(f2) and len(f_out) == len(f1)
     assert np.allclose(v_out[:, 2], 0.3)
+
+
+def test_the_fused_surface_crosses_the_box_faces_with_a_margin():
+    """A floor (z = 0.45) seen from above, fused over a box smaller than the floor: without a margin the
+    mesh stops short of the box's side faces (grid centres start half a voxel inside, and only cells with
+    eight observed corners make faces), so the pixels at the box's edges miss it; with the export's margin
+    it runs past every side face, and it stays flat there."""
+    from nerf_app.export.nerf_surface import TSDF_MARGIN_VOXELS
+
+    def floor(o, d):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (0.45 - o[:, 2]) / d[:, 2]
+        return np.where((d[:, 2] < 0) & (t > 0), t, np.inf)
+
+    W, H, K = 48, 36, (40.0, 40.0, 24.0, 18.0)
+    views = []
+    for k in range(12):
+        a = 2 * np.pi * k / 12
+        el = 0.7 + 0.2 * np.sin(2 * a)
+        eye = np.array([0.5, 0.5, 0.45]) + 1.2 * np.array([np.cos(a) * np.cos(el), np.sin(a) * np.cos(el), np.sin(el)])
+        c2w = _look_at(eye, [0.5, 0.5, 0.45])
+        o, d, zs = pinhole_rays(c2w, K, W, H)
+        views.append(DepthView(c2w, K, (floor(o, d) * zs).reshape(H, W), k))
+    lo, hi = np.array([0.3, 0.3, 0.3]), np.array([0.7, 0.7, 0.7])
+    v0, f0, info0 = fuse_views(views, lo, hi, 40)
+    assert len(f0) and info0["margin_voxels"] == 0
+    assert v0[:, 0].min() > lo[0] and v0[:, 0].max() < hi[0] and v0[:, 1].min() > lo[1] and v0[:, 1].max() < hi[1]
+    assert TSDF_MARGIN_VOXELS >= 2
+    v, f, info = fuse_views(views, lo, hi, 40, margin_voxels=TSDF_MARGIN_VOXELS)
+    vox = info["voxel"]
+    assert abs(vox - info0["voxel"]) < 1e-12 and info["margin_voxels"] == TSDF_MARGIN_VOXELS
+    assert v[:, 0].min() < lo[0] - vox and v[:, 0].max() > hi[0] + vox
+    assert v[:, 1].min() < lo[1] - vox and v[:, 1].max() > hi[1] + vox
+    dz = np.abs(v[:, 2] - 0.45)
+    assert dz.mean() < 0.25 * vox and dz.max() < vox, (dz.mean(), dz.max())

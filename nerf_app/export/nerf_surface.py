@@ -136,6 +136,11 @@ def _density_mesh(task, res: int, threshold, chunks, progress):
 TSDF_RESOLUTION = 256
 TSDF_DEPTH_SIDE = 160
 TSDF_TRUNC_VOXELS = 4.0
+# The fused grid reaches this many voxels past the region on every side. Without it the mesh stopped short
+# of the region's faces (by up to a voxel, more where the surface meets them at a slant), and the pixels
+# there rendered the background: on cup (10-minute run, 10 held-out views) 3.0 % of the region pixels were
+# misses, 1.6 % with 8 voxels, and the region PSNR went 20.0 -> 21.3 dB (docs/export.md).
+TSDF_MARGIN_VOXELS = 8
 
 
 def _tsdf_mesh(task, region, res: int, progress: bool, depth_side: int = TSDF_DEPTH_SIDE):
@@ -146,7 +151,8 @@ def _tsdf_mesh(task, region, res: int, progress: bool, depth_side: int = TSDF_DE
     train = task.scene.split_indices("train")
     views = render_depth_views(task, train, depth_side, progress=progress)
     t1 = time.perf_counter()
-    v, f, info = fuse_views(views, region.lo, region.hi, res, TSDF_TRUNC_VOXELS, progress=progress)
+    v, f, info = fuse_views(views, region.lo, region.hi, res, TSDF_TRUNC_VOXELS, margin_voxels=TSDF_MARGIN_VOXELS,
+                            progress=progress)
     if len(f) == 0:
         raise NerfAppError("no surface: the depth maps of the training cameras fuse to nothing inside the region")
     info.update({"depth_views": len(views), "depth_size": list(views[0].shape) if views else None,

@@ -181,10 +181,19 @@ class TSDFVolume:
 
 
 def fuse_views(views, lo, hi, resolution: int = 256, trunc_voxels: float = 4.0, weights=None,
-               band_stride: int = 1, min_views: int = 2, progress: bool = False):
+               band_stride: int = 1, min_views: int = 2, margin_voxels: int = 0, progress: bool = False):
     """Fuse pinhole DepthViews into a TSDF over ``[lo, hi]`` and extract its surface: ``(vertices, faces,
     info)``. ``weights``: one ``[H,W]`` array per view (None: 1); the band: voxels near points of at least
-    ``min_views`` views (fewer views than that: 1)."""
+    ``min_views`` views (fewer views than that: 1). ``margin_voxels``: the grid reaches that many voxels
+    (of the size ``resolution`` gives the box) past the box on every side, so the surface crosses the box's
+    faces instead of stopping short of them (marching cubes keeps only cells whose eight corners were
+    observed, and the fused surface wanders by a voxel or so: at the box's faces that left a ragged strip
+    of the box's pixels uncovered)."""
+    m = max(0, int(margin_voxels))
+    if m:
+        lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+        voxel = float((hi - lo).max()) / int(resolution)
+        lo, hi, resolution = lo - m * voxel, hi + m * voxel, int(resolution) + 2 * m   # same voxel size
     vol = TSDFVolume(lo, hi, resolution, trunc_voxels)
     n_band = vol.set_band([view_points(v, band_stride) for v in views], min(int(min_views), max(1, len(views))))
     it = range(len(views))
@@ -195,4 +204,4 @@ def fuse_views(views, lo, hi, resolution: int = 256, trunc_voxels: float = 4.0, 
         vol.integrate(views[k], None if weights is None else weights[k])
     v, f = vol.extract()
     return v, f, {"voxel": vol.voxel, "trunc": vol.trunc, "band_voxels": n_band,
-                  "grid": [int(d) for d in vol.dims]}
+                  "grid": [int(d) for d in vol.dims], "margin_voxels": m}
