@@ -71,6 +71,51 @@ def test_rasterize_uv_covers_a_full_square():
     assert np.allclose(bary.sum(-1), 1) and (bary > -1e-6).all()
 
 
+def test_bake_prior_at_half_size_is_the_full_bake_enlarged():
+    # a quarter of the colour calls; the same chart mask; the colours those of the full-size bake up to
+    # the coarser raster (a half-texel misalignment of the enlargement would be ~10x the mean error)
+    from nerf_app.geometry.texture import bake_prior
+    sphere = trimesh.creation.icosphere(3)
+    v, f, uv, _ = unwrap(np.asarray(sphere.vertices), np.asarray(sphere.faces), 256)
+    calls = []
+
+    def colour(p, n=None):
+        calls.append(len(p))
+        return np.clip(0.5 + 0.4 * np.stack([np.sin(4 * p[:, 0]), np.cos(5 * p[:, 1]), np.sin(3 * p[:, 2])], -1), 0, 1)
+    full, mask = bake(v, f, uv, 256, colour)
+    n_full = sum(calls)
+    calls.clear()
+    prior, mask2 = bake_prior(v, f, uv, 256, colour, factor=2)
+    assert prior.shape == full.shape and prior.dtype == np.float32
+    assert np.array_equal(mask, mask2)
+    assert sum(calls) < 0.3 * n_full
+    err = np.abs(prior - full)[mask]
+    assert err.mean() < 0.002 and np.percentile(err, 99) < 0.02
+
+
+def test_unwrap_caps_the_chart_area():
+    # a gently curved sheet is one chart uncapped; with chart_faces=100 it is cut into many charts
+    # (connected pieces of the output, whose seams split vertices) of at most about 100 faces. xatlas
+    # exempts the nearly flat middle it takes as one planar region, so that one may stay larger.
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    v, f = _grid(31)                                       # 1800 faces of about equal area
+    v[:, 2] = 0.1 * np.sin(3 * v[:, 0]) * np.cos(2 * v[:, 1])
+    for cap, most in ((0, None), (100, 100)):
+        v2, f2, uv, _ = unwrap(v, f, 256, faces_per_piece=10_000, chart_faces=cap)
+        e = np.concatenate([f2[:, [0, 1]], f2[:, [1, 2]]])
+        n, label = connected_components(coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), (len(v2), len(v2))),
+                                         directed=False)
+        faces_per_chart = np.bincount(label[f2[:, 0]])
+        faces_per_chart = faces_per_chart[faces_per_chart > 0]
+        if most is None:
+            assert len(faces_per_chart) == 1
+        else:
+            assert len(faces_per_chart) >= 10 and np.median(faces_per_chart) <= most
+            assert (faces_per_chart > 1.2 * most).sum() <= 1
+
+
 def test_bake_reads_back_the_colour_field(tmp_path):
     sphere = trimesh.creation.icosphere(3)
     v, f, uv, vmap = unwrap(np.asarray(sphere.vertices), np.asarray(sphere.faces), 512)

@@ -13,7 +13,8 @@ this module runs the stages every surface goes through, each timed in the result
 5. **bake**: each texel's surface point and normal -> the surface's colour (NeRF: the field's diffuse colour
    at the normal ray's expected hit; SDF/occupancy: clay shading), dilated past the charts; then (photos,
    ``bake_from="photos"``) the texture is fitted to the training photos by least squares, each photo's
-   appearance correction applied (:mod:`nerf_app.export.photos`);
+   appearance correction applied (:mod:`nerf_app.export.photos`); the field's colour is then only the
+   fit's prior and is baked at half the texture's side (:func:`~nerf_app.geometry.texture.bake_prior`);
 6. **write**: GLB (one file) or OBJ + MTL + PNG in the capture's own coordinates (or, ``--blender``, y-up
    so Blender's importers restore the z-up capture), the region the mesh claims recorded in its extras.
 """
@@ -37,7 +38,7 @@ def export_textured(task, run_dir: Path, mesh: Optional[str] = None, texture_siz
     seconds."""
     from ..geometry.marching_cubes import apply_transform
     from ..geometry.simplify import decimate
-    from ..geometry.texture import bake, unwrap, vertex_normals, write_textured
+    from ..geometry.texture import bake, bake_prior, unwrap, vertex_normals, write_textured
 
     check_options(texture_size, faces, mesh)
     if bake_from not in ("photos", "field"):
@@ -72,11 +73,15 @@ def export_textured(task, run_dir: Path, mesh: Optional[str] = None, texture_siz
     v2, f2, uv, vmap = unwrap(v, f, texture_size)
     normals = normals[vmap]
     stage("unwrap")
-    texture, mask = bake(v2, f2, uv, texture_size, surface.colour, normals=normals, progress=progress)
+    fit_photos = surface.photos and bake_from == "photos"
+    if fit_photos:   # the field's colour is only the fit's prior: at half the texture's side (docs/export.md)
+        texture, mask = bake_prior(v2, f2, uv, texture_size, surface.colour, normals=normals, progress=progress)
+    else:
+        texture, mask = bake(v2, f2, uv, texture_size, surface.colour, normals=normals, progress=progress)
     kind = surface.colour_kind
     stage("bake")
     photo_info = {}
-    if surface.photos and bake_from == "photos":
+    if fit_photos:
         from .photos import photo_texture
         texture, seen, stride = photo_texture(task, v2, f2, uv, texture, mask, progress)
         kind = (f"fitted to the training photos (appearance-corrected, cosine-weighted least squares), {seen:.0%} "
