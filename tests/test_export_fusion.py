@@ -230,3 +230,41 @@ def test_the_fused_surface_crosses_the_box_faces_with_a_margin():
     assert v[:, 1].min() < lo[1] - vox and v[:, 1].max() > hi[1] + vox
     dz = np.abs(v[:, 2] - 0.45)
     assert dz.mean() < 0.25 * vox and dz.max() < vox, (dz.mean(), dz.max())
+
+
+def test_free_space_votes_weigh_less_than_surface_votes():
+    """A soft surface (one view in three sees through it, as a NeRF's fur or haze is seen from some sides)
+    falls apart when a see-through vote weighs as much as a surface vote, and stays whole at the export's
+    weight; a fog ball two neighbouring views take for a surface is still outvoted by the views that see
+    through it."""
+    import trimesh
+    from nerf_app.export.nerf_surface import TSDF_FREE_WEIGHT
+
+    c, R = np.array([0.5, 0.5, 0.5]), 0.2
+    views = _views(lambda o, d: _ray_sphere(o, d, c, R))
+    soft = [w if w.index % 3 != 1 else DepthView(w.c2w, w.K, np.full_like(w.depth, np.inf), w.index) for w in views]
+
+    def area_near_sphere(v, f):
+        if not len(f):
+            return 0.0
+        m = trimesh.Trimesh(v, f)
+        near = np.abs(np.linalg.norm(m.triangles_center - c, axis=1) - R) < 0.03
+        return float(m.area_faces[near].sum() / (4 * np.pi * R ** 2))
+
+    assert TSDF_FREE_WEIGHT < 0.5
+    v1, f1, _ = fuse_views(soft, [0, 0, 0], [1, 1, 1], 48, free_weight=1.0)
+    v2, f2, _ = fuse_views(soft, [0, 0, 0], [1, 1, 1], 48, free_weight=TSDF_FREE_WEIGHT)
+    a1, a2 = area_near_sphere(v1, f1), area_near_sphere(v2, f2)
+    assert a1 < 0.2 and a2 > 0.9, (a1, a2)
+    # a fog ball in front of the sphere, on the side of views 0 and 1 (the rest see through that place)
+    fc, fr = c + np.array([0.38, 0.07, 0.0]), 0.04
+    fogged = [DepthView(w.c2w, w.K, np.minimum(w.depth, (_ray_sphere(*pinhole_rays(w.c2w, w.K, 48, 36)[:2], fc, fr)
+                                                          * pinhole_rays(w.c2w, w.K, 48, 36)[2]).reshape(36, 48)), w.index)
+              if w.index in (0, 1) else w for w in views]
+    assert all(np.isfinite(w.depth).any() for w in fogged)
+    seen_fog = sum(bool((w.depth != v.depth).any()) for w, v in zip(fogged, views))
+    assert seen_fog == 2
+    v, f, _ = fuse_views(fogged, [0, 0, 0], [1, 1, 1], 48, free_weight=TSDF_FREE_WEIGHT)
+    assert np.linalg.norm(v - fc, axis=1).min() > fr, "the fog ball became geometry"
+    err = np.abs(np.linalg.norm(v - c, axis=1) - R)
+    assert err.max() < 0.03, err.max()

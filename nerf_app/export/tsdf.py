@@ -106,8 +106,12 @@ class TSDFVolume:
         self.weight = np.zeros(len(idx), np.float32)
         return int(len(idx))
 
-    def integrate(self, view, pixel_weight: Optional[np.ndarray] = None) -> None:
+    def integrate(self, view, pixel_weight: Optional[np.ndarray] = None, free_weight: float = 1.0) -> None:
         """Fuse one pinhole DepthView (``pixel_weight [H,W]``: how much to trust each pixel, default 1).
+        ``free_weight`` scales the vote of a voxel this view sees *through* (more than ``trunc`` in front of
+        its surface, the +1 of a free ray): below 1, a surface some views see survives more views that
+        pass through it (a NeRF's soft surfaces, fur or a hazy lid, are seen through from some sides),
+        while fog that most views see through is still outvoted.
         numpy, one thread: a view is a few vectorised passes over the band, where a thread pool's start-up
         and a loaded machine's contention cost more than they save."""
         c2w = np.asarray(view.c2w, np.float64)
@@ -132,6 +136,8 @@ class TSDFVolume:
             w = np.asarray(pixel_weight, np.float32).reshape(-1)[pix]
             pos = w > 0
             sel, sdf, w = sel[pos], sdf[pos], w[pos]
+        if free_weight != 1.0:
+            w = np.where(sdf > self.trunc, np.float32(free_weight) * w, w).astype(np.float32)
         val = np.clip(sdf / self.trunc, -1.0, 1.0).astype(np.float32)
         new_w = self.weight[sel] + w
         self.tsdf[sel] = (self.tsdf[sel] * self.weight[sel] + val * w) / new_w
@@ -181,10 +187,12 @@ class TSDFVolume:
 
 
 def fuse_views(views, lo, hi, resolution: int = 256, trunc_voxels: float = 4.0, weights=None,
-               band_stride: int = 1, min_views: int = 2, margin_voxels: int = 0, progress: bool = False):
+               band_stride: int = 1, min_views: int = 2, margin_voxels: int = 0, free_weight: float = 1.0,
+               progress: bool = False):
     """Fuse pinhole DepthViews into a TSDF over ``[lo, hi]`` and extract its surface: ``(vertices, faces,
     info)``. ``weights``: one ``[H,W]`` array per view (None: 1); the band: voxels near points of at least
-    ``min_views`` views (fewer views than that: 1). ``margin_voxels``: the grid reaches that many voxels
+    ``min_views`` views (fewer views than that: 1); ``free_weight``: :meth:`TSDFVolume.integrate`'s.
+    ``margin_voxels``: the grid reaches that many voxels
     (of the size ``resolution`` gives the box) past the box on every side, so the surface crosses the box's
     faces instead of stopping short of them (marching cubes keeps only cells whose eight corners were
     observed, and the fused surface wanders by a voxel or so: at the box's faces that left a ragged strip
@@ -201,7 +209,8 @@ def fuse_views(views, lo, hi, resolution: int = 256, trunc_voxels: float = 4.0, 
         from tqdm import tqdm
         it = tqdm(it, desc="tsdf fusion", unit="view")
     for k in it:
-        vol.integrate(views[k], None if weights is None else weights[k])
+        vol.integrate(views[k], None if weights is None else weights[k], free_weight)
     v, f = vol.extract()
     return v, f, {"voxel": vol.voxel, "trunc": vol.trunc, "band_voxels": n_band,
-                  "grid": [int(d) for d in vol.dims], "margin_voxels": m}
+                  "grid": [int(d) for d in vol.dims], "margin_voxels": m,
+            "free_weight": float(free_weight)}
