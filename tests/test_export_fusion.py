@@ -148,6 +148,13 @@ def test_region_pixels_are_those_whose_depth_lands_in_the_box():
     # 0: inside; 1: half opaque, its surface at t_in -> inside; 2: too transparent; 3: lands beyond the box
     assert keep.tolist() == [True, True, False, False]
     assert region.contains(np.array([[0.39, 0.5, 0.5]])).tolist() == [False]
+    # the default region: the training cube grown by TRAINING_BOX_GROWTH per side (fox's snout at x ~ 1.1)
+    from nerf_app.export.region import TRAINING_BOX_GROWTH, training_region
+    box = training_region()
+    assert box.source == "training box" and 0.1 <= TRAINING_BOX_GROWTH <= 0.25
+    assert box.contains(np.array([[1.1, 0.5, 0.5], [-0.1, 1.1, 0.0]])).all()
+    assert not box.contains(np.array([[0.5, 1.0 + TRAINING_BOX_GROWTH + 0.01, 0.5]])).any()
+    assert crop_region(None, None).lo.tolist() == box.lo.tolist()
 
 
 def test_appearance_correction_takes_each_photo_to_the_mean_appearance():
