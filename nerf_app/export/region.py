@@ -1,9 +1,9 @@
 """The region of interest a mesh is made of, and which pixels of a view fall inside it.
 
 A region is an axis-aligned box in the task's normalised coordinates (``lo``, ``hi``). By default it is the
-unit cube training normalises the capture into, grown by 15 % per side: the box the training cameras look at (centred where their
+unit cube training normalises the capture into (the box the training cameras look at: centred where their
 optical axes meet, as wide as what each photo frames there, tightened to the sparse points; see
-:mod:`nerf_app.data.normalize`). ``--crop x0,y0,z0,x1,y1,z1`` gives it in the capture's own coordinates.
+:mod:`nerf_app.data.normalize`), grown by 15 % per side. ``--crop x0,y0,z0,x1,y1,z1`` gives it in the capture's own coordinates.
 The box travels with the mesh (capture coordinates, in the file's extras) so that ``eval --mesh`` scores the
 *region pixels*: those whose NeRF depth lands inside it.
 """

@@ -192,11 +192,10 @@ def fuse_views(views, lo, hi, resolution: int = 256, trunc_voxels: float = 4.0, 
     """Fuse pinhole DepthViews into a TSDF over ``[lo, hi]`` and extract its surface: ``(vertices, faces,
     info)``. ``weights``: one ``[H,W]`` array per view (None: 1); the band: voxels near points of at least
     ``min_views`` views (fewer views than that: 1); ``free_weight``: :meth:`TSDFVolume.integrate`'s.
-    ``margin_voxels``: the grid reaches that many voxels
-    (of the size ``resolution`` gives the box) past the box on every side, so the surface crosses the box's
-    faces instead of stopping short of them (marching cubes keeps only cells whose eight corners were
-    observed, and the fused surface wanders by a voxel or so: at the box's faces that left a ragged strip
-    of the box's pixels uncovered)."""
+    ``margin_voxels``: the grid reaches that many voxels (of the size ``resolution`` gives the box) past the
+    box on every side, so the surface crosses the box's faces instead of stopping short of them (marching
+    cubes keeps only cells whose eight corners were observed, and the fused surface wanders by a voxel or
+    so: at the box's faces that left a ragged strip of the box's pixels uncovered)."""
     m = max(0, int(margin_voxels))
     if m:
         lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
@@ -213,4 +212,4 @@ def fuse_views(views, lo, hi, resolution: int = 256, trunc_voxels: float = 4.0, 
     v, f = vol.extract()
     return v, f, {"voxel": vol.voxel, "trunc": vol.trunc, "band_voxels": n_band,
                   "grid": [int(d) for d in vol.dims], "margin_voxels": m,
-            "free_weight": float(free_weight)}
+                  "free_weight": float(free_weight)}
