@@ -48,15 +48,16 @@ def pinhole_rays(c2w: np.ndarray, K, width: int, height: int):
 
 
 def corrected_c2w(task, index: int) -> np.ndarray:
-    """Training camera ``index``'s camera-to-world (normalised) with the run's pose correction, if any."""
+    """Training camera ``index``'s camera-to-world (normalised) with the run's pose correction, if any (as
+    ``view_rays`` uses; the export's depth maps and photos and the splats' bake and refinement all take it)."""
     c2w = np.array(task.scene.c2w[int(index)], np.float64)
     delta = task.pose_correction(int(index))
     if delta is not None:
-        from scipy.spatial.transform import Rotation   # Rodrigues, as nerf.task.axis_angle_matrix
-        d = delta.detach().double().cpu().numpy().reshape(-1)
-        R = Rotation.from_rotvec(d[:3]).as_matrix()
+        from ..nerf.task import axis_angle_matrix   # the rotation training's view_rays applies
+        d = delta.detach().double().cpu().reshape(1, -1)
+        R = axis_angle_matrix(d[:, :3])[0].numpy()
         c2w[:3, :3] = R @ c2w[:3, :3]
-        c2w[:3, 3] = c2w[:3, 3] + d[3:]
+        c2w[:3, 3] = c2w[:3, 3] + d[0, 3:].numpy()
     return c2w
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..export.depth import corrected_c2w
 from .model import SH_C0, Splats, rotmat_to_quat
 
 TANGENT_SIGMA = 0.6   # splat std-dev along the surface per unit of sample spacing (neighbours overlap)
@@ -37,20 +38,6 @@ def check_nerf(task, flag: str = "--splats") -> None:
         mode = getattr(getattr(task, "config", None), "mode", type(task).__name__)
         article = "an" if str(mode)[:1] in "aeiou" else "a"
         raise ConfigError(f"{flag}: splats are baked from a radiance field (a nerf run); this is {article} {mode} run")
-
-
-def corrected_c2w(task, index: int) -> np.ndarray:
-    """Image ``index``'s camera-to-world (normalised) with the run's pose correction, as :meth:`view_rays` uses."""
-    c2w = np.array(task.scene.c2w[int(index)], np.float64)
-    delta = task.pose_correction(int(index))
-    if delta is None:
-        return c2w
-    from ..nerf.task import axis_angle_matrix
-    d = delta.detach().double().cpu()
-    R = axis_angle_matrix(d[:, :3])[0].numpy()
-    c2w[:3, :3] = R @ c2w[:3, :3]
-    c2w[:3, 3] = c2w[:3, 3] + d[0, 3:].numpy()
-    return c2w
 
 
 def _sh_fit_directions(d: torch.Tensor, angle_deg: float = 30.0, ring: int = 6) -> torch.Tensor:

@@ -14,10 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..ops.splat import render_splats
-from .bake import corrected_c2w
+from ..export.depth import corrected_c2w
+from ..ops.splat import SplatCamera, render_splats
 from .model import Splats
-from ..ops.splat import SplatCamera
 
 # 3DGS's learning rates, with the position's in normalised scene units (the unit cube)
 LR = {"means": 1.6e-4, "log_scales": 5e-3, "quats": 1e-3, "opacity_logits": 2.5e-2, "sh_dc": 2.5e-3,

@@ -13,8 +13,9 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
+from ..export.depth import corrected_c2w
 from ..ops.splat import SplatCamera, render_splats
-from .bake import check_nerf, corrected_c2w
+from .bake import check_nerf
 from .model import Splats
 from .ply import read_splat_ply
 
