@@ -53,11 +53,12 @@ def corrected_c2w(task, index: int) -> np.ndarray:
     c2w = np.array(task.scene.c2w[int(index)], np.float64)
     delta = task.pose_correction(int(index))
     if delta is not None:
-        from ..nerf.task import axis_angle_matrix   # the rotation training's view_rays applies
-        d = delta.detach().double().cpu().reshape(1, -1)
-        R = axis_angle_matrix(d[:, :3])[0].numpy()
+        # Rodrigues, as nerf.task.axis_angle_matrix (not imported: nerf.task imports the export, a cycle)
+        from scipy.spatial.transform import Rotation
+        d = delta.detach().double().cpu().numpy().reshape(-1)
+        R = Rotation.from_rotvec(d[:3]).as_matrix()
         c2w[:3, :3] = R @ c2w[:3, :3]
-        c2w[:3, 3] = c2w[:3, 3] + d[0, 3:].numpy()
+        c2w[:3, 3] = c2w[:3, 3] + d[3:]
     return c2w
 
 
