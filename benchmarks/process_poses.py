@@ -62,6 +62,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-size", type=int, default=ProcessOptions.max_size)
     ap.add_argument("--max-features", type=int, default=ProcessOptions.max_features)
     ap.add_argument("--matcher", default="auto")
+    ap.add_argument("--mapper", default=ProcessOptions.mapper, choices=("incremental", "global"))
+    ap.add_argument("--pair-check", default=ProcessOptions.pair_check, choices=("auto", "on", "off"))
     ap.add_argument("--camera-model", default=None)
     ap.add_argument("--camera-mode", default="auto", choices=("auto", "single", "per-folder", "per-image"))
     ap.add_argument("--threads", type=int, default=None)
@@ -92,7 +94,8 @@ def main(argv=None) -> int:
             report = process(src, out, ProcessOptions(matcher=args.matcher, camera_model=args.camera_model,
                                                       camera_mode=args.camera_mode, frames=len(names),
                                                       max_size=args.max_size, max_features=args.max_features,
-                                                      continuity=args.continuity,
+                                                      continuity=args.continuity, mapper=args.mapper,
+                                                      pair_check=args.pair_check,
                                                       threads=args.threads, overwrite=True, progress=False))
             wall = time.perf_counter() - t
             recovered = centres_of_scene(load_scene(out, check_images=False))
@@ -110,6 +113,9 @@ def main(argv=None) -> int:
                 "unregistered": cmp["unregistered"],
                 "points": report["points"], "reprojection_px": round(report["mean_reprojection_error_px"], 3),
                 "track_length": round(report["mean_track_length"], 2), "matcher": report["options"]["matcher"],
+                "mapper": args.mapper,
+                "pair_check": report.get("pair_check") and {k: v for k, v in report["pair_check"].items()
+                                                            if k != "dropped"},
                 "camera_model": report["options"]["camera_model"],
                 "camera_mode": args.camera_mode, "cameras": len(report["cameras"]), "max_size": args.max_size,
                 "max_features": args.max_features, "threads": report["options"]["threads"],

@@ -10,6 +10,7 @@ similarity (% of the camera spread), registered frames and time per stage.
     python benchmarks/walkaround_poses.py --walls half-turn --constraint off auto on
     python benchmarks/walkaround_poses.py --walls quarter-turn --logo-deg 0 --supersample 1   # folds today
     python benchmarks/walkaround_poses.py --cut                             # two clips joined
+    python benchmarks/walkaround_poses.py --walls quarter-turn --logo-deg 0 --supersample 1 --as-photos  # no order
 
 The rendered video is cached under --work (default /tmp/walkaround_poses).
 """
@@ -47,8 +48,13 @@ def main(argv=None) -> int:
     ap.add_argument("--constraint", nargs="+", default=["auto"], choices=("auto", "on", "off"),
                     help="process's --continuity for video (auto: one pass, re-mapped only where it folds)")
     ap.add_argument("--matcher", default="auto")
+    ap.add_argument("--mapper", default=ProcessOptions.mapper, choices=("incremental", "global"))
     ap.add_argument("--max-features", type=int, default=ProcessOptions.max_features)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--pair-check", default=ProcessOptions.pair_check, choices=("auto", "on", "off"))
+    ap.add_argument("--as-photos", action="store_true",
+                    help="process the video's frames as a folder of photos (no time order; exhaustive matching for "
+                         "up to 100)")
     ap.add_argument("--work", default="/tmp/walkaround_poses")
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.split("x"))
@@ -63,19 +69,30 @@ def main(argv=None) -> int:
         render_video(cfg, work, tag, poses=cut_poses(cfg) if args.cut else None)
         print(f"rendered {video} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     truth = load_truth(truth_path)
+    source = video
+    if args.as_photos:
+        from nerf_app.process.frames import select_video_frames
+
+        source = work / f"{tag}-frames"
+        if not source.is_dir():
+            select_video_frames(video, len(truth), source)
     for constraint in args.constraint:
-        out = work / f"{tag}-{constraint}"
+        out = work / f"{tag}-{'photos-' if args.as_photos else ''}{args.mapper}-{args.pair_check}-{constraint}"
         options = ProcessOptions(frames=len(truth), matcher=args.matcher, max_features=args.max_features,
-                                 threads=args.threads, overwrite=True, progress=False)
+                                 threads=args.threads, overwrite=True, progress=False, mapper=args.mapper,
+                                 pair_check=args.pair_check)
         options.continuity = constraint
         t = time.perf_counter()
-        report = process(video, out, options)
+        report = process(source, out, options)
         wall = time.perf_counter() - t
         recovered = centres_of_scene(load_scene(out, check_images=False))
         cmp = compare_centres(recovered, {n: c[:3, 3] for n, c in truth.items()})
         cont = report["continuity"]
         print(json.dumps({
-            "scene": tag, "constraint": constraint, "registered": cmp["registered"], "frames": len(truth),
+            "scene": tag, "as_photos": args.as_photos, "constraint": constraint, "mapper": args.mapper,
+            "pair_check": report.get("pair_check") and {k: v for k, v in report["pair_check"].items()
+                                                        if k != "dropped"},
+            "registered": cmp["registered"], "frames": len(truth),
             "rms_percent_of_spread": round(cmp["rms_percent_of_spread"], 3),
             "max_percent_of_spread": round(cmp["max_percent_of_spread"], 3),
             "jumps": [(j["from"], j["to"], round(j["step_ratio"], 1), round(j["view_change_deg"])) for j in cont["jumps"]],

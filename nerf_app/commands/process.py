@@ -10,7 +10,7 @@ from .arguments import output_folder
 
 
 def add_arguments(parser) -> None:
-    from ..process import MATCHERS, ProcessOptions
+    from ..process import MAPPERS, MATCHERS, ProcessOptions
 
     d = ProcessOptions()
     parser.add_argument("input", help="a folder of JPEG/PNG photos (subfolders too; any mix of sizes) or a video file")
@@ -38,6 +38,13 @@ def add_arguments(parser) -> None:
                              "apart first and long-range pairs kept only when they agree with them, and keep that "
                              "model if it is more continuous and registers as many frames (photos: one pass); on: "
                              "always that constrained mapping; off: one pass, a fold is only warned about")
+    parser.add_argument("--mapper", default=d.mapper, choices=MAPPERS,
+                        help="structure from motion's mapping: incremental (COLMAP's, default) or global (GLOMAP in "
+                             "COLMAP: rotation averaging, then positions); --continuity's re-map uses the same one")
+    parser.add_argument("--pair-check", default=d.pair_check, choices=("auto", "on", "off"),
+                        help="drop verified pairs whose relative rotation contradicts most triangles of pairs they "
+                             "are in (matched by symmetry or repetition) before mapping; auto (default): photos on, "
+                             "video off (a video has --continuity)")
     parser.add_argument("--min-registered", type=float, default=d.min_registered,
                         help=f"fail unless this fraction of the images registers (default {d.min_registered})")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all this process may use)")
@@ -55,7 +62,8 @@ def run(args) -> int:
     report = process(args.input, args.out, ProcessOptions(
         frames=args.frames, matcher=args.matcher, camera_model=args.camera_model, camera_mode=args.camera_mode,
         max_size=args.max_size, max_features=args.max_features, masks=args.masks,
-        min_registered=args.min_registered, continuity=args.continuity, threads=args.threads,
+        min_registered=args.min_registered, continuity=args.continuity, mapper=args.mapper,
+        pair_check=args.pair_check, threads=args.threads,
         overwrite=args.overwrite, seed=args.seed,
         verbose=args.verbose, progress=not args.no_progress))
     if args.json:

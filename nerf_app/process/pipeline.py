@@ -24,14 +24,15 @@ import numpy as np
 from ..errors import ConfigError, DatasetError, reraise_if_bug
 from .continuity import summary_lines as continuity_lines
 from .frames import IMAGE_SUFFIXES, copy_images, list_images, select_video_frames
-from .sfm import EXHAUSTIVE_MAX, MATCHERS, SfmOptions, extract, keypoint_counts, make_pairs, map_images, match
+from .sfm import EXHAUSTIVE_MAX, MAPPERS, MATCHERS, SfmOptions, extract, keypoint_counts, make_pairs, map_images, match
 
-__all__ = ["ProcessOptions", "process", "MATCHERS"]
+__all__ = ["ProcessOptions", "process", "MATCHERS", "MAPPERS"]
 
 MIN_IMAGES = 3
 REPORT_NAME = "process_report.json"
 CAMERA_MODES = ("auto", "single", "per-folder", "per-image")
 CONTINUITY_MODES = ("auto", "off", "on")
+PAIR_CHECK_MODES = ("auto", "on", "off")
 FRUSTA_NAME = "process_frusta.png"
 
 
@@ -51,6 +52,12 @@ class ProcessOptions:
     # on = always the constraint (short-range pairs first, long ones verified; process/sequence.py);
     # off = one pass (a fold is only warned about). Photos: auto = off.
     continuity: str = "auto"
+    # incremental (COLMAP's mapper) | global (GLOMAP in COLMAP); a re-map of --continuity uses the same one
+    mapper: str = "incremental"
+    # drop verified pairs whose relative rotation contradicts the triangles of pairs they are in (matched by
+    # symmetry or repetition; process/pair_cycles.py) before mapping: auto = photos on, video off (a video has
+    # --continuity instead)
+    pair_check: str = "auto"
     seed: int = 0
     verbose: bool = False
     progress: bool = True
@@ -159,6 +166,10 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
         raise ConfigError("--max-size must be at least 64 pixels")
     if opts.camera_mode not in CAMERA_MODES:
         raise ConfigError(f"--camera-mode must be one of {', '.join(CAMERA_MODES)}, not {opts.camera_mode!r}")
+    if opts.mapper not in MAPPERS:
+        raise ConfigError(f"--mapper must be one of {', '.join(MAPPERS)}, not {opts.mapper!r}")
+    if opts.pair_check not in PAIR_CHECK_MODES:
+        raise ConfigError(f"--pair-check must be one of {', '.join(PAIR_CHECK_MODES)}, not {opts.pair_check!r}")
     if opts.continuity not in CONTINUITY_MODES:
         raise ConfigError(f"--continuity must be one of {', '.join(CONTINUITY_MODES)}, not {opts.continuity!r}")
     if not 0 <= opts.min_registered <= 1:
@@ -236,7 +247,8 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
             raise ConfigError(f"--camera-model {opts.camera_model!r} is not a COLMAP camera model "
                               f"({', '.join(m for m in pycolmap.CameraModelId.__members__ if m != 'INVALID')})")
         sfm_opts = SfmOptions(matcher=matcher, camera_model=camera_model, max_size=opts.max_size,
-                              max_features=opts.max_features, threads=threads, seed=opts.seed, verbose=opts.verbose)
+                              max_features=opts.max_features, threads=threads, seed=opts.seed, mapper=opts.mapper,
+                              verbose=opts.verbose)
         if opts.masks is not None:
             _prepare_masks(Path(opts.masks), infos, work / "masks", tmp / "masks")
             sfm_opts.mask_dir = work / "masks"
@@ -245,6 +257,7 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
                              "max_size": opts.max_size, "max_features": opts.max_features, "threads": threads,
                              "masks": str(opts.masks) if opts.masks is not None else None,
                              "frames": opts.frames if kind == "video" else None, "seed": opts.seed,
+                             "mapper": opts.mapper,
                              "loop_detection": "none (needs a vocabulary tree download); sequential matching adds "
                                                "quadratic overlap and first-vs-last frames instead"}
         pycolmap.logging.minloglevel = 0 if opts.verbose else 3  # our own messages say what failed
@@ -271,6 +284,19 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
             bar.close()
         timings["matching"] = time.perf_counter() - t
         cpu["matching"] = time.process_time() - c
+
+        # ---------------------------------------------------------------- pairs matched by symmetry (issue 24)
+        pair_check = opts.pair_check if opts.pair_check != "auto" else ("off" if kind == "video" else "on")
+        report["options"]["pair_check"] = pair_check if pair_check == opts.pair_check else \
+            f"{opts.pair_check} ({'video' if kind == 'video' else 'photos'}: {pair_check})"
+        if pair_check == "on":
+            from .pair_cycles import drop_inconsistent_pairs, summary_line
+
+            t, c = time.perf_counter(), time.process_time()
+            report["pair_check"] = drop_inconsistent_pairs(database)
+            print(summary_line(report["pair_check"]), file=sys.stderr)
+            timings["pair_check"] = time.perf_counter() - t
+            cpu["pair_check"] = time.process_time() - c
 
         # ---------------------------------------------------------------- mapping
         t, c = time.perf_counter(), time.process_time()

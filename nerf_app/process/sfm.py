@@ -8,7 +8,9 @@
   first and last frames matched to each other, which closes an orbit) and matched in chunks through
   ``match_image_pairs`` so that each stage can show a progress bar. COLMAP's loop detection needs a
   vocabulary tree that would have to be downloaded, so it is not used: nothing is fetched at run time.
-- Incremental mapping may produce several models; the one with the most registered images is kept.
+- Mapping (``mapper``): COLMAP's incremental mapper (the default) or its global one (GLOMAP inside COLMAP:
+  rotation averaging, then global positioning, then bundle adjustment); either may produce several
+  models, and the one with the most registered images is kept. Measured side by side in docs/data.md.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 MATCHERS = ("auto", "exhaustive", "sequential")
+MAPPERS = ("incremental", "global")
 #: the photo count up to which "auto" matches every pair
 EXHAUSTIVE_MAX = 100
 
@@ -30,6 +33,7 @@ class SfmOptions:
     threads: int = 2
     overlap: int = 10
     seed: int = 0
+    mapper: str = "incremental"  # "incremental" | "global"
     mask_dir: Optional[Path] = None  # COLMAP masks: <mask_dir>/<image name>.png, 0 = no features
     verbose: bool = False
 
@@ -147,8 +151,13 @@ def match(database: Path, pairs: Sequence[Tuple[str, str]], work_dir: Path, opti
 
 def map_images(database: Path, image_dir: Path, work_dir: Path, options: SfmOptions, n_images: int,
                progress: Optional[Callable[[int], None]] = None):
-    """Incremental mapping; returns (largest reconstruction or None, sizes of all models)."""
+    """Mapping with ``options.mapper``; returns (largest reconstruction or None, sizes of all models)."""
     import pycolmap
+
+    if options.mapper == "global":
+        return _map_global(database, image_dir, work_dir, options, n_images, progress)
+    if options.mapper != "incremental":
+        raise ValueError(f"unknown mapper {options.mapper!r}")
 
     pipeline = pycolmap.IncrementalPipelineOptions()
     pipeline.num_threads = int(options.threads)
@@ -176,3 +185,28 @@ def map_images(database: Path, image_dir: Path, work_dir: Path, options: SfmOpti
         return None, sizes
     best = max(models.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
     return best, sizes
+
+
+def _largest(models):
+    sizes = sorted((int(r.num_reg_images()) for r in models.values()), reverse=True)
+    if not models:
+        return None, sizes
+    return max(models.values(), key=lambda r: (r.num_reg_images(), r.num_points3D())), sizes
+
+
+def _map_global(database: Path, image_dir: Path, work_dir: Path, options: SfmOptions, n_images: int,
+                progress: Optional[Callable[[int], None]] = None):
+    """COLMAP's global mapper (GLOMAP). It first writes each verified pair's relative pose (decomposed
+    from its E/F/H) into ``database``; it has no per-image callback, so the progress bar moves once."""
+    import pycolmap
+
+    pipeline = pycolmap.GlobalPipelineOptions()
+    pipeline.num_threads = int(options.threads)  # passed on to the mapper's stages by COLMAP
+    pipeline.random_seed = int(options.seed)
+    pipeline.min_model_size = max(3, min(10, n_images // 2))
+    out = work_dir / "models_global"
+    out.mkdir(parents=True, exist_ok=True)
+    models = pycolmap.global_mapping(database, image_dir, out, options=pipeline)
+    if progress:
+        progress(n_images)
+    return _largest(models)

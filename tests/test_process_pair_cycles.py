@@ -1,0 +1,169 @@
+"""Pairs matched by symmetry, found by loops of rotations (issue 24, part 3), and the global mapper (part 2's
+side-by-side comparison): synthetic rotations and pycolmap's synthetic databases, a second or two in all.
+
+- A consistent set of pair rotations (a few degrees of noise) drops nothing; the same set with one pair
+  turned half a turn about the vertical axis (what a symmetric object's far side does) drops exactly that
+  pair, also where each camera only sees its neighbours (a walk) and the bad pair is a long one.
+- Through a database: each verified pair's rotation is decomposed from its own geometry; a pair whose
+  stored pose is turned half a turn is deleted from the database and named in the report line.
+- ``--mapper global`` maps a synthetic database and finds the true cameras; bad option values are
+  ``ConfigError`` (one line on the command line).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pycolmap = pytest.importorskip("pycolmap")
+
+from nerf_app.errors import ConfigError  # noqa: E402
+from nerf_app.process import ProcessOptions, process  # noqa: E402
+from nerf_app.process.pair_cycles import (drop_inconsistent_pairs, inconsistent_pairs, relative_rotations,  # noqa: E402
+                                          rotation_angles_deg, summary_line, triangles)
+
+
+def _rot(axis, degrees):
+    axis = np.asarray(axis, float) / np.linalg.norm(axis)
+    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    a = math.radians(degrees)
+    return np.eye(3) + math.sin(a) * K + (1 - math.cos(a)) * K @ K
+
+
+def _walk(n, rng):
+    """World-to-camera rotations of ``n`` cameras on a circle around the vertical (z) axis, looking in."""
+    out = []
+    for k in range(n):
+        yaw = 360.0 * k / n + rng.normal(0, 3)
+        # columns: the camera's x (right), y (down), z (forward, towards the axis) in the world
+        c2w = _rot([0, 0, 1], yaw) @ np.array([[0, 0, -1], [1, 0, 0], [0, -1, 0]], float)
+        out.append((c2w @ _rot(rng.normal(size=3), rng.normal(0, 2))).T)
+    return out
+
+
+def _pairs(world_to_cam, pairs, rng, noise_deg=2.0):
+    """{(a, b): cam_b_from_cam_a} for the given pairs, each with a few degrees of noise."""
+    return {(a, b): _rot(rng.normal(size=3), abs(rng.normal(0, noise_deg))) @ world_to_cam[b] @ world_to_cam[a].T
+            for a, b in pairs}
+
+
+def _half_turn(rotations, world_to_cam, a, b):
+    """Pair (a, b) matched by a half-turn symmetry about the world's vertical axis: camera b is placed as if
+    it stood on the other side of the object."""
+    rotations[(a, b)] = world_to_cam[b] @ _rot([0, 0, 1], 180.0) @ world_to_cam[a].T
+
+
+def test_consistent_rotations_drop_nothing():
+    rng = np.random.default_rng(0)
+    cams = _walk(12, rng)
+    rotations = _pairs(cams, [(a, b) for a in range(12) for b in range(a + 1, 12)], rng)
+    dropped, stats = inconsistent_pairs(rotations)
+    assert dropped == []
+    assert stats["triangles"] == 220 and stats["broken_triangles"] == 0
+
+
+def test_a_pair_turned_half_way_about_the_vertical_is_dropped():
+    rng = np.random.default_rng(1)
+    cams = _walk(12, rng)
+    rotations = _pairs(cams, [(a, b) for a in range(12) for b in range(a + 1, 12)], rng)
+    _half_turn(rotations, cams, 2, 8)
+    assert rotation_angles_deg(rotations[(2, 8)].T @ cams[8] @ cams[2].T) == pytest.approx(180.0, abs=1e-6)
+    dropped, stats = inconsistent_pairs(rotations)
+    assert [d["pair"] for d in dropped] == [(2, 8)]
+    assert dropped[0]["triangles"] == 10 and dropped[0]["broken"] == 10  # every triangle through it breaks
+    assert stats["broken_triangles"] == 10
+
+
+def test_a_false_long_pair_in_a_walk_is_dropped_and_the_walk_kept():
+    """Each camera paired with its next three (a video-like graph) plus a few long pairs; one long pair
+    matched by symmetry. Its triangles go through true long pairs near it."""
+    rng = np.random.default_rng(2)
+    n = 24
+    cams = _walk(n, rng)
+    pairs = {(a, b) for a in range(n) for b in range(a + 1, min(n, a + 4))}
+    pairs |= {(a, b) for a in range(0, 6) for b in range(12, 16)}  # long pairs between two stretches
+    rotations = _pairs(cams, sorted(pairs), rng)
+    _half_turn(rotations, cams, 3, 14)
+    dropped, _ = inconsistent_pairs(rotations)
+    assert [d["pair"] for d in dropped] == [(3, 14)]
+    # the same graph without the false pair: nothing
+    rotations = _pairs(cams, sorted(pairs), rng)
+    assert inconsistent_pairs(rotations)[0] == []
+
+
+def test_triangles_of_a_graph():
+    assert triangles([(0, 1), (1, 2), (2, 0), (2, 3), (3, 1)]).tolist() == [[0, 1, 2], [1, 2, 3]]
+    assert triangles([(0, 1), (1, 2)]).shape == (0, 3)
+
+
+def _synthetic(tmp_path, frames=8):
+    options = pycolmap.SyntheticDatasetOptions()
+    options.num_rigs, options.num_cameras_per_rig, options.num_frames_per_rig = 1, 1, frames
+    options.num_points3D = 150
+    path = tmp_path / "database.db"
+    db = pycolmap.Database.open(path)
+    try:
+        rec = pycolmap.synthesize_dataset(options, db)
+    finally:
+        db.close()
+    return path, rec
+
+
+def test_database_pair_with_a_half_turned_pose_is_dropped_and_named(tmp_path):
+    database, rec = _synthetic(tmp_path)
+    rotations, inliers = relative_rotations(database)
+    assert len(rotations) == 28 and min(inliers.values()) > 50
+    for (a, b), R in rotations.items():  # decomposed from each pair's own geometry: the true rotations
+        true = np.asarray(rec.image(b).cam_from_world().rotation.matrix()) @ \
+            np.asarray(rec.image(a).cam_from_world().rotation.matrix()).T
+        assert rotation_angles_deg(R.T @ true) < 1.0
+    clean = tmp_path / "clean.db"
+    clean.write_bytes(database.read_bytes())
+    section = drop_inconsistent_pairs(clean)
+    assert section["dropped_count"] == 0 and section["triangles"] == 56
+    assert "none dropped" in summary_line(section)
+
+    a, b = sorted(rotations)[5]
+    db = pycolmap.Database.open(database)
+    try:
+        geom = db.read_two_view_geometry(a, b)
+        true = pycolmap.Rigid3d(pycolmap.Rotation3d(rotations[(a, b)]), np.array([1.0, 0.0, 0.0]))
+        turn = pycolmap.Rigid3d(pycolmap.Rotation3d(np.array([0.0, 1.0, 0.0, 0.0])), np.zeros(3))  # 180 deg about y
+        geom.cam2_from_cam1 = turn * true
+        db.update_two_view_geometry(a, b, geom)
+    finally:
+        db.close()
+    section = drop_inconsistent_pairs(database)
+    assert section["dropped_count"] == 1 and section["dropped"][0]["pair"] == [a, b]
+    names = (rec.image(a).name, rec.image(b).name)
+    assert (section["dropped"][0]["from"], section["dropped"][0]["to"]) == names
+    assert f"{names[0]}-{names[1]}" in summary_line(section)
+    db = pycolmap.Database.open(database)
+    try:
+        assert not db.exists_two_view_geometry(a, b) and db.exists_two_view_geometry(*sorted(rotations)[0])
+    finally:
+        db.close()
+
+
+def test_global_mapper_finds_the_synthetic_cameras(tmp_path):
+    from nerf_app.process.report import compare_centres
+    from nerf_app.process.sequence import reconstruction_c2w
+    from nerf_app.process.sfm import SfmOptions, map_images
+
+    database, truth = _synthetic(tmp_path, frames=10)
+    (tmp_path / "images").mkdir()
+    rec, sizes = map_images(database, tmp_path / "images", tmp_path / "work",
+                            SfmOptions(threads=1, mapper="global"), 10)
+    assert sizes == [10]
+    found = {n: m[:3, 3] for n, m in reconstruction_c2w(rec).items()}
+    given = {n: m[:3, 3] for n, m in reconstruction_c2w(truth).items()}
+    assert compare_centres(found, given)["rms_percent_of_spread"] < 1.0
+
+
+@pytest.mark.parametrize("field, value, flag", [("mapper", "glomap", "--mapper"),
+                                               ("pair_check", "yes", "--pair-check")])
+def test_bad_mapper_or_pair_check_is_a_config_error(tmp_path, field, value, flag):
+    with pytest.raises(ConfigError, match=flag):
+        process(tmp_path / "photos", tmp_path / "out", ProcessOptions(progress=False, **{field: value}))
+    assert not (tmp_path / "out").exists()
