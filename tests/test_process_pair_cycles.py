@@ -167,3 +167,33 @@ def test_bad_mapper_or_pair_check_is_a_config_error(tmp_path, field, value, flag
     with pytest.raises(ConfigError, match=flag):
         process(tmp_path / "photos", tmp_path / "out", ProcessOptions(progress=False, **{field: value}))
     assert not (tmp_path / "out").exists()
+
+
+CUP = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cup"
+
+
+@pytest.mark.skipif(not (CUP / "images").is_dir(), reason="shared cup capture not found")
+def test_matching_is_repeatable(tmp_path):
+    """The geometric verification's RANSAC is seeded (it was seeded from the clock: another run, other inliers)."""
+    import shutil
+
+    from nerf_app.process.sfm import SfmOptions, extract, make_pairs, match
+
+    names = [f"{i}.jpg" for i in range(3, 11)]
+    (tmp_path / "images").mkdir()
+    for n in names:
+        shutil.copyfile(CUP / "images" / n, tmp_path / "images" / n)
+    options = SfmOptions(max_size=400, max_features=1024, threads=2)
+    extract(tmp_path / "features.db", tmp_path / "images", [names], options)
+    inliers = []
+    for run in range(2):
+        database = tmp_path / f"run{run}.db"
+        shutil.copyfile(tmp_path / "features.db", database)
+        match(database, make_pairs(names, "exhaustive"), tmp_path, options)
+        db = pycolmap.Database.open(database)
+        try:
+            ids, geometries = db.read_two_view_geometries()
+            inliers.append({int(i): np.asarray(g.inlier_matches).tolist() for i, g in zip(ids, geometries)})
+        finally:
+            db.close()
+    assert len(inliers[0]) >= 20 and inliers[0] == inliers[1]
