@@ -43,6 +43,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("mlp_fp16_loss_scale", &nerf_app::mlp_fp16_loss_scale, "the CUDA backward's fp16 loss scale (tests)");
   m.def("mlp_forward_bf16", &nerf_app::mlp_forward_bf16, "fully fused MLP inference in bf16 (CPU, AVX-512 BF16)");
   m.def("mlp_bf16_supported", &nerf_app::mlp_bf16_supported, "whether this CPU runs mlp_forward_bf16");
+  m.def("mlp_amx_supported", &nerf_app::mlp_amx_supported, "whether mlp_forward_bf16 runs on AMX tiles here");
 
   m.def("sh_encode_forward", &nerf_app::sh_encode_forward, "spherical-harmonics encoding of unit directions");
   m.def("sh_encode_backward", &nerf_app::sh_encode_backward, "spherical-harmonics gradient to the directions");

@@ -311,6 +311,7 @@ at::Tensor mlp_forward_bf16(const at::Tensor& x, const std::vector<at::Tensor>& 
 }
 
 bool mlp_bf16_supported() { return cpu::mlp_bf16_supported(); }
+bool mlp_amx_supported() { return cpu::mlp_amx_supported(); }
 
 double mlp_fp16_loss_scale(const at::Tensor& y, const at::Tensor& grad_y, int64_t out_act) {
   check_tensor("mlp_fp16_loss_scale", "y", y, at::kFloat, 2);

@@ -45,6 +45,8 @@ double mlp_fp16_loss_scale(const at::Tensor& y, const at::Tensor& grad_y, int64_
 at::Tensor mlp_forward_bf16(const at::Tensor& x, const std::vector<at::Tensor>& weights, int64_t act,
                             int64_t out_act);
 bool mlp_bf16_supported();
+// Whether mlp_forward_bf16 runs on AMX tiles here (AMX-BF16 CPU, tile state granted, NERF_APP_MLP_AMX not 0).
+bool mlp_amx_supported();
 
 }  // namespace nerf_app
 

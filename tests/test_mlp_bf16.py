@@ -10,7 +10,9 @@ tiles, widths 16/32/64/128 and odd ones, odd input and output widths):
 * the float32 result the default kernel gives (the reference precision): the error bf16 inference costs,
   bounded by ``FP32_RTOL`` of max |y| (measured 4-6e-3, 1.3e-2 through an exp output; bf16 keeps 8 bits).
 
-Both relative to each output's largest magnitude (max |error| / max |value|), so an error confined to a few
+Every kernel test runs twice: on the AVX-512 BF16 kernel (``NERF_APP_MLP_AMX=0``) and on the AMX kernel
+(``csrc/cpu/mlp_amx_cpu.cpp``, where the CPU and OS have AMX-BF16 tiles), which ``mlp_forward_bf16`` takes by
+default. Both relative to each output's largest magnitude (max |error| / max |value|), so an error confined to a few
 rows cannot hide in a norm. The dispatch tests force each path: fp32 via NERF_APP_MLP_PRECISION, and a CPU
 without AVX-512 BF16 (a portable build on an older CPU) by making the support check say no.
 """
@@ -73,6 +75,22 @@ def _bf16_kernel(x, weights, activation="relu", output_activation="none"):
                                                 ACTIVATION_CODES[output_activation])
 
 
+AMX_ENV = "NERF_APP_MLP_AMX"
+
+
+@pytest.fixture(params=["avx512bf16", "amx"])
+def kernel(request, monkeypatch):
+    """Which bf16 kernel mlp_forward_bf16 takes for the test."""
+    if request.param == "amx":
+        monkeypatch.delenv(AMX_ENV, raising=False)
+        if not mlp_op.amx_supported():
+            pytest.skip("this CPU or OS has no AMX-BF16 tiles")
+    else:
+        monkeypatch.setenv(AMX_ENV, "0")
+        assert not mlp_op.amx_supported()
+    return request.param
+
+
 def _fp32_kernel(x, weights, activation="relu", output_activation="none"):
     return backend.extension().mlp_forward(x, weights, ACTIVATION_CODES[activation],
                                            ACTIVATION_CODES[output_activation], False)[0]
@@ -96,20 +114,20 @@ def _check(n, n_in, width, n_hidden, n_out, activation="relu", output_activation
 
 @requires_bf16
 @pytest.mark.parametrize("n", [1, 5, 7, 119, 121, 1001])
-def test_bf16_rows(n):
+def test_bf16_rows(n, kernel):
     _check(n, 32, 64, 2, 16, seed=n)
 
 
 @requires_bf16
 @pytest.mark.parametrize("width", [16, 32, 64, 128])
 @pytest.mark.parametrize("n_hidden", [0, 1, 3])
-def test_bf16_widths_and_depths(width, n_hidden):
+def test_bf16_widths_and_depths(width, n_hidden, kernel):
     _check(333, 32, width, n_hidden, 16, seed=width + n_hidden)
 
 
 @requires_bf16
 @pytest.mark.parametrize("shape", [(3, 24, 1, 1), (17, 80, 2, 3), (31, 48, 1, 17), (32, 112, 2, 33), (1, 8, 1, 2)])
-def test_bf16_awkward_dims(shape):
+def test_bf16_awkward_dims(shape, kernel):
     n_in, width, n_hidden, n_out = shape
     _check(257, n_in, width, n_hidden, n_out, seed=n_in)
 
@@ -117,17 +135,37 @@ def test_bf16_awkward_dims(shape):
 @requires_bf16
 @pytest.mark.parametrize("activation, output_activation",
                          [("relu", "sigmoid"), ("relu", "exp"), ("relu", "relu"), ("none", "none")])
-def test_bf16_activations(activation, output_activation):
+def test_bf16_activations(activation, output_activation, kernel):
     _check(500, 32, 64, 2, 3, activation, output_activation, seed=3)
 
 
 @requires_bf16
-def test_bf16_is_not_the_fp32_kernel_and_nerf_sized_error():
+def test_bf16_is_not_the_fp32_kernel_and_nerf_sized_error(kernel):
     """The NeRF's two networks (density 32->64->16, colour 32->64x2->3 sigmoid): bf16 differs from float32
     (so the bf16 path did run) by less than the bound."""
     err_d = _check(4099, 32, 64, 1, 16, seed=11)
     err_c = _check(4099, 32, 64, 2, 3, output_activation="sigmoid", seed=12)
     assert err_d > 1e-5 and err_c > 1e-6
+
+
+@requires_bf16
+def test_amx_rows_are_independent_and_it_is_not_the_avx512_kernel(monkeypatch):
+    """The AMX kernel: a row's result does not depend on how the batch is cut (16-row blocks, thread shares;
+    the fused render's batches must give the composed path's rows), and it is a different kernel from the
+    AVX-512 BF16 one (the two add each pair of products in the other order), agreeing to fp32 rounding."""
+    monkeypatch.delenv(AMX_ENV, raising=False)
+    if not mlp_op.amx_supported():
+        pytest.skip("this CPU or OS has no AMX-BF16 tiles")
+    x, ws = _problem(4099, 32, 64, 2, 3, seed=21)
+    whole = _bf16_kernel(x, ws, output_activation="sigmoid")
+    cuts = [0, 1, 5, 16, 17, 40, 1000, 2049, 4099]
+    parts = torch.cat([_bf16_kernel(x[a:b].contiguous(), ws, output_activation="sigmoid")
+                       for a, b in zip(cuts[:-1], cuts[1:])])
+    assert torch.equal(parts, whole)
+    monkeypatch.setenv(AMX_ENV, "0")
+    other = _bf16_kernel(x, ws, output_activation="sigmoid")
+    assert not torch.equal(other, whole)
+    assert _rel(whole, other) <= EMU_RTOL
 
 
 def _run_op(x, ws, **kw):
@@ -160,8 +198,12 @@ def test_forced_fp32_and_cpu_without_bf16_take_the_fp32_kernel(monkeypatch):
         monkeypatch.setenv(mlp_op.PRECISION_ENV, "fp32")
         assert mlp_op.inference_dtype(torch.device("cpu")) == "fp32"
         assert torch.equal(_run_op(x, ws), fp32)
-        monkeypatch.setenv(mlp_op.PRECISION_ENV, "auto")              # auto is float32 (measured faster)
+        monkeypatch.setenv(mlp_op.PRECISION_ENV, "auto")  # auto: bf16 only on AMX (measured faster), else float32
+        monkeypatch.setattr(mlp_op, "amx_supported", lambda: True)
+        assert mlp_op.inference_dtype(torch.device("cpu")) == "bf16"
+        monkeypatch.setattr(mlp_op, "amx_supported", lambda: False)
         assert mlp_op.inference_dtype(torch.device("cpu")) == "fp32"
+        assert torch.equal(_run_op(x, ws), fp32)
         monkeypatch.setattr(mlp_op, "bf16_supported", lambda: False)
         assert mlp_op.inference_dtype(torch.device("cpu")) == "fp32"
         assert torch.equal(_run_op(x, ws), fp32)
@@ -195,14 +237,16 @@ def test_render_image_runs_inside_the_inference_context():
                     or os.uname().machine != "x86_64", reason="needs g++ on x86-64 Linux")
 def test_bf16_kernel_compiles_in_a_portable_build(tmp_path):
     """NERF_APP_PORTABLE=1 builds without -march=native: the kernel must compile from its function-level
-    target attributes (and contain the bf16 dot product), so a wheel carries it and picks it at run time."""
+    target attributes (and contain the bf16 dot product), so a wheel carries it and picks it at run time; the
+    AMX kernel likewise (its tile multiply)."""
     from torch.utils.cpp_extension import include_paths
 
-    cmd = ["g++", "-std=c++17", "-O1", "-fopenmp", "-fPIC", "-c", str(ROOT / "csrc/cpu/mlp_bf16_cpu.cpp"),
-           "-I" + str(ROOT / "csrc/include"), "-I" + str(ROOT / "csrc"), "-o", str(tmp_path / "k.o")]
-    cmd += ["-I" + p for p in include_paths()]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    dis = subprocess.run(["objdump", "-d", str(tmp_path / "k.o")], capture_output=True, text=True)
-    if dis.returncode == 0:
-        assert "vdpbf16ps" in dis.stdout
+    for source, instruction in (("mlp_bf16_cpu.cpp", "vdpbf16ps"), ("mlp_amx_cpu.cpp", "tdpbf16ps")):
+        cmd = ["g++", "-std=c++17", "-O1", "-fopenmp", "-fPIC", "-c", str(ROOT / "csrc/cpu" / source),
+               "-I" + str(ROOT / "csrc/include"), "-I" + str(ROOT / "csrc"), "-o", str(tmp_path / "k.o")]
+        cmd += ["-I" + p for p in include_paths()]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        dis = subprocess.run(["objdump", "-d", str(tmp_path / "k.o")], capture_output=True, text=True)
+        if dis.returncode == 0:
+            assert instruction in dis.stdout, source

@@ -92,3 +92,37 @@ def test_sampler_covers_images_uniformly_per_pixel_with_exact_distorted_rays():
     counts = np.bincount(b.image_index.numpy(), minlength=len(s))[s.splits["train"]]
     assert counts.min() > 0.6 * counts.mean()  # equal-size images get equal shares
     assert torch.allclose(b.directions.norm(dim=-1), torch.ones(20000), atol=1e-6)
+
+
+def test_whole_image_rays_are_world_rays_bit_for_bit_and_reuse_the_camera():
+    """Scene.rays keeps the camera-frame directions of recent cameras (a shared distorted camera's Newton
+    undistortion is as long as a render): the rays stay world_rays' for every pixel, bit for bit, a second
+    view of the same camera reuses the directions, and a camera with other parameters gets its own."""
+    from types import SimpleNamespace
+
+    from nerf_app.data.cameras import Camera
+    from nerf_app.data.rays import pixel_grid, world_rays
+    from nerf_app.data.scene import GRID_DIRECTION_CACHE, Scene
+
+    W, H = 37, 23
+    shared = Camera("OPENCV", W, H, [30.0, 32.0, 18.0, 11.0, -0.08, 0.02, 0.001, -0.002])
+    other = Camera("OPENCV", W, H, [30.0, 32.0, 18.0, 11.0, -0.07, 0.02, 0.001, -0.002])
+    cams = [shared, shared, other, Camera("SIMPLE_RADIAL", W, H, [28.0, 18.5, 11.5, 0.05])]
+    rng = np.random.default_rng(3)
+    c2w = np.tile(np.eye(4), (len(cams), 1, 1))
+    for k in range(len(cams)):
+        c2w[k, :3, :3] = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+        c2w[k, :3, 3] = rng.uniform(-1, 1, 3)
+    scene = SimpleNamespace(cameras=cams, c2w=c2w)
+    scene._grid_directions = lambda cam: Scene._grid_directions(scene, cam)
+    grid = pixel_grid(W, H).reshape(-1, 2)
+    for i in (0, 1, 2, 3, 0):
+        o, d = Scene.rays(scene, i)
+        o_ref, d_ref = world_rays(c2w, cams, np.full(len(grid), i), grid)
+        assert o.shape == d.shape == (H, W, 3)
+        assert np.array_equal(d.reshape(-1, 3), d_ref) and np.array_equal(o.reshape(-1, 3), o_ref)
+    cache = scene._grid_direction_cache
+    assert len(cache) == GRID_DIRECTION_CACHE
+    first = Scene._grid_directions(scene, shared)
+    assert Scene._grid_directions(scene, cams[1]) is first and not first.flags.writeable
+    assert Scene._grid_directions(scene, other) is not first

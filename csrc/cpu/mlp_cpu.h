@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "mlp_common.h"
 
@@ -36,6 +37,19 @@ void mlp_backward(const float* x, const float* const* weights, const float* hidd
 // is compiled into every x86-64 build, portable ones included); anywhere else it throws.
 bool mlp_bf16_supported();
 void mlp_forward_bf16(const float* x, const float* const* weights, float* y, int64_t n, const MlpDims& dims);
+
+// bf16 inference on AMX tiles (mlp_amx_cpu.cpp): the same operands and fp32 accumulation as mlp_forward_bf16,
+// which takes this kernel wherever mlp_amx_supported(): the CPU has AMX-BF16, the OS granted the tile state,
+// and NERF_APP_MLP_AMX is not 0. The weights are packed once (mlp_bf16_pack), so a caller that runs many small
+// batches (the fused render) packs once per call, not per batch.
+struct MlpBf16Weights {
+  MlpDims dims;
+  std::vector<int> kp, np;               // padded input (multiple of 32) and output (of 16) widths per layer
+  std::vector<std::vector<uint16_t>> w;  // per layer [kp/2][np][2] bf16
+};
+MlpBf16Weights mlp_bf16_pack(const float* const* weights, const MlpDims& dims);
+bool mlp_amx_supported();
+void mlp_forward_amx(const MlpBf16Weights& net, const float* x, float* y, int64_t n);
 
 }  // namespace cpu
 }  // namespace nerf_app

@@ -23,6 +23,9 @@ struct FusedField {
   int sh_degree;
   float density_bias, bound_lo, extent;  // unit = (x - bound_lo) / extent
   bool bf16;                             // the MLPs in bf16 (mlp_forward_bf16); else the fp32 kernel
+  // bf16 on AMX: both networks packed once per render (render_fused sets these where mlp_amx_supported())
+  const MlpBf16Weights* density_amx = nullptr;
+  const MlpBf16Weights* color_amx = nullptr;
 };
 
 // The marching and early-stop settings of nerf_app/nerf/renderer.py::MarchSettings as render_rays_early_stop

@@ -63,16 +63,84 @@ NA_HD float march_dt(float t, float cone_angle, float dt_min, float dt_max) {
   return dt < dt_min ? dt_min : (dt > dt_max ? dt_max : dt);
 }
 
+// 2^-k, exactly (k >= 0): what 1.0f / (float)(1 << k) gives, without a division.
+NA_HD float inv_pow2(int k) {
+  float v = 1.0f;
+  for (int i = 0; i < k; ++i) v *= 0.5f;
+  return v;
+}
+
+// x / res, bit for bit: as x * inv_res when res is a power of two (division by 2^n is exact scaling, so
+// the product is the same float), else the division itself. inv_res: 1.0f / res.
+NA_HD float div_res(float x, int res, float inv_res) {
+  return (res & (res - 1)) == 0 ? mul_rn(x, inv_res) : x / (float)res;
+}
+
 // Distance along the ray to where it leaves cell (cx, cy, cz) of cascade k.
 NA_HD float cell_exit_t(const float* o, const float* d, int cx, int cy, int cz, float scale, int res) {
   const int c[3] = {cx, cy, cz};
+  const float inv_res = 1.0f / (float)res;
   float t = INFINITY;
 #pragma unroll
   for (int a = 0; a < 3; ++a) {
-    const float edge = (float)(c[a] + (d[a] > 0.0f ? 1 : 0)) / (float)res;  // cell boundary in [0,1]
+    const float edge = div_res((float)(c[a] + (d[a] > 0.0f ? 1 : 0)), res, inv_res);  // cell boundary in [0,1]
     const float world = add_rn(mul_rn(edge - 0.5f, scale), 0.5f);
     t = min_num(t, (world - o[a]) / d[a]);
   }
+  return t;
+}
+
+// fl(a * b + c) with one rounding: an FMA where the target has one (CUDA; x86 with FMA). Elsewhere (a portable
+// build) a two-rounding stand-in that walk_empty never calls: it checks NA_EXACT_FMA first.
+#if defined(__CUDA_ARCH__)
+#define NA_EXACT_FMA 1
+NA_HD float fma_rn(float a, float b, float c) { return __fmaf_rn(a, b, c); }
+#elif defined(__FMA__)
+#define NA_EXACT_FMA 1
+NA_HD float fma_rn(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+#else
+#define NA_EXACT_FMA 0
+NA_HD float fma_rn(float a, float b, float c) { return add_rn(mul_rn(a, b), c); }
+#endif
+
+// Whether x is a power of two (2^-126 .. 2^127), so that t * x is exact for every t march_ray sees.
+NA_HD bool is_pow2(float x) {
+  if (!(x >= 1.17549435e-38f && x <= 1.70141183e38f)) return false;
+  int e = 0;
+  const float m = frexpf(x, &e);
+  return m == 0.5f;
+}
+
+// The walk through an empty cell: from t, whose step is `step` (= march_dt(t)), take whole steps until the
+// next step's midpoint reaches t_exit or t reaches t_max; returns the new t and leaves its step in `step`.
+// Exactly the steps of the plain loop (the #else branch), only with a shorter dependency chain per step where
+// the step rule is the cone's: with cone a power of two, t * cone is exact, so t + march_dt(t) is
+// fma(t, cone, t) and the midpoint t + march_dt(t) / 2 is fma(t, cone / 2, t), both rounded once like the
+// sums they replace. A step whose rule is a clamp (dt_min or dt_max) takes the plain path.
+NA_HD float walk_empty(float t, float& step, float t_exit, float t_max, float cone_angle, bool cone_pow2,
+                       float dt_min, float dt_max) {
+#if NA_EXACT_FMA
+  if (cone_pow2) {
+    const float half_cone = mul_rn(0.5f, cone_angle);
+    for (;;) {
+      // invariant: step == march_dt(t), and the step from t is taken
+      if (step == mul_rn(t, cone_angle)) {  // the cone's rule at t: t + step in one rounding
+        t = fma_rn(t, cone_angle, t);
+      } else {
+        t = add_rn(t, step);
+      }
+      const float tc = mul_rn(t, cone_angle);
+      const bool cone_rule = !(tc < dt_min) && !(tc > dt_max);  // march_dt(t) == tc
+      step = cone_rule ? tc : (tc < dt_min ? dt_min : dt_max);
+      const float mid = cone_rule ? fma_rn(t, half_cone, t) : add_rn(t, mul_rn(0.5f, step));
+      if (!(mid < t_exit && t < t_max)) return t;
+    }
+  }
+#endif
+  do {
+    t = add_rn(t, step);
+    step = march_dt(t, cone_angle, dt_min, dt_max);
+  } while (add_rn(t, mul_rn(0.5f, step)) < t_exit && t < t_max);
   return t;
 }
 
@@ -91,6 +159,7 @@ NA_HD int march_ray(const MarchRay& r, const uint8_t* bitfield, int n_cascades, 
                     float cone_angle, int max_samples, Emit&& emit) {
   int n = 0;
   float t = r.t_min;
+  const bool cone_pow2 = is_pow2(cone_angle);
   while (t < r.t_max && n < max_samples) {
     const float dt = march_dt(t, cone_angle, dt_min, dt_max);
     const float mid = add_rn(t, mul_rn(0.5f, dt));
@@ -98,7 +167,7 @@ NA_HD int march_ray(const MarchRay& r, const uint8_t* bitfield, int n_cascades, 
     for (int a = 0; a < 3; ++a) p[a] = add_rn(r.o[a], mul_rn(mid, r.d[a]));
     const int k = cascade_of(p, n_cascades);
     if (k >= n_cascades) break;  // left the outermost cascade
-    const float scale = (float)(1 << k), inv_scale = 1.0f / scale;
+    const float scale = (float)(1 << k), inv_scale = inv_pow2(k);
     const int cx = cell_coord(p[0], inv_scale, res), cy = cell_coord(p[1], inv_scale, res),
               cz = cell_coord(p[2], inv_scale, res);
     if (grid_occupied(bitfield, k, cx, cy, cz, res)) {
@@ -108,10 +177,7 @@ NA_HD int march_ray(const MarchRay& r, const uint8_t* bitfield, int n_cascades, 
     } else {
       const float t_exit = cell_exit_t(r.o, r.d, cx, cy, cz, scale, res);
       float step = dt;  // march_dt(t), carried from one step to the next instead of computed twice
-      do {
-        t = add_rn(t, step);
-        step = march_dt(t, cone_angle, dt_min, dt_max);
-      } while (add_rn(t, mul_rn(0.5f, step)) < t_exit && t < r.t_max);
+      t = walk_empty(t, step, t_exit, r.t_max, cone_angle, cone_pow2, dt_min, dt_max);
     }
   }
   return n;

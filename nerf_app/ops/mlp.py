@@ -15,11 +15,13 @@ What each compiled backend supports (anything else runs the reference, saying wh
 Inference precision on the CPU (issue 28): inside :func:`inference_precision` (which
 :func:`nerf_app.nerf.renderer.render_image` enters, so eval, render, the viewer and export's photo stage
 use it), a ``cpp`` pass without autograd may run in bf16 with fp32 accumulation where the CPU has
-AVX-512 BF16 (checked at run time, so a portable build on an older CPU takes float32). The environment
-variable ``NERF_APP_MLP_PRECISION`` chooses: ``auto`` (default: float32, which measured faster than bf16 on
-an AVX-512 BF16 CPU once the float32 kernel used AVX-512 registers), ``fp32`` (the float32 kernel, the
-reference), ``bf16`` (required: an error where the CPU lacks it; may pay in a portable build, whose float32
-kernel is not AVX-512). Training, its compaction
+AVX-512 BF16 (checked at run time, so a portable build on an older CPU takes float32); where the CPU also
+has AMX-BF16 tiles (and the OS grants them) the same arithmetic runs on the AMX unit
+(``csrc/cpu/mlp_amx_cpu.cpp``). The environment variable ``NERF_APP_MLP_PRECISION`` chooses: ``auto``
+(default: bf16 where AMX runs it, float32 elsewhere; AVX-512 BF16's dot product alone measured slower than
+the AVX-512 float32 kernel, AMX several times faster: docs/benchmarks.md), ``fp32`` (the float32 kernel,
+the reference), ``bf16`` (required: an error where the CPU lacks AVX-512 BF16). ``NERF_APP_MLP_AMX=0``
+keeps bf16 off the AMX unit (the AVX-512 BF16 kernel; then ``auto`` is float32). Training, its compaction
 and the occupancy-grid updates run outside that context and stay float32.
 
 The compiled backward is once-differentiable: second derivatives (e.g. an eikonal loss on an SDF's
@@ -67,6 +69,13 @@ def bf16_supported() -> bool:
     return ext is not None and hasattr(ext, "mlp_bf16_supported") and bool(ext.mlp_bf16_supported())
 
 
+def amx_supported() -> bool:
+    """Whether the bf16 inference kernel runs on AMX tiles here (AMX-BF16 CPU, tile state granted by the OS,
+    ``NERF_APP_MLP_AMX`` not 0)."""
+    ext = _backend.extension()
+    return ext is not None and hasattr(ext, "mlp_amx_supported") and bool(ext.mlp_amx_supported())
+
+
 def requested_precision() -> str:
     """``NERF_APP_MLP_PRECISION`` (``auto`` when unset); :class:`BackendError` for anything else."""
     choice = os.environ.get(PRECISION_ENV, "auto").strip().lower() or "auto"
@@ -81,10 +90,12 @@ def inference_dtype(device: torch.device) -> str:
     if torch.device(device).type != "cpu":
         return "fp32"
     choice = requested_precision()
-    if choice in ("fp32", "auto"):
-        # auto = fp32: measured on an AVX-512 BF16 CPU (docs/benchmarks.md), the fp32 kernel at AVX-512 width
-        # (what a -march=native build compiles there) outruns the bf16 kernel; bf16 stays a choice
+    if choice == "fp32":
         return "fp32"
+    if choice == "auto":
+        # measured on an AVX-512 BF16 + AMX CPU (docs/benchmarks.md): the fp32 kernel at AVX-512 width outruns
+        # the VDPBF16PS kernel, the AMX kernel outruns both; image quality within 0.05 dB (lego, cup)
+        return "bf16" if amx_supported() else "fp32"
     if bf16_supported():
         return "bf16"
     if choice == "bf16":
