@@ -30,7 +30,8 @@ namespace nerf_app {
 namespace cpu {
 namespace {
 
-constexpr int kBatch = 2048;       // samples per worker and round at most (slots x round_samples_max): they stay in L2
+constexpr int kBatch = 4096;       // samples per worker and round at most (slots x round_samples_max): they stay in L2
+                                   // (4096: 2.5 % faster than 2048 on a cup view with AMX MLPs; 8192 no faster)
 constexpr int kMinSlots = 32;      // live rays per worker at least (a huge round_samples_max)
 constexpr int64_t kBlock = 32;     // rays a worker takes from the shared queue at a time (load balance)
 constexpr int kMaxSh = 16;         // degree 4
