@@ -233,3 +233,27 @@ def test_matching_is_repeatable(tmp_path):
         finally:
             db.close()
     assert len(inliers[0]) >= 20 and inliers[0] == inliers[1]
+
+
+@pytest.mark.skipif(not (CUP / "images").is_dir(), reason="shared cup capture not found")
+def test_extraction_numbers_images_in_name_order(tmp_path):
+    """Image ids follow the names (group by group), whatever order the extractor's threads finish in (the mappers
+    order their work by id)."""
+    import shutil
+
+    from nerf_app.process.sfm import SfmOptions, extract
+
+    names = [f"{i}.jpg" for i in range(3, 15)]
+    (tmp_path / "images").mkdir()
+    for n in names:
+        shutil.copyfile(CUP / "images" / n, tmp_path / "images" / n)
+    extract(tmp_path / "features.db", tmp_path / "images", [names[:6], names[6:]],
+            SfmOptions(max_size=200, max_features=256, threads=2))
+    db = pycolmap.Database.open(tmp_path / "features.db")
+    try:
+        images = sorted(db.read_all_images(), key=lambda im: im.image_id)
+        assert [im.name for im in images] == sorted(names[:6]) + sorted(names[6:])  # COLMAP sorts one call's names
+        assert len({im.camera_id for im in images}) == 2  # one camera per group, as before
+        assert all(db.num_keypoints_for_image(im.image_id) > 20 for im in images)
+    finally:
+        db.close()
