@@ -1,6 +1,7 @@
 """Helpers shared by the benchmarks: timing with medians, and one JSON line per measurement."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -11,6 +12,21 @@ from typing import Callable, List
 import torch
 
 from nerf_app import backend
+from nerf_app.ops.mlp import PRECISION_ENV
+
+
+@contextlib.contextmanager
+def precision(value: str):
+    """Within: NERF_APP_MLP_PRECISION=value (the MLPs' inference precision); restored after."""
+    old = os.environ.get(PRECISION_ENV)
+    os.environ[PRECISION_ENV] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(PRECISION_ENV, None)
+        else:
+            os.environ[PRECISION_ENV] = old
 
 
 def machine() -> dict:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import emit, machine  # noqa: E402
+from common import emit, machine, precision  # noqa: E402
 
 from nerf_app.camera_paths.orbit import pinhole_rays  # noqa: E402
 from nerf_app.data.rays import pixel_grid, world_rays  # noqa: E402
@@ -38,7 +38,6 @@ from nerf_app.metrics import psnr  # noqa: E402
 from nerf_app.nerf.evaluate import eval_background, eval_views  # noqa: E402
 from nerf_app.nerf.outputs import camera_path_info, frame_size  # noqa: E402
 from nerf_app.nerf.renderer import render_image  # noqa: E402
-from nerf_app.ops.mlp import PRECISION_ENV  # noqa: E402
 from nerf_app.train.modes import open_run  # noqa: E402
 
 DEFAULT_PATHS = "composed:fp32,fused:auto"
@@ -80,17 +79,6 @@ def old_rays(task, on):
         del task.scene.rays
 
 
-@contextlib.contextmanager
-def precision(value):
-    old = os.environ.get(PRECISION_ENV)
-    os.environ[PRECISION_ENV] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(PRECISION_ENV, None)
-        else:
-            os.environ[PRECISION_ENV] = old
 
 
 def timed(fn):

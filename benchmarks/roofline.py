@@ -46,18 +46,16 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import emit, machine  # noqa: E402
+from common import emit, machine, precision  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PEAK_SOURCE = HERE / "roofline_kernels.cpp"
-PRECISION_ENV = "NERF_APP_MLP_PRECISION"
 
 
 def load() -> float:
@@ -218,17 +216,6 @@ def median_time(fn, reps: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-@contextmanager
-def precision(value: str):
-    old = os.environ.get(PRECISION_ENV)
-    os.environ[PRECISION_ENV] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(PRECISION_ENV, None)
-        else:
-            os.environ[PRECISION_ENV] = old
 
 
 # ---- 2. kernels -----------------------------------------------------------------------------------------
