@@ -95,9 +95,9 @@ def test_sampler_covers_images_uniformly_per_pixel_with_exact_distorted_rays():
 
 
 def test_whole_image_rays_are_world_rays_bit_for_bit_and_reuse_the_camera():
-    """Scene.rays keeps the camera-frame directions of recent cameras (a shared distorted camera's Newton
-    undistortion is as long as a render): the rays stay world_rays' for every pixel, bit for bit, a second
-    view of the same camera reuses the directions, and a camera with other parameters gets its own."""
+    """Scene.rays keeps the camera-frame directions of recent shared cameras (a shared distorted camera's
+    Newton undistortion is as long as a render): the rays stay world_rays' for every pixel, bit for bit, a
+    second view of the same camera reuses the directions, and a camera of one image only is not kept."""
     from types import SimpleNamespace
 
     from nerf_app.data.cameras import Camera
@@ -121,8 +121,9 @@ def test_whole_image_rays_are_world_rays_bit_for_bit_and_reuse_the_camera():
         o_ref, d_ref = world_rays(c2w, cams, np.full(len(grid), i), grid)
         assert o.shape == d.shape == (H, W, 3)
         assert np.array_equal(d.reshape(-1, 3), d_ref) and np.array_equal(o.reshape(-1, 3), o_ref)
+    # only the shared camera is kept: a camera of one image never comes back
     cache = scene._grid_direction_cache
-    assert len(cache) == GRID_DIRECTION_CACHE
+    assert len(cache) == 1 <= GRID_DIRECTION_CACHE
     first = Scene._grid_directions(scene, shared)
     assert Scene._grid_directions(scene, cams[1]) is first and not first.flags.writeable
-    assert Scene._grid_directions(scene, other) is not first
+    assert Scene._grid_directions(scene, other) is not first and len(cache) == 1

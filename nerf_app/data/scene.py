@@ -21,8 +21,8 @@ from .validate import contained, report_missing
 FORMATS = ("auto", "colmap", "transforms", "llff")
 
 
-#: cameras whose per-pixel directions Scene.rays keeps (a held-out view of a shared camera then skips the
-#: undistortion; per-image cameras, e.g. cup's 77, each differ and gain nothing, so the cache stays small)
+#: shared cameras whose per-pixel directions Scene.rays keeps (a held-out view of a shared camera then skips
+#: the undistortion; a camera of one image only is never kept)
 GRID_DIRECTION_CACHE = 2
 
 
@@ -111,17 +111,25 @@ class Scene:
         """Camera-frame unit directions ``(H*W, 3)`` through every pixel centre of ``cam`` (read-only). The
         exact undistortion of a distorted camera is Newton iterations over every pixel: ~3 s a 720x1280
         view on the 2-core box, as long as its render. Views of one shared camera (a video, most phone
-        captures) reuse it; the :data:`GRID_DIRECTION_CACHE` most recent cameras are kept (22 MB each at
-        720x1280)."""
-        cache = self.__dict__.setdefault("_grid_direction_cache", OrderedDict())
+        captures) reuse it: the :data:`GRID_DIRECTION_CACHE` most recent cameras that two or more images share
+        are kept (22 MB each at 720x1280); a camera of one image only (cup's 77) is never kept."""
         key = (cam.model, cam.width, cam.height, cam.params.tobytes())
+        shared = self.__dict__.get("_grid_shared_cameras")
+        if shared is None:
+            counts: Dict[tuple, int] = {}
+            for c in self.cameras:
+                k = (c.model, c.width, c.height, c.params.tobytes())
+                counts[k] = counts.get(k, 0) + 1
+            shared = self.__dict__["_grid_shared_cameras"] = {k for k, n in counts.items() if n > 1}
+        cache = self.__dict__.setdefault("_grid_direction_cache", OrderedDict())
         hit = cache.get(key)
         if hit is None:
             hit = cam.unproject(pixel_grid(cam.width, cam.height).reshape(-1, 2))
             hit.setflags(write=False)
-            cache[key] = hit
-            while len(cache) > GRID_DIRECTION_CACHE:
-                cache.popitem(last=False)
+            if key in shared:
+                cache[key] = hit
+                while len(cache) > GRID_DIRECTION_CACHE:
+                    cache.popitem(last=False)
         else:
             cache.move_to_end(key)
         return hit
