@@ -46,8 +46,8 @@ struct Slot {
   float sh[kMaxSh];
 };
 
-// A worker's per-round buffers, kept per thread from one call to the next: a frame is rendered in tiles of
-// rays (render_image's chunks), and fresh buffers for each tile cost page faults (measured: ~4 % of a cup
+// A worker's per-round buffers, kept per thread from one call to the next (one call per frame: every view
+// of an eval, every frame of a video): fresh buffers each call cost page faults (measured: ~4 % of a cup
 // frame in the kernel's clear_page).
 struct Scratch {
   std::vector<float> xu, t0, t1, feat, h, sigma, w, zeros, cin, rgb;
