@@ -110,3 +110,20 @@ def nerf_run(tmp_path_factory):
                                                               metrics["time"])))
     trainer.fit()
     return run, seen
+
+
+def synthetic_sfm_database(tmp_path, frames=8):
+    """A pycolmap synthetic scene (one camera, ``frames`` images, 150 points) written to
+    ``tmp_path/database.db`` with its matches and verified pairs -> ``(database path, true reconstruction)``."""
+    import pycolmap
+
+    options = pycolmap.SyntheticDatasetOptions()
+    options.num_rigs, options.num_cameras_per_rig, options.num_frames_per_rig = 1, 1, frames
+    options.num_points3D = 150
+    path = tmp_path / "database.db"
+    db = pycolmap.Database.open(path)
+    try:
+        rec = pycolmap.synthesize_dataset(options, db)
+    finally:
+        db.close()
+    return path, rec

@@ -23,6 +23,8 @@ from nerf_app.process import ProcessOptions, process  # noqa: E402
 from nerf_app.process.pair_cycles import (drop_inconsistent_pairs, inconsistent_pairs, relative_rotations,  # noqa: E402
                                           rotation_angles_deg, summary_line, triangles)
 
+from conftest import synthetic_sfm_database as _synthetic  # noqa: E402
+
 
 def _rot(axis, degrees):
     axis = np.asarray(axis, float) / np.linalg.norm(axis)
@@ -95,19 +97,6 @@ def test_a_false_long_pair_in_a_walk_is_dropped_and_the_walk_kept():
 def test_triangles_of_a_graph():
     assert triangles([(0, 1), (1, 2), (2, 0), (2, 3), (3, 1)]).tolist() == [[0, 1, 2], [1, 2, 3]]
     assert triangles([(0, 1), (1, 2)]).shape == (0, 3)
-
-
-def _synthetic(tmp_path, frames=8):
-    options = pycolmap.SyntheticDatasetOptions()
-    options.num_rigs, options.num_cameras_per_rig, options.num_frames_per_rig = 1, 1, frames
-    options.num_points3D = 150
-    path = tmp_path / "database.db"
-    db = pycolmap.Database.open(path)
-    try:
-        rec = pycolmap.synthesize_dataset(options, db)
-    finally:
-        db.close()
-    return path, rec
 
 
 def _world_to_cam(rec, image_id):

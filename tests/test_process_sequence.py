@@ -24,17 +24,11 @@ from nerf_app.process.sequence import (Pair, find_cuts, map_in_time_order, read_
                                        verify_long_pairs)
 from nerf_app.process import walkaround_scene as ws  # noqa: E402
 
+from conftest import synthetic_sfm_database  # noqa: E402
+
 
 def _synthetic(tmp_path, frames=8):
-    options = pycolmap.SyntheticDatasetOptions()
-    options.num_rigs, options.num_cameras_per_rig, options.num_frames_per_rig = 1, 1, frames
-    options.num_points3D = 150
-    path = tmp_path / "database.db"
-    db = pycolmap.Database.open(path)
-    try:
-        rec = pycolmap.synthesize_dataset(options, db)
-    finally:
-        db.close()
+    path, rec = synthetic_sfm_database(tmp_path, frames)
     names = [rec.image(i).name for i in sorted(rec.reg_image_ids())]
     return path, rec, names
 

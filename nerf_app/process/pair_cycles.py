@@ -137,6 +137,18 @@ FOCAL_SAMPLE_PAIRS = 300
 FOCAL_CLOSE_DEG = 5.0
 
 
+def relative_pose_ransac():
+    """RANSAC settings for a pair's relative pose from its already verified inliers: COLMAP's verification
+    error (4 px), few trials (the inliers are already inliers), seeded. Shared with sequence.pair_rotation."""
+    import pycolmap
+
+    ransac = pycolmap.RANSACOptions()
+    ransac.max_error = 4.0  # pixels, as COLMAP's two-view verification
+    ransac.min_num_trials, ransac.max_num_trials, ransac.confidence = 20, 500, 0.999
+    ransac.random_seed = 0
+    return ransac
+
+
 class _Pairs:
     """The verified pairs of a database with their inlier keypoints, and its cameras."""
 
@@ -184,10 +196,7 @@ class _Pairs:
         """cam2_from_cam1 of each pair from its own inliers (5-point RANSAC with ``cameras``; seeded)."""
         import pycolmap
 
-        ransac = pycolmap.RANSACOptions()
-        ransac.max_error = 4.0  # pixels, as COLMAP's two-view verification
-        ransac.min_num_trials, ransac.max_num_trials, ransac.confidence = 20, 500, 0.999
-        ransac.random_seed = 0
+        ransac = relative_pose_ransac()
         out = {}
         for a, b in keys:
             p1, p2 = self.points[(a, b)]

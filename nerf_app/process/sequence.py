@@ -32,13 +32,14 @@ see the same scene) or in two, and the continuity check then reports two segment
 """
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .pair_cycles import relative_pose_ransac, rotation_angles_deg
 
 #: pairs at most this many frames apart are "short range" (= the sequential overlap)
 WINDOW = 10
@@ -147,11 +148,6 @@ def restrict_database(src: Path, dst: Path, drop: Sequence[Tuple[int, int]]) -> 
         db.close()
 
 
-def rotation_angle_deg(R: np.ndarray) -> float:
-    """Angle of a rotation matrix in degrees."""
-    return math.degrees(math.acos(max(-1.0, min(1.0, (float(np.trace(R)) - 1.0) / 2.0))))
-
-
 def pair_rotation(db, pair: Pair, camera1, camera2, keypoints: Dict[int, np.ndarray]) -> Optional[np.ndarray]:
     """The rotation of camera 2 relative to camera 1 (cam2_from_cam1) estimated from the pair's own
     inlier matches (already verified, so few RANSAC trials are needed) with the given (refined)
@@ -166,10 +162,7 @@ def pair_rotation(db, pair: Pair, camera1, camera2, keypoints: Dict[int, np.ndar
         if image_id not in keypoints:
             keypoints[image_id] = np.asarray(db.read_keypoints(image_id))[:, :2].astype(np.float64)
     p1, p2 = keypoints[pair.image_id1][m[:, 0]], keypoints[pair.image_id2][m[:, 1]]
-    ransac = pycolmap.RANSACOptions()
-    ransac.max_error = 4.0  # pixels, as COLMAP's two-view verification
-    ransac.min_num_trials, ransac.max_num_trials, ransac.confidence = 20, 500, 0.999
-    ransac.random_seed = 0
+    ransac = relative_pose_ransac()
     result = pycolmap.estimate_relative_pose(camera1, p1, camera2, p2, ransac)
     if result is None:
         return None
@@ -206,7 +199,7 @@ def verify_long_pairs(database: Path, rec, pairs: Sequence[Pair], window: int = 
                 continue
             R1 = np.asarray(im1.cam_from_world().rotation.matrix())
             R2 = np.asarray(im2.cam_from_world().rotation.matrix())
-            err = rotation_angle_deg(measured.T @ (R2 @ R1.T))
+            err = float(rotation_angles_deg(measured.T @ (R2 @ R1.T)))
             entry.update(accepted=err <= max_rotation_deg, rotation_error_deg=round(err, 2))
             if err > max_rotation_deg:
                 rejected.append(p)
