@@ -1,12 +1,13 @@
-"""Out-of-core training pixels (issue 29, nerf_app/data/image_cache.py): the memory-mapped cache holds exactly the
-pixels the RAM path packs, is reused, is rebuilt when an image changes, and a folder that cannot be written
-falls back to RAM with one line."""
+"""Out-of-core training pixels (issue 29, nerf_app/data/image_cache.py): the cache file holds exactly the pixels the
+RAM path packs, read mapped (small files) or row by row (large ones, nothing mapped), is reused, is rebuilt when an
+image changes, and a folder that cannot be written falls back to RAM with one line."""
 from __future__ import annotations
 
 import os
 import shutil
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import REPO_ROOT
@@ -18,7 +19,29 @@ def _scene(tmp_path):
     return load_scene(tmp_path / "demo", downscale=2)
 
 
-def test_cache_equals_ram_is_reused_and_follows_changed_images(tmp_path):
+def _all(pixels):
+    """Every row of a sampler's pixels (a tensor, or the cache file's rows gathered like a batch's)."""
+    return pixels[torch.arange(len(pixels))]
+
+
+def _mapped_bytes(path):
+    """Resident bytes of ``path``'s mappings in this process (/proc/self/smaps), and whether it is mapped at all."""
+    rss, mapped, current = 0, False, False
+    for line in open("/proc/self/smaps"):
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5:  # a mapping's first line: range perms offset dev inode [path]
+            current = len(head) >= 6 and head[5] == str(path)
+            mapped |= current
+        elif current and head and head[0] == "Rss:":
+            rss += int(head[1]) * 1024
+    return rss, mapped
+
+
+@pytest.mark.parametrize("read", ["mapped", "pread"])
+def test_cache_equals_ram_is_reused_and_follows_changed_images(tmp_path, monkeypatch, read):
+    from nerf_app.data import image_cache
+    if read == "pread":  # every file counts as large: read row by row
+        monkeypatch.setattr(image_cache, "MAP_BYTES", 0)
     scene = _scene(tmp_path)
     lines = []
     ram = scene.ray_sampler("train", cache="none", seed=3)
@@ -26,14 +49,14 @@ def test_cache_equals_ram_is_reused_and_follows_changed_images(tmp_path):
     folder = tmp_path / "demo" / ".nerf_app_cache"
     files = list(folder.glob("pixels-*.u8"))
     assert len(files) == 1 and len(lines) == 1 and "image cache" in lines[0]
-    assert isinstance(disk.pixels.numpy().base, np.memmap) or disk.pixels.numpy().base is not None
-    assert ram.channels == disk.channels and torch.equal(ram.pixels, disk.pixels)
+    assert disk.pixels.mapped == (read == "mapped")
+    assert ram.channels == disk.channels and torch.equal(ram.pixels, _all(disk.pixels))
     a, b = ram.sample(4000), disk.sample(4000)
     assert torch.equal(a.rgb, b.rgb) and torch.equal(a.origins, b.origins)
     # reused: nothing rebuilt, nothing logged
     mtime = files[0].stat().st_mtime_ns
     again = scene.ray_sampler("train", cache="always", seed=3, log=lines.append)
-    assert len(lines) == 1 and files[0].stat().st_mtime_ns == mtime and torch.equal(again.pixels, ram.pixels)
+    assert len(lines) == 1 and files[0].stat().st_mtime_ns == mtime and torch.equal(_all(again.pixels), ram.pixels)
     # an image replaced (same name and size, other pixels): a new cache with the new pixels
     train = scene.split_indices("train")
     path = scene.image_paths[int(train[0])]
@@ -45,8 +68,30 @@ def test_cache_equals_ram_is_reused_and_follows_changed_images(tmp_path):
     scene2 = load_scene(tmp_path / "demo", downscale=2)
     fresh = scene2.ray_sampler("train", cache="always", seed=3, log=lines.append)
     assert len(lines) == 2 and len(list(folder.glob("pixels-*.u8"))) == 2
-    assert torch.equal(fresh.pixels, scene2.ray_sampler("train", cache="none", seed=3).pixels)
-    assert not torch.equal(fresh.pixels, ram.pixels)
+    assert torch.equal(_all(fresh.pixels), scene2.ray_sampler("train", cache="none", seed=3).pixels)
+    assert not torch.equal(_all(fresh.pixels), ram.pixels)
+
+
+def test_a_large_cache_is_read_without_mapping_it(tmp_path, monkeypatch):
+    """Above MAP_BYTES the file is never mapped: drawing batches over every pixel leaves no resident page of it in
+    the process (a mapping kept every touched page-cache folio resident: 4,096 rows of a 2 GiB file mapped it all),
+    and the batches are the RAM path's."""
+    from nerf_app.data import image_cache
+    scene = _scene(tmp_path)
+    ram = scene.ray_sampler("train", cache="none", seed=5)
+    size = len(ram.pixels) * ram.channels
+    monkeypatch.setattr(image_cache, "MAP_BYTES", size - 1)
+    disk = scene.ray_sampler("train", cache="always", seed=5)
+    for _ in range(8):
+        a, b = ram.sample(3000), disk.sample(3000)
+        assert torch.equal(a.rgb, b.rgb) and torch.equal(a.directions, b.directions)
+    path = next((tmp_path / "demo" / ".nerf_app_cache").glob("pixels-*.u8"))
+    assert _mapped_bytes(path) == (0, False)
+    monkeypatch.setattr(image_cache, "MAP_BYTES", size)  # at the limit: mapped, resident pages <= the file
+    small = scene.ray_sampler("train", cache="always", seed=5)
+    small.sample(3000)
+    rss, mapped = _mapped_bytes(path)
+    assert mapped and 0 < rss <= -(-size // 4096) * 4096
 
 
 def test_unwritable_cache_folder_falls_back_to_ram_with_one_line(tmp_path):
@@ -56,6 +101,7 @@ def test_unwritable_cache_folder_falls_back_to_ram_with_one_line(tmp_path):
     lines = []
     sampler = scene.ray_sampler("train", cache=str(blocker / "cache"), seed=3, log=lines.append)
     assert len(lines) == 1 and "cannot write there" in lines[0] and "stay in RAM" in lines[0], lines
+    assert isinstance(sampler.pixels, torch.Tensor)
     assert torch.equal(sampler.pixels, scene.ray_sampler("train", cache="none", seed=3).pixels)
 
 

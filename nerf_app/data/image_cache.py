@@ -1,14 +1,20 @@
-"""Training images out of core: decoded once into a memory-mapped uint8 file at the training resolution.
+"""Training images out of core: decoded once into a uint8 file at the training resolution, read from there.
 
 The ray sampler (:class:`~nerf_app.data.rays.RaySampler`) packs a split's pixels into one ``sum(H*W) x C`` uint8
 array and gathers each batch's rows from it. In RAM that array (plus the decoded images on the way) grows with
-the photo count; here it is a file, mapped read-only-with-copy-on-write (``np.memmap(mode="c")``), so the
-kernel pages in what batches touch and drops it again under pressure: anonymous memory no longer grows with the
-capture.
+the photo count; here it is a file, and :class:`FilePixels` gathers a batch's rows from it:
+
+* a file of at most :data:`MAP_BYTES` is memory-mapped: once its pages are touched a gather is as fast as from
+  RAM, and the resident pages are at most the file's size;
+* a larger one is read row by row with ``pread`` (one system call per ray, ~1.5 us; it goes through the page
+  cache, which the kernel owns and drops under pressure, and maps nothing into the process). A mapping could
+  not bound the resident set: a fault maps the whole page-cache folio around the row (measured on this
+  project's box, kernel 6.18: 4,096 random rows of a 2 GiB file left all 2 GiB resident in the mapping), so
+  a 12 GB capture's cache grew the process's RSS to its whole size whatever was handed back between batches.
 
 The file is named by a key over what its bytes depend on - per image the file's path, size and modification
 time, its source and training sizes - so a run at another ``data.downscale``, or after an image is replaced,
-builds a new one, and every later run with the same images maps the finished file at once. It is written to a
+builds a new one, and every later run with the same images opens the finished file at once. It is written to a
 temporary name and renamed (two runs building it at once both finish; one file stays). Built one image at a
 time: the build's own memory is one decoded photo.
 
@@ -21,15 +27,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
 from .images import ImageStore, decode, header_info, resize_area
 
 #: ``data.cache: auto`` maps the pixels from disk above this many decoded bytes (below, RAM is cheaper than a file)
 AUTO_BYTES = 1 << 30
+#: a cache file up to this size is memory-mapped (resident pages: at most the file); a larger one is read with pread
+MAP_BYTES = 1 << 30
+#: bytes per read when a whole file goes to a device (the host holds one such chunk at a time)
+CHUNK_BYTES = 64 << 20
 FOLDER_NAME = ".nerf_app_cache"
 VERSION = 1
 
@@ -42,6 +54,65 @@ def cache_folder(setting: str, capture_root: Path, total_bytes: int) -> Optional
     if setting in ("auto", "always"):
         return Path(capture_root) / FOLDER_NAME
     return Path(setting).expanduser()
+
+
+class FilePixels:
+    """The rows ``[n, C]`` uint8 of a finished cache file, gathered like a tensor's: ``pixels[flat]`` with ``flat`` an
+    int64 CPU tensor of row indices gives a ``[len(flat), C]`` uint8 tensor (see the module docstring for how)."""
+
+    def __init__(self, path: Path, n: int, channels: int):
+        self.path = Path(path)
+        self.shape = (int(n), int(channels))
+        self._mapped: Optional[torch.Tensor] = None
+        self._fd = os.open(self.path, os.O_RDONLY)
+        if n * channels <= MAP_BYTES:
+            # copy-on-write: a writable array for torch, and nothing is ever written back to the file
+            self._mapped = torch.from_numpy(np.memmap(self.path, dtype=np.uint8, mode="c", shape=self.shape))
+        elif hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)  # a batch reads scattered rows: no read-ahead
+
+    @property
+    def mapped(self) -> bool:
+        return self._mapped is not None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, flat: torch.Tensor) -> torch.Tensor:
+        if self._mapped is not None:
+            return self._mapped[flat]
+        c, fd = self.shape[1], self._fd
+        offsets = (torch.as_tensor(flat, dtype=torch.int64).reshape(-1) * c).tolist()
+        data = bytearray(b"".join([os.pread(fd, c, o) for o in offsets]))
+        if len(data) != len(offsets) * c:
+            raise OSError(f"{self.path}: short read (the cache file changed while training?)")
+        return torch.frombuffer(data, dtype=torch.uint8).view(len(offsets), c)
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        """Rows ``[start, stop)`` read in one call (not mapped)."""
+        c = self.shape[1]
+        data = bytearray(os.pread(self._fd, (stop - start) * c, start * c))
+        return torch.frombuffer(data, dtype=torch.uint8).view(-1, c)
+
+    def to_device(self, device: torch.device) -> torch.Tensor:
+        """The whole array in ``device``'s memory, read in chunks of :data:`CHUNK_BYTES` (a GPU gathers from there)."""
+        out = torch.empty(self.shape, dtype=torch.uint8, device=device)
+        step = max(1, CHUNK_BYTES // self.shape[1])
+        for a in range(0, self.shape[0], step):
+            b = min(self.shape[0], a + step)
+            out[a:b] = self.rows(a, b).to(device)
+        return out
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
 
 
 def _key(store: ImageStore, indices: Sequence[int], channels: int) -> str:
@@ -70,9 +141,40 @@ def header_channels(store: ImageStore, indices: Sequence[int]) -> int:
     return 4 if any(header_info(Path(store.paths[int(i)]))[2] for i in indices) else 3
 
 
-def mapped_pixels(store: ImageStore, indices: Sequence[int], offsets: np.ndarray, folder: Path,
-                  log: Callable[[str], None]) -> Optional[Tuple[np.ndarray, int]]:
-    """``(pixels [sum(H*W), C] uint8 memory-mapped, C)`` for images ``indices`` packed at ``offsets``, built in
+def write_file(folder: Path, path: Path, write: Callable[[object], bool], log: Callable[[str], None]) -> Optional[bool]:
+    """Build ``path`` in ``folder`` through ``write(file)`` (written in order with plain writes, so the build maps
+    nothing into the process), under a temporary name renamed at the end. True when built; False when ``write``
+    gave up (nothing left behind); None with one line through ``log`` when the folder or the file cannot be
+    written (the caller keeps the data in RAM)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{path.name}.{os.getpid()}.tmp"
+        f = open(tmp, "wb")
+    except OSError as exc:
+        log(f"[data] image cache {folder}: cannot write there ({exc.strerror or exc}); the training images "
+            f"stay in RAM")
+        return None
+    try:
+        with f:
+            done = write(f)
+        if not done:
+            tmp.unlink(missing_ok=True)
+            return False
+        os.replace(tmp, path)
+        return True
+    except OSError as exc:  # a full disk while building: RAM instead
+        tmp.unlink(missing_ok=True)
+        log(f"[data] image cache {folder}: cannot write {path.name} ({exc.strerror or exc}); the training "
+            f"images stay in RAM")
+        return None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def cached_pixels(store: ImageStore, indices: Sequence[int], offsets: np.ndarray, folder: Path,
+                  log: Callable[[str], None]) -> Optional[Tuple[FilePixels, int]]:
+    """``(pixels [sum(H*W), C] read from the cache file, C)`` for images ``indices`` packed at ``offsets``, built in
     ``folder`` on first use; None (with one line through ``log``) when the folder cannot be written."""
     channels = header_channels(store, indices)
     for _ in range(2):  # a header that hid an alpha channel: rebuilt once with 4 channels
@@ -80,42 +182,27 @@ def mapped_pixels(store: ImageStore, indices: Sequence[int], offsets: np.ndarray
         path = Path(folder) / f"pixels-{key}.u8"
         n = int(offsets[-1])
         if path.is_file() and path.stat().st_size == n * channels:
-            return np.memmap(path, dtype=np.uint8, mode="c", shape=(n, channels)), channels
-        try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            tmp = Path(folder) / f".{path.name}.{os.getpid()}.tmp"
-            out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(n, channels))
-        except OSError as exc:
-            log(f"[data] image cache {folder}: cannot write there ({exc.strerror or exc}); the training images "
-                f"stay in RAM")
-            return None
-        try:
-            redo = False
+            return FilePixels(path, n, channels), channels
+        start = time.perf_counter()
+
+        def write(f) -> bool:
             for k, i in enumerate(indices):
                 im = _decode_resized(store, int(i))
                 flat = im.reshape(-1, im.shape[2])
                 if flat.shape[1] > channels:
-                    redo = True
-                    break
-                out[offsets[k]:offsets[k + 1], :flat.shape[1]] = flat
-                if flat.shape[1] < channels:
-                    out[offsets[k]:offsets[k + 1], 3] = 255
-            if redo:
-                del out
-                tmp.unlink(missing_ok=True)
-                channels = 4
-                continue
-            out.flush()
-            del out
-            os.replace(tmp, path)
-        except OSError as exc:  # a full disk while building: RAM instead
-            tmp.unlink(missing_ok=True)
-            log(f"[data] image cache {folder}: cannot write {path.name} ({exc.strerror or exc}); the training "
-                f"images stay in RAM")
+                    return False
+                if flat.shape[1] < channels:  # RGB among RGBA images: opaque
+                    flat = np.concatenate([flat, np.full((len(flat), 1), 255, np.uint8)], 1)
+                f.write(np.ascontiguousarray(flat).data)
+            return True
+
+        built = write_file(Path(folder), path, write, log)
+        if built is None:
             return None
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        log(f"[data] image cache: {len(indices)} images, {n * channels / 2 ** 20:.0f} MiB -> {path}")
-        return np.memmap(path, dtype=np.uint8, mode="c", shape=(n, channels)), channels
+        if not built:  # an alpha channel the headers did not announce
+            channels = 4
+            continue
+        log(f"[data] image cache: {len(indices)} images, {n * channels / 2 ** 20:.0f} MiB in "
+            f"{time.perf_counter() - start:.1f} s -> {path}")
+        return FilePixels(path, n, channels), channels
     raise AssertionError("unreachable")

@@ -82,7 +82,8 @@ class RaySampler:
     """Random pixels, uniformly over all pixels of a split's images, with their rays and colours.
 
     The split's images are decoded once into one packed uint8 buffer (``sum(H*W) x C``) on
-    ``device``; a batch gathers only its own pixels. Camera-frame directions come from the closed
+    ``device``, or into the out-of-core cache file (``cache``; image_cache.py), which a CPU sampler reads
+    without holding it in memory; a batch gathers only its own pixels. Camera-frame directions come from the closed
     form for undistorted cameras, from a per-camera lookup table (float32, built once with the exact
     undistortion) for distorted ones, and from the exact iterative unprojection when ``jitter`` asks
     for sub-pixel positions on a distorted camera or the tables would exceed ``lut_bytes``.
@@ -124,7 +125,12 @@ class RaySampler:
             if not keep.all():
                 self._kept = torch.from_numpy(np.flatnonzero(keep)).to(self.device)
         dev = self.device
-        self.pixels = torch.from_numpy(packed).to(dev)
+        # the packed pixels: a tensor on the device, or rows read from the out-of-core cache file (image_cache.py)
+        # on the CPU; a GPU gathers from its own memory, so the file is read into it once
+        if not isinstance(packed, np.ndarray):
+            self.pixels = packed if dev.type == "cpu" else packed.to_device(dev)
+        else:
+            self.pixels = torch.from_numpy(packed).to(dev)
         # everything a batch looks up lives on the device (sample() makes no host read and no host copy)
         self._offsets_t = torch.from_numpy(self.offsets).to(dev)
         self._widths = torch.tensor([c.width for c in cams], dtype=torch.int64).to(dev)
@@ -173,17 +179,17 @@ class RaySampler:
                 packed[rows, 3] = 255
         return packed
 
-    def _mapped(self, scene, cache: str, log) -> Optional[np.ndarray]:
-        """The packed pixels memory-mapped from the out-of-core cache (``cache``: none | auto | always | a folder;
-        see nerf_app/data/image_cache.py), or None: decode into RAM."""
+    def _mapped(self, scene, cache: str, log):
+        """The packed pixels in the out-of-core cache (``cache``: none | auto | always | a folder; a
+        ``FilePixels`` of nerf_app/data/image_cache.py), or None: decode into RAM."""
         if cache == "none" or not hasattr(scene, "root"):
             return None
-        from .image_cache import cache_folder, mapped_pixels
+        from .image_cache import cache_folder, cached_pixels
         images = scene.images
         folder = cache_folder(cache, scene.root, int(self.offsets[-1]) * 3)  # RGB bytes: enough to choose
         if folder is None:
             return None
-        got = mapped_pixels(images, self.indices, self.offsets, folder, log or (lambda m: None))
+        got = cached_pixels(images, self.indices, self.offsets, folder, log or (lambda m: None))
         if got is None:
             return None
         packed, self.channels = got
