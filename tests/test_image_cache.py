@@ -144,3 +144,40 @@ def test_an_alpha_channel_the_headers_did_not_announce_widens_the_buffer(tmp_pat
     assert sampler.channels == 4
     ref = _packed_reference(scene)
     assert ref.shape[1] == 4 and np.array_equal(sampler.pixels.numpy(), ref)
+
+
+def test_masks_out_of_core_draw_the_ram_paths_pixels_and_are_reused(tmp_path, monkeypatch):
+    """With the pixels out of core the masks are too: a bit per pixel in a file beside them and one count per
+    block in RAM (the RAM path's index holds 8 bytes per kept pixel); the draws are the RAM path's, batch for
+    batch, on the mapped and the pread path; a second sampler reuses the file without decoding a mask."""
+    import imageio.v3 as iio
+    from nerf_app.data import image_cache, load_scene
+    shutil.copytree(REPO_ROOT / "data" / "demo", tmp_path / "demo")
+    names = load_scene(tmp_path / "demo", format="colmap").names
+    (tmp_path / "demo" / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for k, n in enumerate(names):
+        h, w = iio.imread(tmp_path / "demo" / "images" / n).shape[:2]
+        m = (rng.random((h, w)) < 0.2 + 0.6 * k / len(names)) * 255  # a different share kept per image
+        if k == 1:
+            m[:] = 255  # one image wholly kept
+        iio.imwrite(tmp_path / "demo" / "masks" / (n + ".png"), m.astype(np.uint8))
+    scene = load_scene(tmp_path / "demo", format="colmap", downscale=2)
+    ram = scene.ray_sampler("train", cache="none", seed=7)
+    assert 0 < len(ram) < len(ram.pixels)
+    for read in ("mapped", "pread"):
+        monkeypatch.setattr(image_cache, "MAP_BYTES", (1 << 30) if read == "mapped" else 0)
+        lines = []
+        disk = scene.ray_sampler("train", cache="always", seed=7, log=lines.append)
+        assert len(disk) == len(ram) and disk._kept.nbytes * 64 < ram._kept.nbytes
+        ram = scene.ray_sampler("train", cache="none", seed=7)
+        for n in (1, 777, 5000):
+            a, b = ram.sample(n), disk.sample(n)
+            assert torch.equal(a.pixel, b.pixel) and torch.equal(a.image_index, b.image_index)
+            assert torch.equal(a.rgb, b.rgb)
+    assert len(list((tmp_path / "demo" / ".nerf_app_cache").glob("kept-*.bits"))) == 1
+    every = torch.arange(len(ram))  # every kept pixel, in order
+    assert torch.equal(disk._kept[every], ram._kept)
+    monkeypatch.setattr(type(scene.images), "mask", lambda self, i: (_ for _ in ()).throw(AssertionError("decoded")))
+    again = scene.ray_sampler("train", cache="always", seed=7)
+    assert len(again) == len(ram)

@@ -42,6 +42,9 @@ AUTO_BYTES = 1 << 30
 MAP_BYTES = 1 << 30
 #: bytes per read when a whole file goes to a device (the host holds one such chunk at a time)
 CHUNK_BYTES = 64 << 20
+#: pixels per block of the kept-pixel bit file (masks): a masked draw reads one block (MASK_BLOCK / 8 bytes) and
+#: RAM holds one int64 count per block (1/64 byte per pixel; the RAM path's index holds 8 bytes per kept pixel)
+MASK_BLOCK = 512
 FOLDER_NAME = ".nerf_app_cache"
 VERSION = 1
 
@@ -206,3 +209,103 @@ def cached_pixels(store: ImageStore, indices: Sequence[int], offsets: np.ndarray
             f"{time.perf_counter() - start:.1f} s -> {path}")
         return FilePixels(path, n, channels), channels
     raise AssertionError("unreachable")
+
+
+_POPCOUNT = torch.tensor([bin(v).count("1") for v in range(256)], dtype=torch.int64)
+#: [v, k]: the position of byte v's k-th set bit (bit 0 = the first pixel; 8 where v has no k-th)
+_NTH_BIT = torch.tensor([[([b for b in range(8) if v >> b & 1] + [8] * 8)[k] for k in range(8)] for v in range(256)],
+                        dtype=torch.int64)
+
+
+class KeptPixels:
+    """The kept pixels of masked training images, out of core: one bit per packed pixel (1 = keep) in blocks of
+    :data:`MASK_BLOCK` in a file, and the number of kept pixels before each block in RAM. ``kept[r]`` (``r`` an
+    int64 CPU tensor) is the flat index of the ``r``-th kept pixel - what ``np.flatnonzero(keep)[r]`` gives, so a
+    sampler draws the same pixels as from the RAM path's index."""
+
+    def __init__(self, path: Path, n_pixels: int):
+        blocks = -(-int(n_pixels) // MASK_BLOCK)
+        self.path, self.n_pixels = Path(path), int(n_pixels)
+        self.counts = torch.from_numpy(np.fromfile(path, dtype=np.int64, offset=blocks * MASK_BLOCK // 8))
+        self._bits = FilePixels(path, blocks, MASK_BLOCK // 8)  # rows = blocks; the counts after them unread
+
+    @staticmethod
+    def file_bytes(n_pixels: int) -> int:
+        blocks = -(-int(n_pixels) // MASK_BLOCK)
+        return blocks * MASK_BLOCK // 8 + 8 * (blocks + 1)
+
+    def numel(self) -> int:
+        return int(self.counts[-1])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this index holds in RAM."""
+        return int(self.counts.nbytes)
+
+    def __getitem__(self, r: torch.Tensor) -> torch.Tensor:
+        r = torch.as_tensor(r, dtype=torch.int64).reshape(-1)
+        block = torch.searchsorted(self.counts, r, right=True) - 1  # counts[block] <= r < counts[block + 1]
+        nth = r - self.counts[block]                               # 0-based among the block's set bits
+        bits = self._bits[block].long()                            # [n, MASK_BLOCK / 8] bytes, bit 0 first
+        before = _POPCOUNT[bits].cumsum(1)                         # set bits up to and including each byte
+        byte = (before <= nth[:, None]).sum(1)                     # the byte holding the nth set bit
+        nth = nth - torch.where(byte > 0, before.gather(1, (byte - 1).clamp(min=0)[:, None])[:, 0], 0)
+        bit = _NTH_BIT[bits.gather(1, byte[:, None])[:, 0], nth]
+        return block * MASK_BLOCK + byte * 8 + bit
+
+    def to_device(self, device: torch.device) -> torch.Tensor:
+        """The RAM path's index (int64 flat indices of the kept pixels) in ``device``'s memory, built block-wise."""
+        parts, step = [], max(1, CHUNK_BYTES // (MASK_BLOCK // 8))
+        for a in range(0, len(self._bits), step):
+            bits = np.unpackbits(self._bits.rows(a, min(len(self._bits), a + step)).numpy().reshape(-1),
+                                 bitorder="little")
+            parts.append(torch.from_numpy(np.flatnonzero(bits) + a * MASK_BLOCK).to(device))
+        return torch.cat(parts)
+
+
+def _mask_key(store: ImageStore, indices: Sequence[int]) -> str:
+    h = hashlib.sha256(f"nerf_app kept-pixel cache v{VERSION} block {MASK_BLOCK}\n".encode())
+    for i in indices:
+        p = Path(store.mask_paths[int(i)])
+        st = p.stat()
+        h.update(json.dumps([str(p.resolve()), st.st_size, st.st_mtime_ns, list(store.source_sizes[int(i)]),
+                             list(store.sizes[int(i)])]).encode() + b"\n")
+    return h.hexdigest()[:24]
+
+
+def cached_kept(store: ImageStore, indices: Sequence[int], offsets: np.ndarray, folder: Path,
+                log: Callable[[str], None]) -> Optional[KeptPixels]:
+    """The kept pixels of images ``indices`` (packed at ``offsets``) from their masks, as a :class:`KeptPixels`
+    file built in ``folder`` on first use (one mask decoded at a time); None (with one line) when the folder
+    cannot be written."""
+    n = int(offsets[-1])
+    path = Path(folder) / f"kept-{_mask_key(store, indices)}.bits"
+    if path.is_file() and path.stat().st_size == KeptPixels.file_bytes(n):
+        return KeptPixels(path, n)
+    start = time.perf_counter()
+
+    def write(f) -> bool:
+        pending, sums = np.zeros(0, bool), []
+
+        def blocks(bits: np.ndarray) -> None:  # whole blocks of bits -> the file, their counts -> sums
+            f.write(np.packbits(bits, bitorder="little").data)
+            sums.append(bits.reshape(-1, MASK_BLOCK).sum(1, dtype=np.int64))
+
+        for k, i in enumerate(indices):
+            m = store.mask(int(i))
+            m = np.ones(int(offsets[k + 1] - offsets[k]), bool) if m is None else m.reshape(-1)
+            pending = np.concatenate([pending, m])
+            whole = len(pending) // MASK_BLOCK * MASK_BLOCK
+            if whole:
+                blocks(pending[:whole])
+                pending = pending[whole:]
+        if len(pending):
+            blocks(np.concatenate([pending, np.zeros(MASK_BLOCK - len(pending), bool)]))
+        f.write(np.concatenate([[0], np.cumsum(np.concatenate(sums))]).astype(np.int64).data)
+        return True
+
+    if write_file(Path(folder), path, write, log) is None:
+        return None
+    log(f"[data] mask cache: {len(indices)} masks, {path.stat().st_size / 2 ** 20:.1f} MiB in "
+        f"{time.perf_counter() - start:.1f} s -> {path}")
+    return KeptPixels(path, n)

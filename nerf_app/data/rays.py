@@ -115,7 +115,18 @@ class RaySampler:
             packed = self._decoded(scene)
         # kept pixels (flat indices into the packed buffer) when the scene has masks
         self._kept = None
-        if getattr(scene.images, "mask_paths", None):
+        kept = None
+        if getattr(scene.images, "mask_paths", None) and not isinstance(packed, np.ndarray):
+            # pixels out of core: the kept pixels too (a bit per pixel in a file beside them; image_cache.py)
+            from .image_cache import cached_kept
+            kept = cached_kept(scene.images, self.indices, self.offsets, packed.path.parent,
+                               log or (lambda m: None))
+        if kept is not None:
+            if kept.numel() == 0:
+                raise ValueError(f"every pixel of the {split!r} images is masked out")
+            if kept.numel() < int(self.offsets[-1]):
+                self._kept = kept if self.device.type == "cpu" else kept.to_device(self.device)
+        elif getattr(scene.images, "mask_paths", None):
             keep = np.empty(int(self.offsets[-1]), bool)
             for k, i in enumerate(self.indices):
                 m = scene.images.mask(int(i))
