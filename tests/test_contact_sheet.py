@@ -18,7 +18,7 @@ COLOURS = np.array([[230, 30, 30], [30, 230, 30], [30, 30, 230], [230, 230, 30],
 
 
 class StubImages:
-    def rgb(self, i, background=None):
+    def rgb(self, i, background=None, keep=True):
         return np.broadcast_to(COLOURS[i] / 255.0, (H, W, 3)).astype(np.float32)
 
     def mask(self, i):

@@ -181,3 +181,28 @@ def test_masks_out_of_core_draw_the_ram_paths_pixels_and_are_reused(tmp_path, mo
     monkeypatch.setattr(type(scene.images), "mask", lambda self, i: (_ for _ in ()).throw(AssertionError("decoded")))
     again = scene.ray_sampler("train", cache="always", seed=7)
     assert len(again) == len(ram)
+
+
+def test_eval_streams_its_views(tmp_path, monkeypatch):
+    """eval decodes each held-out view once and drops it: the image store caches none of them (it kept every one,
+    up to 8 GiB), and the per-view sheet tiles wait on disk, yet the metrics and the contact sheet come out."""
+    from types import SimpleNamespace
+    from nerf_app.nerf import evaluate
+    scene = _scene(tmp_path)
+    monkeypatch.setattr(evaluate, "lpips_unavailable_reason", lambda: "no lpips in this test")
+    held = {}
+
+    def render_view(i, bg, stats=None):  # a render: the photo darkened by an amount per view
+        gt = scene.images.load(i, keep=False)[..., :3].astype(np.float32) / 255
+        held[i] = scene.images._cached_bytes
+        return gt * (1 - 0.01 * (i % 7)), np.ones(gt.shape[:2], np.float32), np.ones(gt.shape[:2], np.float32)
+
+    task = SimpleNamespace(scene=scene, render_view=render_view,
+                           config=SimpleNamespace(data=SimpleNamespace(eval_background="white")))
+    views = scene.split_indices("test")
+    assert len(views) >= 4
+    m = evaluate.evaluate_nerf(task, tmp_path / "run", "test")
+    assert scene.images._cached_bytes == 0 and not scene.images._cache and set(held.values()) == {0}
+    assert m["n_images"] == len(views) and (tmp_path / "run" / "contact_sheet_test.png").is_file()
+    worst = min(m["per_image"], key=lambda r: r["psnr"])
+    assert m["contact_sheet_views"][0]["name"] == worst["name"]

@@ -145,12 +145,13 @@ class ImageStore:
                 raise DatasetError(self.paths[i], f"image is {img.shape[1]}x{img.shape[0]} but its camera says "
                                    f"{self.source_sizes[i][0]}x{self.source_sizes[i][1]}", "size")
 
-    def rgb(self, index: int, background: Background = "white") -> np.ndarray:
-        """float32 ``(H, W, 3)`` in [0, 1], alpha composited over a fixed background."""
+    def rgb(self, index: int, background: Background = "white", keep: bool = True) -> np.ndarray:
+        """float32 ``(H, W, 3)`` in [0, 1], alpha composited over a fixed background; ``keep=False``: a newly
+        decoded image is not added to the RAM cache (a pass over the views that reads each once: eval, export)."""
         colour = background_colour(background)
         if colour is None:
             raise ValueError("a whole image needs a fixed background (white, black or RGB)")
-        return composite(self.load(index), colour)
+        return composite(self.load(index, keep=keep), colour)
 
     def mask(self, index: int) -> Optional[np.ndarray]:
         """bool ``(H, W)`` (True = keep) or None when the scene has no masks."""

@@ -85,7 +85,7 @@ def evaluate_mesh(task, run_dir: Path, mesh_path, split: str = "test", limit: Op
     per_image, rows, mesh_seconds, nerf_source = [], [], [], set()
     for i in tqdm(indices, desc=f"mesh eval {split}", unit="img"):
         i = int(i)
-        gt = scene.images.rgb(i, background=np.array(bg, np.float32))[..., :3].astype(np.float32)
+        gt = scene.images.rgb(i, background=np.array(bg, np.float32), keep=False)[..., :3].astype(np.float32)
         s = time.perf_counter()
         img, _ = render_scene_view(renderer, scene, i, bg, supersample)
         mesh_seconds.append(time.perf_counter() - s)

@@ -454,7 +454,7 @@ def project_photos(renderer, scene, indices, uv: np.ndarray, size: int, backgrou
                                  np.arange(0, W, s, dtype=np.float64) + 0.5, indexing="ij")
             px = np.stack([xs.ravel(), ys.ravel()], -1)
             o, d = scene.rays_at(np.full(len(px), i), px)
-        rgb = scene.images.rgb(i, background=bg)[::s, ::s, :3].reshape(-1, 3)
+        rgb = scene.images.rgb(i, background=bg, keep=False)[::s, ::s, :3].reshape(-1, 3)  # one pass: not kept
         mask = scene.images.mask(i)
         if mask is not None:
             sel = np.flatnonzero(np.asarray(mask, bool)[::s, ::s].reshape(-1))
