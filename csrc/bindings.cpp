@@ -59,4 +59,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Gaussian-splat compositing in 16x16 tiles: [image, alpha, saved for backward...]");
   m.def("splat_rasterize_backward", &nerf_app::splat_rasterize_backward,
         "Gaussian-splat compositing gradient: [grad_mean2d, grad_conic, grad_color, grad_opacity]");
+  m.def("splat_project_forward", &nerf_app::splat_project_forward,
+        "Gaussian-splat projection: [mean2d, conic, color, opacity, depth, radius]");
+  m.def("splat_project_backward", &nerf_app::splat_project_backward,
+        "Gaussian-splat projection gradient: [means, log_scales, quats, opacity_logits, sh]");
 }

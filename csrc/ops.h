@@ -124,4 +124,20 @@ std::vector<at::Tensor> splat_rasterize_backward(const at::Tensor& mean2d, const
                                                  const at::Tensor& tile_offsets, const at::Tensor& isect_gid,
                                                  const at::Tensor& gauss_offsets, const at::Tensor& entry_of,
                                                  const at::Tensor& last, const at::Tensor& grad_image);
+// ---- splat projection (csrc/splat_project.cpp) ----
+// intrinsics: [fx, fy, cx, cy, lim_x_neg, lim_x_pos, lim_y_neg, lim_y_pos, near]
+// -> [mean2d [N,2], conic [N,3], color [N,3], opacity [N], depth [N], radius [N] int32]
+std::vector<at::Tensor> splat_project_forward(const at::Tensor& means, const at::Tensor& log_scales,
+                                              const at::Tensor& quats, const at::Tensor& opacity_logits,
+                                              const at::Tensor& sh, const at::Tensor& w2c, const at::Tensor& cam_pos,
+                                              const std::vector<double>& intrinsics, int64_t width, int64_t height,
+                                              int64_t degree);
+// -> [grad_means, grad_log_scales, grad_quats, grad_opacity_logits, grad_sh]
+std::vector<at::Tensor> splat_project_backward(const at::Tensor& means, const at::Tensor& log_scales,
+                                               const at::Tensor& quats, const at::Tensor& opacity_logits,
+                                               const at::Tensor& sh, const at::Tensor& w2c, const at::Tensor& cam_pos,
+                                               const std::vector<double>& intrinsics, int64_t width, int64_t height,
+                                               int64_t degree, const at::Tensor& g_mean2d, const at::Tensor& g_conic,
+                                               const at::Tensor& g_color, const at::Tensor& g_opacity,
+                                               const at::Tensor& g_depth);
 }  // namespace nerf_app

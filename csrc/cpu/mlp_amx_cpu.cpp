@@ -22,6 +22,7 @@
 // which mlp_amx_supported() asks for once. Like the VDPBF16PS kernel, this one carries function-level target
 // attributes, so a portable build compiles it and the CPU is asked at run time.
 #include "mlp_cpu.h"
+#include "simd_exp.h"
 
 #include <ATen/Parallel.h>
 
@@ -164,24 +165,7 @@ NA_AMX_TARGET void hidden_out(const float* cf, int np, bool relu, uint16_t* a, i
   }
 }
 
-// e^x for 16 lanes, within ~2 ulp of expf: x = n ln2 + r (Cody-Waite, |r| <= ln2/2), e^r by a degree-6
-// polynomial (Cephes' expf coefficients), times 2^n. x is clamped to where expf is finite and normal, which
-// the output activations below never notice (sigmoid of |z| > 87 is 0 or 1 in fp32 either way).
-NA_AMX_TARGET inline __m512 exp512(__m512 x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.7f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, n);
-}
+// exp512 (simd_exp.h): e^x for 16 lanes within ~2 ulp of expf.
 
 // The output layer's epilogue: rows [0, m) of cf [16][np] -> activation (fp32) -> y [m][n_out], in AVX-512:
 // column c of the 16 rows is gathered into one vector and scattered to its rows of y (the NeRF's colour

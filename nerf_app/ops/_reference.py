@@ -305,3 +305,90 @@ def splat_rasterize(mean2d, conic, color, opacity, depth, radius, width: int, he
     t_final = t_before[:, -1] * one_minus[:, -1] if alpha.shape[1] else torch.ones(px.shape[0], device=dev, dtype=dt)
     out = weights @ c + t_final[:, None] * background.to(dt)[None, :]
     return out.reshape(height, width, 3), (1.0 - t_final).reshape(height, width)
+
+
+# Gaussian-splat projection (twin of csrc/include/splat_project_math.h, csrc/cpu/splat_project_cpu.cpp)
+
+SPLAT_DILATION = 0.3       # px^2 added to the 2D covariance's diagonal (3DGS): every splat covers about a pixel
+SPLAT_FRUSTUM_SLACK = 0.3  # the Jacobian is taken at x/z clamped to the image plus this share of its width (3DGS)
+
+
+def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
+    """``[N, 4]`` quaternions (w, x, y, z; normalised here) -> ``[N, 3, 3]`` rotation matrices."""
+    q = q / q.norm(dim=-1, keepdim=True)
+    w, x, y, z = q.unbind(-1)
+    return torch.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(q.shape[:-1] + (3, 3))
+
+
+def splat_frustum_limits(camera):
+    """``(lim_x_neg, lim_x_pos, lim_y_neg, lim_y_pos)``: the range of x/z and y/z the projection's Jacobian
+    is evaluated in (the image plus SPLAT_FRUSTUM_SLACK of its size on each side, 3DGS)."""
+    W, H = camera.width, camera.height
+    return (camera.cx / camera.fx + SPLAT_FRUSTUM_SLACK * W / camera.fx,
+            (W - camera.cx) / camera.fx + SPLAT_FRUSTUM_SLACK * W / camera.fx,
+            camera.cy / camera.fy + SPLAT_FRUSTUM_SLACK * H / camera.fy,
+            (H - camera.cy) / camera.fy + SPLAT_FRUSTUM_SLACK * H / camera.fy)
+
+
+def splat_project(means, log_scales, quats, opacity_logits, sh, camera, degree: int):
+    r"""Project 3D Gaussians into a pinhole camera (3D Gaussian Splatting's EWA splatting).
+
+    ``camera``: ``c2w`` 4x4 (OpenCV axes), ``fx fy cx cy`` pixels, ``width height``, ``near``. Per splat:
+    camera-space mean :math:`p = W\mu + t`; the 2D covariance :math:`J W R S S^T R^T W^T J^T` with the
+    Jacobian :math:`J` of the perspective map at :math:`p` (x/z and y/z clamped to
+    :func:`splat_frustum_limits`), plus SPLAT_DILATION on its diagonal; its conic (inverse);
+    mean2d :math:`(f_x x/z + c_x, f_y y/z + c_y)`; opacity :math:`\sigma(\text{logit})`; colour
+    :math:`\max(\sum_k sh_k Y_k(d) + 0.5, 0)` with :math:`d` the unit vector from the camera centre to the
+    mean and :func:`sh_encode`'s basis of degree ``degree`` (the first ``degree**2`` rows of ``sh``).
+
+    The cull radius bounds where the splat's alpha can reach 1/255: ``|d| <= sqrt(2 ln(255 o) lambda_max)``,
+    plus one pixel for rounding; splats behind ``camera.near``, with a degenerate covariance or an opacity
+    below 1/255 get radius 0.
+
+    Returns:
+        ``mean2d [N,2], conic [N,3], color [N,3], opacity [N], depth [N]`` (camera z, 0 behind the near
+        plane), ``radius [N]`` int32; differentiable in every input but the camera.
+    """
+    import numpy as np
+    dev, dt = means.device, means.dtype
+    w2c = torch.as_tensor(np.linalg.inv(np.asarray(camera.c2w, np.float64)), dtype=dt, device=dev)
+    R, t = w2c[:3, :3], w2c[:3, 3]
+    pc = means @ R.T + t
+    x, y, z = pc.unbind(-1)
+    in_front = z > camera.near
+    zs = torch.where(in_front, z, torch.ones_like(z))          # culled splats: finite numbers, no gradient
+    W, H = camera.width, camera.height
+    lim_x_neg, lim_x_pos, lim_y_neg, lim_y_pos = splat_frustum_limits(camera)
+    tx = zs * torch.clamp(x / zs, -lim_x_neg, lim_x_pos)
+    ty = zs * torch.clamp(y / zs, -lim_y_neg, lim_y_pos)
+    zero = torch.zeros_like(zs)
+    J = torch.stack([camera.fx / zs, zero, -camera.fx * tx / (zs * zs),
+                     zero, camera.fy / zs, -camera.fy * ty / (zs * zs)], -1).reshape(-1, 2, 3)
+    M = quat_to_rotmat(quats) * torch.exp(log_scales)[:, None, :]   # R S
+    T = J @ R[None] @ M                                             # [N, 2, 3]
+    cov = T @ T.transpose(1, 2)
+    a = cov[:, 0, 0] + SPLAT_DILATION
+    b = cov[:, 0, 1]
+    c = cov[:, 1, 1] + SPLAT_DILATION
+    det = a * c - b * b
+    ok = in_front & (det > 0)
+    det_s = torch.where(ok, det, torch.ones_like(det))
+    conic = torch.stack([c / det_s, -b / det_s, a / det_s], -1)
+    mean2d = torch.stack([camera.fx * x / zs + camera.cx, camera.fy * y / zs + camera.cy], -1)
+    opacity = torch.sigmoid(opacity_logits)
+    with torch.no_grad():
+        mid = 0.5 * (a + c)
+        lam = mid + torch.sqrt(torch.clamp(mid * mid - det, min=0.0))
+        reach = torch.sqrt(2.0 * torch.log(torch.clamp(opacity * 255.0, min=1.0)))
+        r = torch.ceil(reach * torch.sqrt(torch.clamp(lam, min=0.0))) + 1.0
+        ok = ok & (opacity >= SPLAT_ALPHA_MIN) & torch.isfinite(r) & torch.isfinite(mean2d).all(-1)
+        radius = torch.where(ok, torch.clamp(r, max=float(4 * max(W, H))), torch.zeros_like(r)).to(torch.int32)
+    cam_pos = torch.as_tensor(np.asarray(camera.c2w, np.float64)[:3, 3], dtype=dt, device=dev)
+    dirs = means - cam_pos
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    basis = sh_encode(dirs, degree)                                  # [N, degree^2]
+    color = torch.clamp((basis[:, :, None] * sh[:, :degree * degree, :]).sum(1) + 0.5, min=0.0)
+    return mean2d, conic, color, opacity, torch.where(in_front, z, zero), radius
