@@ -217,3 +217,59 @@ def test_modes_that_cannot_run_distributed_refuse(tmp_path, shared_data):
     assert res.stderr.strip() == ("nerf-app train: error: --nproc 2: the sdf mode cannot train on several processes "
                                   "(modes that can: nerf, image); train it in one process"), res.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_ranks_started_with_different_world_sizes_say_so_in_one_line_each(tmp_path):
+    """Rank 0 started with WORLD_SIZE=2, rank 1 with 3 (torchrun with another --nproc-per-node on one machine):
+    each rank exits 2 within 60 s with one line naming both sizes, and no run folder (before: rank 1 said that
+    rank 2 did not join, and rank 0 could wait for rank 1 until the setup timeout)."""
+    image = str(_image(tmp_path / "img.png"))
+    from torch.distributed import TCPStore
+    store = TCPStore("127.0.0.1", 0, 3, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=60))
+    sets = [a for s in TINY_IMAGE for a in ("--set", s)]
+    procs = []
+    try:
+        for rank, world in ((0, 2), (1, 3)):
+            env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(store.port), NERF_APP_LAUNCHER_STORE="1",
+                       NERF_APP_DIST_TIMEOUT="3", TORCH_CPP_LOG_LEVEL="ERROR", OMP_NUM_THREADS="1")
+            procs.append(subprocess.Popen([sys.executable, "-m", "nerf_app", "train", image, "--out",
+                                           str(tmp_path / "run"), "--max-steps", "5", "--threads", "1",
+                                           "--no-progress", *sets], cwd=REPO_ROOT, env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        t0 = time.time()
+        errs = [p.communicate(timeout=120)[1] for p in procs]
+        assert time.time() - t0 < 60
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [2, 2], errs
+    lines = [e.strip().splitlines() for e in errs]
+    assert all(len(x) == 1 for x in lines), errs
+    said = "rank 1: started with world size 3 but rank 0 with 2"
+    assert lines[1][0] == f"nerf-app train: error: {said}; start every rank with the same world size (torchrun: " \
+                          "the same --nnodes and --nproc-per-node everywhere)", lines[1]
+    assert "rank 0: stopped because rank 1 failed: " + said in lines[0][0], lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_of_a_checkpoint_of_another_mode_on_two_ranks_is_one_line(tmp_path):
+    """`train --resume RUN --nproc 2` where RUN's checkpoint is another mode's: exit 2, one line (rank 0's; rank 1
+    finds the same and stays quiet), the run folder untouched."""
+    image = str(_image(tmp_path / "img.png"))
+    run = tmp_path / "run"
+    _fit_here("image", image, run, TINY_IMAGE + COMMON + ["train.max_steps=3"])
+    from nerf_app.train.run import RunLock
+    RunLock.release_all()
+    final = run / "checkpoints" / "final.pt"
+    state = torch.load(final, weights_only=True)
+    state["config"]["mode"] = "audio"
+    torch.save(state, final)
+    files = lambda: {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.name != ".lock"}  # the lock is taken
+    before = files()
+    res = cli("train", "--resume", str(run), "--nproc", "2", "--max-steps", "6", "--no-progress")
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "checkpoint is from a 'audio' run, this run is 'image'" in lines[0], res.stderr
+    assert files() == before

@@ -143,18 +143,41 @@ class Distributed:
             raise RankLostError(f"rank {self.rank}: cannot reach the rendezvous store at {where} within "
                                 f"{self.timeout:.0f} s ({_first_line(exc)}); is rank 0 running and "
                                 f"MASTER_ADDR/MASTER_PORT right?") from None
+        self._post("world", str(self.world))
+        self._check_world()
         if self.backend == "nccl":  # unverified: no GPU has run this path (docs/gpu-status.md)
             torch.cuda.set_device(self.local_rank)
         try:
             dist.init_process_group(self.backend, store=self.store, rank=self.rank, world_size=self.world,
                                     timeout=join_timeout)
         except Exception as exc:
+            failed = self._failures()  # a rank that found a wrong world size (or anything else) said so
+            if failed:
+                r, msg = failed[0]
+                raise RankLostError(f"rank {self.rank}: stopped because rank {r} failed: {msg}") from None
             missing = self._missing_ranks("joined", wait=0.0)
             who = f"rank(s) {', '.join(map(str, missing))} did not join" if missing else "the group did not form"
             raise RankLostError(f"rank {self.rank}: {who} within {self.timeout:.0f} s ({where}, world size "
                                 f"{self.world}): {_first_line(exc)}") from None
         self._post("joined", "1")
         return self
+
+    def _check_world(self) -> None:
+        """Every rank must have rank 0's world size (torchrun's --nnodes and --nproc-per-node alike on every
+        machine). Another one is one line here, posted for rank 0 too; before this check the ranks waited for
+        ranks that never came, and a rank 0 whose peer left during setup waited out the setup timeout."""
+        if self.is_root:
+            return
+        deadline = time.monotonic() + self.timeout
+        theirs = self._read("world", 0)
+        while theirs is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            theirs = self._read("world", 0)
+        if theirs is not None and theirs != str(self.world):
+            line = (f"rank {self.rank}: started with world size {self.world} but rank 0 with {theirs}; start every "
+                    f"rank with the same world size (torchrun: the same --nnodes and --nproc-per-node everywhere)")
+            self._post("failed", line)
+            raise ConfigError(line)
 
     def close(self) -> None:
         import gc
