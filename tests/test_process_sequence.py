@@ -20,8 +20,8 @@ import pytest
 pycolmap = pytest.importorskip("pycolmap")
 
 from nerf_app.process.continuity import check_continuity  # noqa: E402
-from nerf_app.process.sequence import (Pair, find_cuts, map_in_time_order, read_pairs, restrict_database,  # noqa: E402
-                                       verify_long_pairs)
+from nerf_app.process.sequence import (Pair, close_loop, find_cuts, map_in_time_order, read_pairs,  # noqa: E402
+                                       reconstruction_c2w, restrict_database, verify_long_pairs)
 from nerf_app.process import walkaround_scene as ws  # noqa: E402
 
 from conftest import synthetic_sfm_database  # noqa: E402
@@ -89,8 +89,31 @@ def test_two_pass_mapping_checks_every_long_pair(tmp_path):
     rec, sizes, section = map_in_time_order(database, tmp_path / "images", tmp_path, SfmOptions(threads=1), names,
                                             window=3)
     assert section["passes"] == 2 and section["pairs_long"] == 21 and section["pairs_long_dropped"] == 0
-    assert section["cuts"] == [] and section["result"] == "short-range and verified long-range pairs"
+    assert section["cuts"] == [] and section["result"] == "short-range model closed with the verified long-range pairs"
     assert rec.num_reg_images() == 10 and sizes[0] == 10
+    assert section["loop_closure"]["points"] > 100 and section["loop_closure"]["reprojection_px"] < 0.5
+
+
+def test_closing_a_drifted_model_brings_its_cameras_back(tmp_path):
+    """A short-range model drifts (no loop closure): here each frame of the true synthetic model is turned a
+    little more about the vertical than the one before (the last by 4 degrees, its centre moved with it) and
+    its points dropped. Closing it with every verified pair must put the cameras back near the truth."""
+    from nerf_app.process.report import compare_centres
+    from nerf_app.process.sfm import SfmOptions
+
+    database, truth, names = _synthetic(tmp_path)
+    (tmp_path / "images").mkdir()
+    true_centres = {n: c[:3, 3] for n, c in reconstruction_c2w(truth).items()}
+    drifted = pycolmap.Reconstruction(truth)
+    for k, image_id in enumerate(sorted(drifted.reg_image_ids())):
+        _turn_frame(drifted, image_id, 4.0 * k / 7)
+    before = compare_centres({n: c[:3, 3] for n, c in reconstruction_c2w(drifted).items()}, true_centres)
+    closed = close_loop(database, drifted, tmp_path / "images", tmp_path / "loop", SfmOptions(threads=1))
+    after = compare_centres({n: c[:3, 3] for n, c in reconstruction_c2w(closed).items()}, true_centres)
+    assert after["registered"] == 8 and closed.num_points3D() > 100
+    assert before["rms_percent_of_spread"] > 1.0  # the drift is visible ...
+    assert after["rms_percent_of_spread"] < 0.2 * before["rms_percent_of_spread"]  # ... and mostly gone
+    assert len(drifted.points3D) == len(truth.points3D)  # the input model is left as it was
 
 
 # --------------------------------------------------------------------------- the walk-around scene
