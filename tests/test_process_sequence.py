@@ -20,8 +20,9 @@ import pytest
 pycolmap = pytest.importorskip("pycolmap")
 
 from nerf_app.process.continuity import check_continuity  # noqa: E402
-from nerf_app.process.sequence import (Pair, close_loop, find_cuts, map_in_time_order, read_pairs,  # noqa: E402
-                                       reconstruction_c2w, restrict_database, verify_long_pairs)
+from nerf_app.process.sequence import (Pair, close_loop, find_cuts, loop_check, loop_lines,  # noqa: E402
+                                       map_in_time_order, read_pairs, reconstruction_c2w, restrict_database,
+                                       verify_long_pairs)
 from nerf_app.process import walkaround_scene as ws  # noqa: E402
 
 from conftest import synthetic_sfm_database  # noqa: E402
@@ -114,6 +115,30 @@ def test_closing_a_drifted_model_brings_its_cameras_back(tmp_path):
     assert before["rms_percent_of_spread"] > 1.0  # the drift is visible ...
     assert after["rms_percent_of_spread"] < 0.2 * before["rms_percent_of_spread"]  # ... and mostly gone
     assert len(drifted.points3D) == len(truth.points3D)  # the input model is left as it was
+
+
+def test_loop_check_closes_on_the_truth_and_not_on_a_spiral_or_a_turned_end(tmp_path):
+    """The pairs linking a 12-frame sequence's first and last 4 frames (16 pairs) against the model: the truth
+    closes; the last 4 frames lifted off (a spiral: rotations kept, baselines turned) or turned a quarter turn
+    (every pair disagrees in rotation) do not, and the warning says which."""
+    database, truth, names = _synthetic(tmp_path, frames=12)
+    ok = loop_check(database, truth, names, window=4)
+    assert ok["pairs"] == 16 and ok["pairs_agreeing_in_rotation"] == 16 and ok["closes"] is True
+    assert ok["direction_error_deg_median"] < 1.0 and loop_lines(ok, names[0], names[-1]) == []
+    centres = np.stack([c[:3, 3] for c in reconstruction_c2w(truth).values()])
+    lift = 3.0 * float(np.linalg.norm(centres - centres.mean(0), axis=1).max())
+    spiral, turned = pycolmap.Reconstruction(truth), pycolmap.Reconstruction(truth)
+    for image_id in sorted(truth.reg_image_ids())[-4:]:
+        frame = spiral.frame(spiral.image(image_id).frame_id)
+        frame.rig_from_world = frame.rig_from_world * pycolmap.Rigid3d(pycolmap.Rotation3d(), np.array([0, 0, -lift]))
+        _turn_frame(turned, image_id, 90.0)
+    up = loop_check(database, spiral, names, window=4)
+    assert up["pairs_agreeing_in_rotation"] == 16 and up["direction_error_deg_median"] > 30 and up["closes"] is False
+    assert "disagree in the direction" in loop_lines(up, names[0], names[-1])[0]
+    bent = loop_check(database, turned, names, window=4)
+    assert bent["pairs_agreeing_in_rotation"] == 0 and bent["closes"] is False
+    assert "only 0 agree" in loop_lines(bent, names[0], names[-1])[0]
+    assert "closes" not in loop_check(database, turned, names, window=2)  # 4 pairs: too few to tell
 
 
 # --------------------------------------------------------------------------- the walk-around scene

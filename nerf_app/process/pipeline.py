@@ -346,6 +346,17 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
             raise DatasetError(inp, f"only {len(registered)} of {n} images registered (need {needed}); not registered: "
                                f"{_list_names(unregistered)}; {hint}")
 
+        # ---------------------------------------------------------------- does a video's walk close? (issue 24)
+        if kind == "video":
+            from .continuity import natural_key
+            from .sequence import loop_check
+
+            t, c = time.perf_counter(), time.process_time()
+            order = sorted(all_names, key=natural_key)
+            report["loop"] = loop_check(database, rec, order)
+            timings["loop_check"] = time.perf_counter() - t
+            cpu["loop_check"] = time.process_time() - c
+
         # ---------------------------------------------------------------- write + verify
         t, c = time.perf_counter(), time.process_time()
         from .orient import orient_reconstruction
@@ -377,6 +388,11 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
             print(f"continuity: not re-mapped: {auto.get('not_remapped', '')}", file=sys.stderr)
         for line in continuity_lines(report["continuity"]):  # issue 24: a folded trajectory is reported
             print(line, file=sys.stderr)
+        if "loop" in report:  # ... and one that is continuous but does not close
+            from .sequence import loop_lines
+
+            for line in loop_lines(report["loop"], order[0], order[-1]):
+                print(line, file=sys.stderr)
         timings["write"] = time.perf_counter() - t
         cpu["write"] = time.process_time() - c
         timings["total"] = time.perf_counter() - t_start
