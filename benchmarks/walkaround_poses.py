@@ -96,7 +96,7 @@ def main(argv=None) -> int:
             "rms_percent_of_spread": round(cmp["rms_percent_of_spread"], 3),
             "max_percent_of_spread": round(cmp["max_percent_of_spread"], 3),
             "jumps": [(j["from"], j["to"], round(j["step_ratio"], 1), round(j["view_change_deg"])) for j in cont["jumps"]],
-            "segments": len(cont["segments"]), "warning": cont["warning"],
+            "segments": len(cont["segments"]), "warning": cont["warning"], "loop": report.get("loop"),
             "max_step_ratio": round(cont.get("max_step_ratio", float("nan")), 2),
             "max_view_ratio": round(cont.get("max_view_ratio", float("nan")), 2),
             "models": report["models"], "pairs": report["pairs_matched"], "verified": report["pairs_verified"],
