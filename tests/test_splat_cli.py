@@ -48,3 +48,24 @@ def test_eval_refuses_a_splat_file_for_an_image_run(tmp_path, capsys):
     assert "image run" in line
     line = one_line_error(capsys, ["eval", str(run), "--splats", str(tmp_path / "missing.ply")])
     assert "no such file" in line
+
+
+def test_export_then_eval_splats_sheet_leads_with_the_worst_view(tmp_path, nerf_run, capsys):
+    """`export --splats` (bake only) then `eval --splats` on a tiny demo run: the metrics carry every view's
+    splat and NeRF scores, and the contact sheet's first row is the lowest-PSNR view (it used to show the
+    first four views, whatever their scores)."""
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(nerf_run[0], run)
+    ply = tmp_path / "s.ply"
+    assert main(["export", str(run), "--splats", str(ply), "--refine-time", "0", "--max-splats", "3000"]) == 0
+    assert main(["eval", str(run), "--splats", str(ply), "--limit", "3", "--out", str(tmp_path / "m.json")]) == 0
+    capsys.readouterr()
+    m = json.loads((tmp_path / "m.json").read_text())
+    psnrs = [r["psnr"] for r in m["per_image"]]
+    assert m["n_images"] == len(psnrs) == 3 and all(r["nerf_psnr"] > 0 for r in m["per_image"])
+    assert m["contact_sheet_views"][0]["psnr"] == min(psnrs)
+    assert m["contact_sheet_views"][0]["label"].startswith("worst 1/")
+    assert (run / m["contact_sheet"]).is_file()

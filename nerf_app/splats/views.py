@@ -68,11 +68,14 @@ def render_view(task, splats: Splats, index: int, background, step: int = 1, bac
 
 
 def evaluate_splats(task, run_dir: Path, splat_path, split: str = "test", limit: Optional[int] = None,
-                    **_) -> Dict[str, Any]:
+                    sheet_rows: int = 4, **_) -> Dict[str, Any]:
     """The splats at the held-out cameras against the photos, next to the NeRF's PSNR/SSIM on the same views
-    (from RUN/metrics.json when it scored them, else rendered now); a contact sheet of four views."""
+    (from RUN/metrics.json when it scored them, else rendered now); a contact sheet that leads with the
+    worst views, then the median and the best (the NeRF eval's rule, :func:`nerf.evaluate.sheet_order`)."""
+    import tempfile
+
     from ..metrics import psnr, ssim
-    from ..nerf.evaluate import eval_background, eval_views
+    from ..nerf.evaluate import SHEET_GAP, _tile, eval_background, eval_views, label_tile, sheet_order
     from ..results import contact_sheet
     from tqdm import tqdm
     check_nerf(task)
@@ -93,10 +96,13 @@ def evaluate_splats(task, run_dir: Path, splat_path, split: str = "test", limit:
                 cached = {int(r["index"]): r for r in prev.get("per_image", [])}
         except (OSError, ValueError, KeyError, TypeError):
             cached = {}
-    per_image, rows, seconds, nerf_source = [], [], [], set()
+    per_image, seconds, nerf_source = [], [], set()
+    # every view's sheet tiles wait on disk until all are scored (the sheet then picks its rows)
+    tiles_dir = tempfile.TemporaryDirectory(prefix="nerf_app_splat_tiles_")
+    tiles = []
     for i in tqdm(indices, desc=f"splat eval {split}", unit="img", file=sys.stderr):
         i = int(i)
-        gt = scene.images.rgb(i, background=np.array(bg, np.float32))[..., :3].astype(np.float32)
+        gt = scene.images.rgb(i, background=np.array(bg, np.float32), keep=False)[..., :3].astype(np.float32)
         mask = scene.images.mask(i)
         s = time.perf_counter()
         img, _ = render_view(task, splats, i, bg)
@@ -112,20 +118,35 @@ def evaluate_splats(task, run_dir: Path, splat_path, split: str = "test", limit:
             rec["nerf_psnr"], rec["nerf_ssim"] = psnr(nerf_img, gt, mask=mask), ssim(nerf_img, gt, mask=mask)
             nerf_source.add("rendered")
         per_image.append(rec)
-        if len(rows) < 4:
-            err = np.clip(np.abs(img - gt).mean(-1, keepdims=True) * 4, 0, 1)
-            rows.append([gt, img] + ([nerf_img] if nerf_img is not None else []) + [np.repeat(err, 3, -1)])
+        err = np.repeat(np.clip(np.abs(img - gt).mean(-1, keepdims=True) * 4, 0, 1), 3, -1)
+        tiles.append(Path(tiles_dir.name) / f"{len(tiles)}.npz")
+        np.savez(tiles[-1], *[_tile(t) for t in [gt, img] + ([nerf_img] if nerf_img is not None else []) + [err]])
     mean = lambda k: float(np.mean([r[k] for r in per_image]))  # noqa: E731
     sheet = f"contact_sheet_splats_{split}.png"
-    titles = ["ground truth", "splats"] + (["nerf"] if len(rows[0]) == 4 else []) + ["|splat error| x4"]
-    width = min(len(r) for r in rows)
-    contact_sheet(run_dir / sheet, [r[:width] for r in rows], titles[:width])
+    picks = sheet_order([r["psnr"] for r in per_image], "worst", sheet_rows)
+    rows = []
+    for k, label in picks:
+        r = per_image[k]
+        with np.load(tiles[k]) as z:
+            t = [z[f"arr_{j}"] for j in range(len(z.files))]
+        t[0] = label_tile(t[0], [label, str(r["name"])])
+        t[1] = label_tile(t[1], [f"PSNR {r['psnr']:.2f} dB", f"SSIM {r['ssim']:.3f}"])
+        if len(t) == 4:
+            t[2] = label_tile(t[2], [f"PSNR {r['nerf_psnr']:.2f} dB", f"SSIM {r['nerf_ssim']:.3f}"])
+        rows.append(t)
+    tiles_dir.cleanup()
+    width = min(len(r) for r in rows)   # the NeRF column only when every shown view was rendered now
+    rows = [r[:width - 1] + [r[-1]] for r in rows]
+    titles = ["ground truth", "splats"] + (["nerf"] if width == 4 else []) + ["|splat error| x4"]
+    contact_sheet(run_dir / sheet, rows, titles, gap=SHEET_GAP)
     cam = task.scene.cameras[int(indices[0])]
     return {"splats": str(splat_path), "n_splats": len(splats), "sh_degree": splats.degree - 1,
             "split": split, "n_images": len(per_image), "resolution": f"{cam.width}x{cam.height}",
             "psnr": mean("psnr"), "ssim": mean("ssim"), "nerf_psnr": mean("nerf_psnr"), "nerf_ssim": mean("nerf_ssim"),
             "psnr_gap_db": mean("nerf_psnr") - mean("psnr"), "nerf_scores_from": sorted(nerf_source),
             "splat_seconds_per_image": float(np.mean(seconds)), "contact_sheet": sheet,
+            "contact_sheet_views": [{"row": n, "name": per_image[k]["name"], "label": label,
+                                     "psnr": per_image[k]["psnr"]} for n, (k, label) in enumerate(picks)],
             "seconds": round(time.perf_counter() - t0, 2), "per_image": per_image}
 
 
