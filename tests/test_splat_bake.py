@@ -36,3 +36,24 @@ def test_non_finite_depths_are_edges():
     t[2, 2] = math.nan
     e = depth_edges(t)
     assert e[1, 1] and e[2, 2]
+
+
+def test_bake_step_follows_the_photo_size():
+    """200 bake samples along the training views' longer side: cup's 800x600 photos step 4, lego's 400x400
+    step 2 (measured best, docs/splats.md), small images step 1; held-out views do not count."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from nerf_app.splats.export import bake_step
+
+    def task(sizes, train):
+        cams = [SimpleNamespace(width=w, height=h) for w, h in sizes]
+        scene = SimpleNamespace(cameras=cams, split_indices=lambda split: np.asarray(train))
+        return SimpleNamespace(scene=scene)
+
+    assert bake_step(task([(800, 600)] * 3, [0, 1, 2])) == 4
+    assert bake_step(task([(400, 400)] * 2, [0, 1])) == 2
+    assert bake_step(task([(90, 60)], [0])) == 1
+    assert bake_step(task([(400, 300), (1920, 1080)], [0])) == 2   # view 1 is held out
+    assert bake_step(task([(1920, 1080)], [0]), samples=400) == 5

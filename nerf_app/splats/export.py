@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from ..errors import ConfigError
 
@@ -27,13 +27,27 @@ def check_splat_file(path, flag: str = "--splats") -> None:
     check_splat_header(path)
 
 
+BAKE_SAMPLES = 200   # bake samples along a training view's longer side (the pixel step follows from it)
+
+
+def bake_step(task, samples: int = BAKE_SAMPLES) -> int:
+    """The bake's pixel step: the training views' longer side over ``samples`` (at least 1). Measured on lego10
+    (400x400 photos), refined 90 s, 25 held-out views: step 4 (the former fixed default) 29.67 dB, 2 30.99 dB,
+    1 27.22 dB (562k splats, 165 steps); cup's 800x600 photos keep step 4."""
+    scene = task.scene
+    longest = max(max(scene.cameras[int(i)].width, scene.cameras[int(i)].height) for i in scene.split_indices("train"))
+    return max(1, int(round(longest / samples)))
+
+
 def export_splats(task, out, max_splats: int = DEFAULT_MAX_SPLATS, refine_time: float = DEFAULT_REFINE_SECONDS,
-                  sh_degree: int = 1, views: int = 32, step: int = 4) -> Dict[str, Any]:
+                  sh_degree: int = 1, views: int = 32, step: Optional[int] = None) -> Dict[str, Any]:
     """Bake ``task``'s field into at most ``max_splats`` splats of SH degree ``sh_degree`` (3DGS's: 0..3),
-    refine them against the photos for ``refine_time`` seconds (0: bake only) and write ``out``."""
+    refine them against the photos for ``refine_time`` seconds (0: bake only) and write ``out``. ``step``:
+    the bake's pixel step (default :func:`bake_step`)."""
     from .bake import bake_splats
     from .ply import write_splat_ply
     t0 = time.perf_counter()
+    step = bake_step(task) if step is None else int(step)
     splats, report = bake_splats(task, max_splats=max_splats, views=views, step=step, sh_degree=sh_degree + 1)
     if refine_time > 0:
         from .refine import refine_splats
