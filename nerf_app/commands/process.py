@@ -35,8 +35,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--continuity", default=d.continuity, choices=("auto", "off", "on"),
                         help="auto (default): map all pairs at once; for a video whose trajectory then jumps "
                              "where the video has no cut (a folded walk-around), map again with pairs a few frames "
-                             "apart first and long-range pairs kept only when they agree with them, and keep that "
-                             "model if it is more continuous and registers as many frames (photos: one pass); on: "
+                             "apart, then close that model with the long-range pairs that agree with it, and keep "
+                             "it if it is more continuous and registers as many frames (photos: one pass); on: "
                              "always that constrained mapping; off: one pass, a fold is only warned about")
     parser.add_argument("--mapper", default=d.mapper, choices=MAPPERS,
                         help="structure from motion's mapping: incremental (COLMAP's, default) or global (GLOMAP in "
