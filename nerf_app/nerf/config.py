@@ -32,7 +32,7 @@ class NerfDataSettings:
     holdout_every: int = 8            # for captures without their own test split
     background: str = "random"        # training background of RGBA images: random | white | black
     eval_background: str = "white"
-    cache: str = "auto"               # training pixels out of core: auto (memory-mapped file beside the capture above
+    cache: str = "auto"               # training pixels (and masks) out of core: auto (a file beside the capture above
                                       # 1 GiB decoded) | always | none (RAM) | a folder; nerf_app/data/image_cache.py
 
 
