@@ -129,3 +129,13 @@ def test_deterministic_and_thread_count_free():
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             assert torch.equal(a, b)
+
+
+def test_cuda_is_refused_loudly(monkeypatch):
+    from nerf_app.errors import BackendError
+
+    class FakeCuda:
+        type = "cuda"
+    monkeypatch.setattr(backend, "same_device", lambda op, **t: FakeCuda())
+    with pytest.raises(BackendError, match="no CUDA splat projection"):
+        project_splats(*splats(2, 0), turned_camera())

@@ -79,6 +79,16 @@ def _no_cuda(native: str) -> Optional[str]:
     return "there is no CUDA splat kernel yet (docs/gpu-status.md)" if native == "cuda" else None
 
 
+def _choose(op: str, what: str, backend: Optional[str], dev: torch.device, dtype: torch.dtype) -> str:
+    """``"cpp"`` or ``"torch"`` for a splat op: float32 CPU tensors take the C++ kernel; CUDA tensors are
+    refused loudly unless the torch twin is asked for explicitly (there is no CUDA splat kernel)."""
+    if dev.type == "cuda" and _backend.requested(backend) != "torch":
+        raise BackendError(f"{op}: there is no CUDA {what} yet (docs/gpu-status.md); use CPU tensors, or pass "
+                           f"backend='torch' for the torch twin")
+    return _backend.resolve(op, backend, dev, dtype, cpp_dtypes=(torch.float32,), cuda_dtypes=(),
+                            unsupported=_no_cuda)
+
+
 class _ProjectFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means, log_scales, quats, opacity_logits, sh, w2c, cam_pos, intrinsics, width, height, degree):
@@ -111,12 +121,7 @@ def project_splats(means, log_scales, quats, opacity_logits, sh, camera: SplatCa
     dev = _backend.same_device("splat_project", means=means, log_scales=log_scales, quats=quats,
                                opacity_logits=opacity_logits, sh=sh)
     degree = sh_degree or sh_degree_of(sh)
-    if dev.type == "cuda" and _backend.requested(backend) != "torch":
-        raise BackendError("splat_project: there is no CUDA splat projection yet (docs/gpu-status.md); "
-                           "project splats on the CPU, or pass backend='torch' for the torch twin")
-    which = _backend.resolve("splat_project", backend, dev, means.dtype, cpp_dtypes=(torch.float32,),
-                             cuda_dtypes=(), unsupported=_no_cuda)
-    if which == "torch":
+    if _choose("splat_project", "splat projection", backend, dev, means.dtype) == "torch":
         return Projected(*_reference.splat_project(means, log_scales, quats, opacity_logits, sh, camera, degree))
     w2c = camera.w2c(dev, torch.float32).contiguous()
     cam_pos = torch.as_tensor(np.asarray(camera.c2w, np.float64)[:3, 3], dtype=torch.float32, device=dev)
@@ -153,12 +158,7 @@ def rasterize_splats(mean2d, conic, color, opacity, depth, radius, width: int, h
     are :func:`nerf_app.ops._reference.splat_rasterize`'s. float32 on the C++ kernel; anything on the twin."""
     dev = _backend.same_device("splat_rasterize", mean2d=mean2d, conic=conic, color=color, opacity=opacity,
                                depth=depth, radius=radius, background=background)
-    if dev.type == "cuda" and _backend.requested(backend) != "torch":
-        raise BackendError("splat_rasterize: there is no CUDA splat rasteriser yet (docs/gpu-status.md); "
-                           "render splats on the CPU, or pass backend='torch' for the slow dense twin")
-    which = _backend.resolve("splat_rasterize", backend, dev, mean2d.dtype, cpp_dtypes=(torch.float32,),
-                             cuda_dtypes=(), unsupported=_no_cuda)
-    if which == "torch":
+    if _choose("splat_rasterize", "splat rasteriser", backend, dev, mean2d.dtype) == "torch":
         return _reference.splat_rasterize(mean2d, conic, color, opacity, depth, radius, width, height, background)
     f = lambda t: t.contiguous().float()  # noqa: E731
     return _RasterizeFunction.apply(f(mean2d), f(conic), f(color), f(opacity), f(depth),
