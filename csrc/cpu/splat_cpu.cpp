@@ -79,31 +79,47 @@ struct RowSkip {
   }
 };
 
+// The 16 lanes of a tile row that starts at pixel column X0: their pixel centres, and which lie in the image.
+struct RowLanes {
+  int nx;
+  __mmask16 valid;
+  __m512 px;
+  RowLanes(int X0, int width)
+      : nx(std::min(kSplatTile, width - X0)), valid((__mmask16)((1u << nx) - 1u)),
+        px(_mm512_add_ps(_mm512_add_ps(_mm512_set1_ps((float)X0),
+                                       _mm512_set_ps(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)),
+                         _mm512_set1_ps(0.5f))) {}
+};
+
+// Splat k's exponent at the row's pixel centres, the scalar rule's operations in its order:
+// -0.5 (a dx dx + c dy dy) - b dx dy; dx = px - mx is handed back.
+inline __m512 row_power(const TileSplats& s, int64_t k, __m512 px, float dy, __m512& dx) {
+  const float* q = &s.q[3 * k];
+  dx = _mm512_sub_ps(px, _mm512_set1_ps(s.m[2 * k]));
+  const __m512 ady = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(q[0]), dx), dx);
+  const __m512 sum = _mm512_add_ps(ady, _mm512_set1_ps(q[2] * dy * dy));
+  return _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(-0.5f), sum),
+                       _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(q[1]), dx), _mm512_set1_ps(dy)));
+}
+
 // One tile's forward, 16 pixels of a row per vector (lanes beyond the image are masked off).
 void forward_tile_avx512(const TileSplats& s, const RowSkip& rs, int64_t count, int X0, int Y0, int width,
                          int height, const float* background, float* out_color, float* out_alpha, int32_t* last) {
-  const int nx = std::min(kSplatTile, width - X0);
-  const __mmask16 valid = (__mmask16)((1u << nx) - 1u);
-  const __m512 lane = _mm512_set_ps(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  const __m512 px = _mm512_add_ps(_mm512_add_ps(_mm512_set1_ps((float)X0), lane), _mm512_set1_ps(0.5f));
-  const __m512 one = _mm512_set1_ps(1.f), half = _mm512_set1_ps(-0.5f), zero = _mm512_setzero_ps();
+  const RowLanes row(X0, width);
+  const int nx = row.nx;
+  const __m512 one = _mm512_set1_ps(1.f), zero = _mm512_setzero_ps();
   const __m512 amax = _mm512_set1_ps(kSplatAlphaMax), amin = _mm512_set1_ps(kSplatAlphaMin);
   const __m512 tmin = _mm512_set1_ps(kSplatTMin);
   for (int y = Y0; y < std::min(Y0 + kSplatTile, height); ++y) {
     const float py = y + 0.5f;
     __m512 T = one, C0 = zero, C1 = zero, C2 = zero;
     __m512i end = _mm512_setzero_si512();
-    __mmask16 active = valid;
+    __mmask16 active = row.valid;
     for (int64_t k = 0; k < count && active; ++k) {
-      const float* q = &s.q[3 * k];
       const float dy = py - s.m[2 * k + 1];
-      if (rs.skip(k, dy, q[2])) continue;
-      // the scalar rule's operations in its order: -0.5 (a dx dx + c dy dy) - b dx dy
-      const __m512 dx = _mm512_sub_ps(px, _mm512_set1_ps(s.m[2 * k]));
-      const __m512 ady = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(q[0]), dx), dx);
-      const __m512 sum = _mm512_add_ps(ady, _mm512_set1_ps(q[2] * dy * dy));
-      const __m512 power = _mm512_sub_ps(_mm512_mul_ps(half, sum),
-                                         _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(q[1]), dx), _mm512_set1_ps(dy)));
+      if (rs.skip(k, dy, s.q[3 * k + 2])) continue;
+      __m512 dx;
+      const __m512 power = row_power(s, k, row.px, dy, dx);
       __mmask16 m = _mm512_mask_cmp_ps_mask(active, power, zero, _CMP_LE_OQ);
       if (!m) continue;
       const __m512 alpha = _mm512_min_ps(_mm512_mul_ps(_mm512_set1_ps(s.o[k]), exp512(power)), amax);
@@ -141,10 +157,8 @@ void forward_tile_avx512(const TileSplats& s, const RowSkip& rs, int64_t count, 
 void backward_tile_avx512(const TileSplats& s, const RowSkip& rs, int X0, int Y0, int width, int height,
                           const float* out_color, const int32_t* last, const float* grad_image, float* slot) {
   constexpr int kSlot = 9;
-  const int nx = std::min(kSplatTile, width - X0);
-  const __mmask16 valid = (__mmask16)((1u << nx) - 1u);
-  const __m512 lane = _mm512_set_ps(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  const __m512 px = _mm512_add_ps(_mm512_add_ps(_mm512_set1_ps((float)X0), lane), _mm512_set1_ps(0.5f));
+  const RowLanes row(X0, width);
+  const int nx = row.nx;
   const __m512 one = _mm512_set1_ps(1.f), half = _mm512_set1_ps(-0.5f), zero = _mm512_setzero_ps();
   const __m512 amax = _mm512_set1_ps(kSplatAlphaMax), amin = _mm512_set1_ps(kSplatAlphaMin);
   for (int y = Y0; y < std::min(Y0 + kSplatTile, height); ++y) {
@@ -168,12 +182,9 @@ void backward_tile_avx512(const TileSplats& s, const RowSkip& rs, int X0, int Y0
       const float dy = py - s.m[2 * k + 1];
       if (rs.skip(k, dy, q[2])) continue;
       // lanes that composited splat k in the forward pass: k < last, and the same tests as there
-      __mmask16 m = _mm512_mask_cmpgt_epi32_mask(valid, lastv, _mm512_set1_epi32(k));
-      const __m512 dx = _mm512_sub_ps(px, _mm512_set1_ps(s.m[2 * k]));
-      const __m512 ady = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(q[0]), dx), dx);
-      const __m512 sum = _mm512_add_ps(ady, _mm512_set1_ps(q[2] * dy * dy));
-      const __m512 bdx = _mm512_mul_ps(_mm512_set1_ps(q[1]), dx);
-      const __m512 power = _mm512_sub_ps(_mm512_mul_ps(half, sum), _mm512_mul_ps(bdx, _mm512_set1_ps(dy)));
+      __mmask16 m = _mm512_mask_cmpgt_epi32_mask(row.valid, lastv, _mm512_set1_epi32(k));
+      __m512 dx;
+      const __m512 power = row_power(s, k, row.px, dy, dx);
       m = _mm512_mask_cmp_ps_mask(m, power, zero, _CMP_LE_OQ);
       if (!m) continue;
       const __m512 g = exp512(power);
@@ -209,7 +220,8 @@ void backward_tile_avx512(const TileSplats& s, const RowSkip& rs, int X0, int Y0
       e[5] += _mm512_mask_reduce_add_ps(mg, _mm512_mul_ps(dl, g));
       e[0] += _mm512_mask_reduce_add_ps(mg, _mm512_mul_ps(dp, _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(q[0]), dx),
                                                                              _mm512_set1_ps(q[1] * dy))));
-      e[1] += _mm512_mask_reduce_add_ps(mg, _mm512_mul_ps(dp, _mm512_add_ps(bdx, _mm512_set1_ps(q[2] * dy))));
+      e[1] += _mm512_mask_reduce_add_ps(mg, _mm512_mul_ps(dp, _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(q[1]), dx),
+                                                                             _mm512_set1_ps(q[2] * dy))));
       e[2] += _mm512_mask_reduce_add_ps(mg, _mm512_mul_ps(dp, _mm512_mul_ps(_mm512_mul_ps(half, dx), dx)));
       e[3] += _mm512_mask_reduce_add_ps(mg, _mm512_mul_ps(dp, _mm512_mul_ps(_mm512_sub_ps(zero, dx), vdy)));
       e[4] += _mm512_mask_reduce_add_ps(mg, _mm512_mul_ps(dp, _mm512_set1_ps(-0.5f * dy * dy)));
