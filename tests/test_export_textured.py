@@ -212,7 +212,7 @@ class _QuadPhotos:
                       -np.ones(len(px))], -1)
         return np.stack([self.centres[int(i)] for i in index]), d / np.linalg.norm(d, axis=1, keepdims=True)
 
-    def rgb(self, i, background=None):
+    def rgb(self, i, background=None, keep=True):
         ys, xs = np.meshgrid(np.arange(self.W) + 0.5, np.arange(self.W) + 0.5, indexing="ij")
         o, d = self.rays_at(np.full(self.W * self.W, i), np.stack([xs.ravel(), ys.ravel()], -1))
         img = self.truth.cast(o, d, background=(1, 1, 1))[0].reshape(self.W, self.W, 3)
