@@ -1,4 +1,5 @@
-"""Differentiable 3D Gaussian-splat rendering (issue 27), with backend dispatch (kernels: csrc/splat.cpp).
+"""Differentiable 3D Gaussian-splat rendering (issue 27), with backend dispatch (kernels: csrc/splat_project.cpp,
+csrc/splat.cpp).
 
 Two stages, as in 3D Gaussian Splatting:
 
@@ -11,8 +12,8 @@ Two stages, as in 3D Gaussian Splatting:
    :func:`nerf_app.ops._reference.splat_rasterize` otherwise): front-to-back alpha compositing in 16x16
    tiles, forward and backward.
 
-:func:`render_splats` runs both. No CUDA rasteriser exists yet: CUDA tensors are refused (docs/gpu-status.md)
-unless ``backend="torch"`` asks for the dense twin explicitly.
+:func:`render_splats` runs both. No CUDA splat kernel exists yet: CUDA tensors are refused (docs/gpu-status.md)
+unless ``backend="torch"`` asks for the twins explicitly.
 """
 from __future__ import annotations
 
