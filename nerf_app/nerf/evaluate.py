@@ -136,6 +136,27 @@ def _tile(image: np.ndarray) -> np.ndarray:
     return np.asarray(im)
 
 
+class SheetTiles:
+    """Every view's contact-sheet tiles (:func:`_tile`, small), waiting on disk until all views are scored and
+    the sheet picks its rows: ~1 MB per 1080p view that RAM would otherwise hold for the whole pass. Used by
+    ``eval`` and ``eval --splats``."""
+
+    def __init__(self):
+        self._dir = tempfile.TemporaryDirectory(prefix="nerf_app_sheet_tiles_")
+        self._paths: List[Path] = []
+
+    def add(self, images) -> None:
+        self._paths.append(Path(self._dir.name) / f"{len(self._paths)}.npz")
+        np.savez(self._paths[-1], *[_tile(t) for t in images])
+
+    def get(self, k: int) -> List[np.ndarray]:
+        with np.load(self._paths[k]) as z:
+            return [z[f"arr_{j}"] for j in range(len(z.files))]
+
+    def close(self) -> None:
+        self._dir.cleanup()
+
+
 def label_tile(tile: np.ndarray, lines: List[str]) -> np.ndarray:
     """``lines`` written into the top-left corner of a uint8 tile, black on a white box (readable on any
     image)."""
@@ -168,7 +189,7 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
     out_dir = run_dir / f"eval_{split}"
     out_dir.mkdir(parents=True, exist_ok=True)
     bg = eval_background(task.config)
-    per_image, rows, seconds = [], [], []
+    per_image, seconds = [], []
     no_lpips = lpips_unavailable_reason()
     if no_lpips:
         tqdm.write(no_lpips)
@@ -176,9 +197,7 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
     rays = 0
     # runs with per-image appearance also get the fit-left/score-right protocol next to the mean-appearance one
     appearance_fit = bool(getattr(task, "use_appearance", False))
-    # every view's sheet tiles wait on disk (the sheet picks its rows once all are scored): ~1 MB per 1080p view
-    # that RAM would otherwise hold for the whole pass
-    tiles_dir = tempfile.TemporaryDirectory(prefix="nerf_app_eval_tiles_")
+    tiles = SheetTiles()
     bar = tqdm(indices, desc=f"eval {split}", unit="img")
     for k, i in enumerate(bar):
         # streamed: one view decoded at a time and dropped (kept, the store grew by 6.2 MB per 1080p view up to 8 GiB)
@@ -202,9 +221,7 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
         write_png(out_dir / f"{k:03d}_{Path(scene.names[int(i)]).stem}.png", rgb)
         # every view's tiles, small (the sheet picks its rows once all are scored)
         err = np.abs(rgb - gt).mean(-1, keepdims=True) * 4
-        rows.append(Path(tiles_dir.name) / f"{k}.npz")
-        np.savez(rows[-1], *[_tile(t) for t in (gt, rgb, colorize_depth(depth, opacity),
-                                                 np.repeat(np.clip(err, 0, 1), 3, -1))])
+        tiles.add((gt, rgb, colorize_depth(depth, opacity), np.repeat(np.clip(err, 0, 1), 3, -1)))
     metrics = {
         "split": split,
         "n_images": len(per_image),
@@ -231,12 +248,11 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
     sheet_tiles = []
     for k, label in picks:
         r = per_image[k]
-        with np.load(rows[k]) as z:
-            gt_t, rgb_t, depth_t, err_t = (z[f"arr_{j}"] for j in range(4))
+        gt_t, rgb_t, depth_t, err_t = tiles.get(k)
         sheet_tiles.append([label_tile(gt_t, [label, str(r["name"])]),
                             label_tile(rgb_t, [f"PSNR {r['psnr']:.2f} dB", f"SSIM {r['ssim']:.3f}"]),
                             depth_t, err_t])
-    tiles_dir.cleanup()
+    tiles.close()
     contact_sheet(run_dir / f"contact_sheet_{split}.png", sheet_tiles,
                   SHEET_COLUMNS, gap=SHEET_GAP)
     metrics["contact_sheet_views"] = [{"row": n, "name": per_image[k]["name"], "label": label,

@@ -72,10 +72,8 @@ def evaluate_splats(task, run_dir: Path, splat_path, split: str = "test", limit:
     """The splats at the held-out cameras against the photos, next to the NeRF's PSNR/SSIM on the same views
     (from RUN/metrics.json when it scored them, else rendered now); a contact sheet that leads with the
     worst views, then the median and the best (the NeRF eval's rule, :func:`nerf.evaluate.sheet_order`)."""
-    import tempfile
-
     from ..metrics import psnr, ssim
-    from ..nerf.evaluate import SHEET_GAP, _tile, eval_background, eval_views, label_tile, sheet_order
+    from ..nerf.evaluate import SHEET_GAP, SheetTiles, eval_background, eval_views, label_tile, sheet_order
     from ..results import contact_sheet
     from tqdm import tqdm
     check_nerf(task)
@@ -97,9 +95,7 @@ def evaluate_splats(task, run_dir: Path, splat_path, split: str = "test", limit:
         except (OSError, ValueError, KeyError, TypeError):
             cached = {}
     per_image, seconds, nerf_source = [], [], set()
-    # every view's sheet tiles wait on disk until all are scored (the sheet then picks its rows)
-    tiles_dir = tempfile.TemporaryDirectory(prefix="nerf_app_splat_tiles_")
-    tiles = []
+    tiles = SheetTiles()
     for i in tqdm(indices, desc=f"splat eval {split}", unit="img", file=sys.stderr):
         i = int(i)
         gt = scene.images.rgb(i, background=np.array(bg, np.float32), keep=False)[..., :3].astype(np.float32)
@@ -119,22 +115,20 @@ def evaluate_splats(task, run_dir: Path, splat_path, split: str = "test", limit:
             nerf_source.add("rendered")
         per_image.append(rec)
         err = np.repeat(np.clip(np.abs(img - gt).mean(-1, keepdims=True) * 4, 0, 1), 3, -1)
-        tiles.append(Path(tiles_dir.name) / f"{len(tiles)}.npz")
-        np.savez(tiles[-1], *[_tile(t) for t in [gt, img] + ([nerf_img] if nerf_img is not None else []) + [err]])
+        tiles.add([gt, img] + ([nerf_img] if nerf_img is not None else []) + [err])
     mean = lambda k: float(np.mean([r[k] for r in per_image]))  # noqa: E731
     sheet = f"contact_sheet_splats_{split}.png"
     picks = sheet_order([r["psnr"] for r in per_image], "worst", sheet_rows)
     rows = []
     for k, label in picks:
         r = per_image[k]
-        with np.load(tiles[k]) as z:
-            t = [z[f"arr_{j}"] for j in range(len(z.files))]
+        t = tiles.get(k)
         t[0] = label_tile(t[0], [label, str(r["name"])])
         t[1] = label_tile(t[1], [f"PSNR {r['psnr']:.2f} dB", f"SSIM {r['ssim']:.3f}"])
         if len(t) == 4:
             t[2] = label_tile(t[2], [f"PSNR {r['nerf_psnr']:.2f} dB", f"SSIM {r['nerf_ssim']:.3f}"])
         rows.append(t)
-    tiles_dir.cleanup()
+    tiles.close()
     width = min(len(r) for r in rows)   # the NeRF column only when every shown view was rendered now
     rows = [r[:width - 1] + [r[-1]] for r in rows]
     titles = ["ground truth", "splats"] + (["nerf"] if width == 4 else []) + ["|splat error| x4"]
