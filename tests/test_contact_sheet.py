@@ -130,3 +130,39 @@ def test_sheet_cells_fit_their_tiles(tmp_path, shape):
     ink = np.nonzero((title < 128).all(-1).any(1))[0]
     assert layout["font"] >= 14 and ink.size and ink[-1] - ink[0] >= 10     # letters >= 10 pixels tall
     assert (img[:layout["head"], layout["x"][1]:] < 128).all(-1).any()       # every column has its title
+
+
+class FailingTask(StubTask):
+    """Renders three views, then fails (a crash midway through eval)."""
+    def render_view(self, i, bg, stats=None):
+        if i >= 3:
+            raise RuntimeError("render failed")
+        return super().render_view(i, bg, stats)
+
+
+def test_eval_folder_is_staged_and_renamed_on_success(tmp_path, monkeypatch):
+    """eval_SPLIT appears only once every view is scored: a failure midway leaves no partial folder (nor its
+    staging folder) and an earlier eval_SPLIT as it was; a success replaces it whole."""
+    monkeypatch.setattr(ev, "lpips_unavailable_reason", lambda: "lpips skipped in this test")
+    with pytest.raises(RuntimeError, match="render failed"):
+        ev.evaluate_nerf(FailingTask(), tmp_path, "test", None, sheet_rows=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []          # nothing: not eval_test with 3 views
+    earlier = tmp_path / "eval_test"
+    earlier.mkdir()
+    (earlier / "stale.png").write_bytes(b"x")
+    with pytest.raises(RuntimeError, match="render failed"):
+        ev.evaluate_nerf(FailingTask(), tmp_path, "test", None, sheet_rows=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval_test"]
+    assert [p.name for p in earlier.iterdir()] == ["stale.png"]       # the earlier evaluation untouched
+    ev.evaluate_nerf(StubTask(), tmp_path, "test", None, sheet_rows=3)
+    renders = sorted(p.name for p in earlier.iterdir())
+    assert len(renders) == len(NOISE) and "stale.png" not in renders  # replaced whole by the new one
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert earlier.stat().st_mode & 0o777 == 0o777 & ~_umask()       # not mkdtemp's 0700
+
+
+def _umask():
+    import os
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -186,8 +188,42 @@ def evaluate_nerf(task, run_dir: Path, split: str = "test", limit: Optional[int]
     check_sheet(sheet)  # an unknown sheet: the one-line error before any rendering
     scene = task.scene
     indices = eval_views(scene, split, limit)
-    out_dir = run_dir / f"eval_{split}"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(run_dir) / f"eval_{split}"
+    # the renders are staged in a hidden sibling and renamed to eval_SPLIT once every view is scored: a failure
+    # midway (an error, Ctrl-C) leaves the run folder as it was, not an eval_SPLIT with some of the views
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage_dir = Path(tempfile.mkdtemp(prefix=f".eval_{split}.partial.", dir=out_dir.parent))
+    try:
+        metrics = _evaluate_into(task, run_dir, stage_dir, split, indices, sheet_rows, sheet)
+        _replace_dir(stage_dir, out_dir)
+    finally:
+        if stage_dir.exists():
+            shutil.rmtree(stage_dir, ignore_errors=True)
+    return metrics
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Rename the folder ``src`` to ``dst``, replacing an earlier ``dst`` (moved aside first, then deleted)."""
+    os.chmod(src, 0o777 & ~_umask())   # mkdtemp makes it 0700; eval_SPLIT had the ordinary mode
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old.{os.getpid()}")
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _evaluate_into(task, run_dir: Path, out_dir: Path, split: str, indices, sheet_rows: int,
+                   sheet: str) -> Dict[str, Any]:
+    """:func:`evaluate_nerf`'s scoring, the renders written into ``out_dir`` (its staging folder)."""
+    scene = task.scene
     bg = eval_background(task.config)
     per_image, seconds = [], []
     no_lpips = lpips_unavailable_reason()
