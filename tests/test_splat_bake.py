@@ -57,3 +57,23 @@ def test_bake_step_follows_the_photo_size():
     assert bake_step(task([(90, 60)], [0])) == 1
     assert bake_step(task([(400, 300), (1920, 1080)], [0])) == 2   # view 1 is held out
     assert bake_step(task([(1920, 1080)], [0]), samples=400) == 5
+
+
+def test_fill_holes_keeps_only_candidates_where_the_base_has_none():
+    """A plane of base samples 0.01 apart with a square hole [0.4, 0.6]^2: of a denser set of extra samples
+    (spacing 0.005, reach 2 -> 0.01), exactly those more than 0.01 from every base sample are kept - inside
+    the hole, away from its rim."""
+    from nerf_app.splats.bake import _fill_holes
+    u = torch.arange(0, 1.0001, 0.01)
+    gx, gy = torch.meshgrid(u, u, indexing="ij")
+    base = torch.stack([gx.flatten(), gy.flatten(), torch.zeros(gx.numel())], 1)
+    inside = lambda p, lo, hi: ((p[:, 0] > lo) & (p[:, 0] < hi) & (p[:, 1] > lo) & (p[:, 1] < hi))  # noqa: E731
+    base = base[~inside(base, 0.4, 0.6)]
+    v = torch.arange(0.0025, 1.0, 0.005)
+    hx, hy = torch.meshgrid(v, v, indexing="ij")
+    extra = torch.stack([hx.flatten(), hy.flatten(), torch.zeros(hx.numel())], 1)
+    keep = _fill_holes({"means": base}, {"means": extra, "spacing": torch.full((len(extra),), 0.005)}, 2.0)
+    d = torch.cdist(extra.double(), base.double()).amin(1)
+    assert torch.equal(keep, d > 0.01)
+    assert bool(keep.any()) and bool(inside(extra[keep], 0.4, 0.6).all())
+    assert not bool(inside(extra, 0.42, 0.58)[~keep].any())   # the hole's core is filled entirely

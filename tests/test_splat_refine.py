@@ -100,3 +100,46 @@ def test_block_camera_puts_a_block_centre_at_its_target_pixel_centre():
     p = project_splats(point, torch.full((1, 3), -3.0), torch.tensor([[1.0, 0, 0, 0]]), torch.zeros(1),
                        torch.zeros(1, 1, 3), bc)
     torch.testing.assert_close(p.mean2d[0], torch.tensor([k + 0.5, j + 0.5]), atol=1e-4, rtol=0)
+
+
+def test_refinement_by_steps_is_repeatable_and_follows_its_schedule(tmp_path, nerf_run, monkeypatch):
+    """``max_steps`` stops the refinement after that many steps whatever the clock says, two refinements of
+    the same bake are bit-identical (the schedule follows the steps, not the time), and the learning-rate
+    decay (``LR_FINAL``) is applied: decaying the position's rate moves the means less than a constant rate."""
+    import shutil
+
+    from nerf_app.splats import refine
+    from nerf_app.splats.bake import bake_splats
+    from nerf_app.train.modes import open_run
+    run = tmp_path / "run"
+    shutil.copytree(nerf_run[0], run)
+    task, _, _ = open_run(run, lock=False)
+    splats, _ = bake_splats(task, max_splats=2000, views=3, step=8, progress=False)
+    a, rep = refine.refine_splats(task, splats, 1e9, 2000, max_steps=6, progress=False)
+    b, _ = refine.refine_splats(task, splats, 1e9, 2000, max_steps=6, progress=False)
+    assert rep["refine_steps"] == 6
+    for x, y in zip(a.tensors(), b.tensors()):
+        assert torch.equal(x, y)
+    monkeypatch.setitem(refine.LR_FINAL, "means", 1e-3)
+    c, _ = refine.refine_splats(task, splats, 1e9, 2000, max_steps=6, progress=False)
+    moved = lambda s: float((s.means - splats.means).norm(dim=-1).sum())  # noqa: E731
+    assert 0 < moved(c) < 0.5 * moved(a)
+
+
+def test_a_cropped_camera_draws_the_window_of_the_full_render():
+    """Refinement on random windows (``refine.CROP``): the window camera's render is the full render's pixels
+    in that window, to float rounding (the same splats, the same pixel centres)."""
+    from nerf_app.ops.splat import SplatCamera, render_splats
+    g = torch.Generator().manual_seed(3)
+    n = 200
+    means = torch.rand(n, 3, generator=g) * torch.tensor([2.0, 1.5, 1.0]) - torch.tensor([1.0, 0.75, -2.0])
+    args = (means, torch.rand(n, 3, generator=g) * 2 - 5.0, torch.randn(n, 4, generator=g),
+            torch.randn(n, generator=g), torch.rand(n, 4, 3, generator=g) - 0.5)
+    cam = SplatCamera(np.eye(4), 110.0, 105.0, 61.3, 47.9, 123, 97)
+    bg = torch.tensor([0.2, 0.3, 0.4])
+    full, alpha, _ = render_splats(*args, cam, bg)
+    x0, y0, w, h = 37, 21, 50, 33
+    part, palpha, _ = render_splats(*args, cam.cropped(x0, y0, w, h), bg)
+    assert part.shape == (h, w, 3) and float(alpha[y0:y0 + h, x0:x0 + w].max()) > 0.5
+    torch.testing.assert_close(part, full[y0:y0 + h, x0:x0 + w], atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(palpha, alpha[y0:y0 + h, x0:x0 + w], atol=2e-5, rtol=1e-4)

@@ -56,6 +56,10 @@ class SplatCamera:
         sx, sy = w / self.width, h / self.height
         return SplatCamera(self.c2w, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, w, h, self.near)
 
+    def cropped(self, x0: int, y0: int, width: int, height: int) -> "SplatCamera":
+        """The window of ``width`` x ``height`` pixels whose top-left pixel is ``(x0, y0)`` of this image."""
+        return SplatCamera(self.c2w, self.fx, self.fy, self.cx - x0, self.cy - y0, width, height, self.near)
+
 
 def sh_degree_of(sh: torch.Tensor) -> int:
     """The project's SH degree (coefficients = degree**2; 3DGS's degree + 1) of ``sh [N, K, 3]``."""

@@ -27,6 +27,7 @@ MIN_OPACITY = 0.5     # pixels less opaque than this make no splat (background o
 MAX_STRETCH = 2.0     # a tangent axis spans at most this many fronto-parallel sample spacings
 FRONT_T = 0.5         # a splat sits where the ray's transmittance falls to this (the surface's front), not at
                       # the expected depth: a soft surface or a silhouette ray put that behind, in mid-air
+FILL_REACH = 2.0      # a hole-filling candidate counts where no picked view's splat is within this many of its spacings
 EDGE = 0.02           # a sample whose depth's second difference exceeds this share of its depth is on a depth
                       # edge (a silhouette): no splat there (other views see that surface face on)
 
@@ -159,30 +160,50 @@ def _view_splats(task, index: int, step: int, background, transform) -> Optional
             "opacity": op, "rgb": rgb, "dirs": d, "spacing": spacing}
 
 
+def _fill_holes(base: Dict[str, torch.Tensor], extra: Dict[str, torch.Tensor], reach: float) -> torch.Tensor:
+    """Which ``extra`` candidates lie where no ``base`` candidate does: farther than ``reach`` x their own
+    sample spacing from every base candidate (a k-d tree over the base's centres)."""
+    from scipy.spatial import cKDTree
+    if extra["means"].shape[0] == 0:
+        return torch.zeros(0, dtype=torch.bool)
+    dist, _ = cKDTree(base["means"].double().numpy()).query(extra["means"].double().numpy(), k=1)
+    return torch.from_numpy(dist > reach * extra["spacing"].double().numpy())
+
+
 def bake_splats(task, max_splats: int = 1_000_000, views: int = 32, step: int = 4, sh_degree: int = 2,
-                progress: bool = True, on_view=None) -> tuple:
+                progress: bool = True, on_view=None, fill_step: Optional[int] = None) -> tuple:
     """``(Splats in normalised coordinates, report)`` from the training views of a NeRF run (see the module).
     ``on_view(done, total)`` is called before each view and after the last (the viewer's progress line; it
-    may raise to abandon the bake)."""
+    may raise to abandon the bake). ``fill_step``: every training view the ``views`` picks left out is also
+    rendered, at this coarser pixel step, and adds splats only where the picked views left a hole
+    (:func:`_fill_holes`): surfaces that only those views saw up close."""
     check_nerf(task)
     from tqdm import tqdm
     scene = task.scene
     t0 = time.perf_counter()
     train = scene.split_indices("train")
     picks = train[np.unique(np.round(np.linspace(0, len(train) - 1, min(views, len(train)))).astype(int))]
+    rest = np.setdiff1d(train, picks) if fill_step else np.zeros(0, dtype=int)
+    jobs = [(int(i), step) for i in picks] + [(int(i), int(fill_step)) for i in rest]
     transform = task.eval_color_transform(None)
-    parts = []
-    for k, i in enumerate(tqdm(picks, desc="bake splats", unit="view", disable=not progress, file=sys.stderr)):
+    parts, fills = [], []
+    for k, (i, s) in enumerate(tqdm(jobs, desc="bake splats", unit="view", disable=not progress, file=sys.stderr)):
         if on_view is not None:
-            on_view(k, len(picks))
-        part = _view_splats(task, int(i), step, (0.0, 0.0, 0.0), transform)
+            on_view(k, len(jobs))
+        part = _view_splats(task, i, s, (0.0, 0.0, 0.0), transform)
         if part is not None:
-            parts.append(part)
+            (parts if k < len(picks) else fills).append(part)
     if on_view is not None:
-        on_view(len(picks), len(picks))
+        on_view(len(jobs), len(jobs))
     if not parts:
         raise ConfigError("--splats: no training view has an opaque pixel to place a splat at (an untrained run?)")
     cand = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    filled = 0
+    if fills:
+        extra = {k: torch.cat([p[k] for p in fills]) for k in fills[0]}
+        hole = _fill_holes(cand, extra, FILL_REACH)
+        filled = int(hole.sum())
+        cand = {k: torch.cat([cand[k], extra[k][hole]]) for k in cand}
     n_candidates = int(cand["means"].shape[0])
     # one splat per voxel of its own size (levels of powers of two): the finest candidate first
     order = torch.argsort(cand["spacing"], stable=True)
@@ -201,7 +222,8 @@ def bake_splats(task, max_splats: int = 1_000_000, views: int = 32, step: int = 
     opacity = c["opacity"].clamp(0.02, 0.98)
     splats = Splats(c["means"].contiguous(), torch.log(c["scales"]).contiguous(), quats.contiguous(),
                     torch.log(opacity / (1 - opacity)).contiguous(), sh.contiguous())
-    report = {"views": int(len(picks)), "pixel_step": int(step), "candidates": n_candidates,
+    report = {"views": int(len(picks)), "pixel_step": int(step), "fill_views": int(len(rest)),
+              "fill_candidates": filled, "candidates": n_candidates,
               "splats": len(splats), "max_splats": int(max_splats), "sh_degree": sh_degree - 1,
               "bake_seconds": round(time.perf_counter() - t0, 2)}
     return splats, report

@@ -26,8 +26,12 @@ LR = {"means": 1.6e-4, "log_scales": 5e-3, "quats": 1e-3, "opacity_logits": 2.5e
 # clear: cup10 (~300 steps at 400x300, 10 held-out views at 400x300) x1 25.65 dB, x2 26.01, x4 25.14;
 # lego10 (~480 steps at 400x400, 25 held-out views) x1 30.99, x2 30.32. So 3DGS's own.
 LR_SCALE = 1.0
+# the rates at the end of the budget, as a fraction of the start (exponential decay in the budget's elapsed share;
+# 3DGS decays the position's rate to 1/100 over its 30,000 steps and keeps the others)
+LR_FINAL = {"means": 1.0, "log_scales": 1.0, "quats": 1.0, "opacity_logits": 1.0, "sh": 1.0}
 GRAD_THRESHOLD = 2e-4     # mean screen-space position gradient (per view that saw the splat) that densifies it
 PRUNE_OPACITY = 0.005
+CROP = None               # train on a random CROP x CROP window of the view each step (None: the whole view)
 
 
 def _ssim_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -75,12 +79,15 @@ def block_camera(task, index: int, step: int) -> SplatCamera:
 
 
 def refine_splats(task, splats: Splats, seconds: float, max_splats: int, step: Optional[int] = None,
-                  densify_every: int = 100, seed: int = 0, progress: bool = True, max_side: int = 400) -> tuple:
+                  densify_every: int = 100, seed: int = 0, progress: bool = True, max_side: int = 400,
+                  max_steps: Optional[int] = None) -> tuple:
     """``(refined Splats, report)``; ``splats`` in the normalised frame. ``step``: train at every ``step``-th
     pixel's resolution (default: the smallest step that brings the photos' longer side to ``max_side``). 400:
     on cup10's 294k-splat bake, 90 s on a quiet 2-core box with the C++ projection and the AVX-512 rasteriser
     bought 292 steps at 400x300 (21.10 -> 23.89 dB held-out), 185 at 800x600 (23.39) and ~320 at 200x150
-    (300 steps: 23.29): a step costs 0.31 s at 400x300 against 0.28 at 200x150 (docs/splats.md)."""
+    (300 steps: 23.29): a step costs 0.31 s at 400x300 against 0.28 at 200x150 (docs/splats.md).
+    ``max_steps``: stop after this many steps if the time runs out later (the learning-rate schedule then
+    follows the steps, so a run is the same on a busy and a quiet machine)."""
     from ..nerf.evaluate import eval_background
     from tqdm import tqdm
     t0 = time.perf_counter()
@@ -115,14 +122,27 @@ def refine_splats(task, splats: Splats, seconds: float, max_splats: int, step: O
     losses, n_steps, densified, pruned = [], 0, 0, 0
     bar = tqdm(total=int(seconds), desc="refine splats", unit="s", disable=not progress, file=sys.stderr)
     order = []
-    while time.perf_counter() - t0 < seconds:
+    def progress_share():
+        if max_steps:
+            return min(1.0, n_steps / max_steps)
+        return min(1.0, (time.perf_counter() - t0) / seconds) if seconds > 0 else 0.0
+
+    while time.perf_counter() - t0 < seconds and (max_steps is None or n_steps < max_steps):
+        share = progress_share()
+        for group in opt.param_groups:
+            group["lr"] = LR[group["name"] if group["name"] != "sh" else "sh_dc"] * LR_SCALE * \
+                LR_FINAL[group["name"]] ** share
         if not order:
             order = list(rng.permutation(train))
         i = int(order.pop())
+        cam, gt = cams[i], targets(i)
+        if CROP and (cam.width > CROP or cam.height > CROP):
+            w, h = min(CROP, cam.width), min(CROP, cam.height)
+            x0, y0 = int(rng.integers(0, cam.width - w + 1)), int(rng.integers(0, cam.height - h + 1))
+            cam, gt = cam.cropped(x0, y0, w, h), gt[y0:y0 + h, x0:x0 + w]
         img, _, proj = render_splats(params["means"], params["log_scales"], params["quats"], params["opacity_logits"],
-                                     params["sh"], cams[i], bg)
+                                     params["sh"], cam, bg)
         proj.mean2d.retain_grad()
-        gt = targets(i)
         loss = 0.8 * (img - gt).abs().mean() + 0.2 * _ssim_loss(img, gt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
