@@ -8,9 +8,10 @@ run drawn at ``--width``x``--height`` (default 800x600, the cup's photos) by
 - ``nerf_render``: the NeRF's own render of the same rays (occupancy-grid marching, early termination);
 
 interleaved repetition by repetition so load from other processes hits all alike; medians. One JSON line per
-measurement, with the machine and its 1-minute load average.
+measurement, with the machine and its 1-minute load average. ``--simd scalar,avx2`` measures the splat
+rasteriser once per per-pixel loop (NERF_APP_SPLAT_SIMD; ``[loop]`` after the measure's name), interleaved too.
 
-    python benchmarks/splats.py RUN X.ply [--reps 5] [--nerf-reps 3] [--width 800 --height 600]
+    python benchmarks/splats.py RUN X.ply [--reps 5] [--nerf-reps 3] [--width 800 --height 600] [--simd auto]
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=800)
     parser.add_argument("--height", type=int, default=600)
     parser.add_argument("--view", type=int, default=0, help="which held-out view (position in the test split)")
+    parser.add_argument("--simd", default="auto", help="comma-separated per-pixel loops: auto, scalar, avx2, avx512")
     args = parser.parse_args()
 
     from nerf_app.nerf.renderer import render_image
@@ -59,6 +61,12 @@ def main() -> None:
     origins = torch.from_numpy(np.broadcast_to(scam.c2w[:3, 3], d.shape).copy()).float()
     params = [t.clone().requires_grad_() for t in splats.tensors()]
 
+    def with_loop(loop, fn):
+        def run():
+            os.environ["NERF_APP_SPLAT_SIMD"] = loop
+            fn()
+        return run
+
     def splat_forward():
         with torch.no_grad():
             render_splats(*splats.tensors(), scam, bg)
@@ -71,8 +79,13 @@ def main() -> None:
         render_image(task.model.field, task.model.grid, origins, dirs, bg, task.march, backend=task.config.backend,
                      near=task.image_near(index), color_transform=task.eval_color_transform(None))
 
-    runs = {"splat_forward": (splat_forward, args.reps), "splat_forward_backward": (splat_forward_backward, args.reps),
-            "nerf_render": (nerf, args.nerf_reps)}
+    loops = args.simd.split(",")
+    runs = {}
+    for loop in loops:
+        tag = "" if loops == ["auto"] else f"[{loop}]"
+        runs[f"splat_forward{tag}"] = (with_loop(loop, splat_forward), args.reps)
+        runs[f"splat_forward_backward{tag}"] = (with_loop(loop, splat_forward_backward), args.reps)
+    runs["nerf_render"] = (nerf, args.nerf_reps)
     for fn, _ in runs.values():   # warm-up
         fn()
     times = {k: [] for k in runs}

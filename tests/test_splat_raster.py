@@ -12,6 +12,20 @@ from nerf_app.ops.splat import SplatCamera, project_splats, rasterize_splats, re
 needs_cpp = pytest.mark.skipif(not backend.has_cpp(), reason="the compiled extension is not built")
 
 
+@pytest.fixture(params=["scalar", "avx2", "avx512"])
+def simd(request, monkeypatch):
+    """Each of the kernel's per-pixel loops in turn (NERF_APP_SPLAT_SIMD); a loop this CPU lacks is skipped,
+    since it cannot run here (the kernel refuses it in one line)."""
+    monkeypatch.setenv("NERF_APP_SPLAT_SIMD", request.param)
+    try:
+        render_splats(*random_splats(1), camera(4, 4), torch.zeros(3), backend="cpp")
+    except RuntimeError as exc:
+        if "has no" in str(exc):
+            pytest.skip(f"this CPU has no {request.param} (the splat kernel's {request.param} loop cannot run here)")
+        raise
+    return request.param
+
+
 def random_splats(n, seed=0, dtype=torch.float32, depth=2.0, spread=(1.6, 1.2, 1.0), scale=(0.02, 0.17), degree=2):
     g = torch.Generator().manual_seed(seed)
     means = (torch.rand(n, 3, generator=g, dtype=torch.float64) - 0.5) * torch.tensor(spread, dtype=torch.float64)
@@ -50,7 +64,7 @@ def assert_match(out, atol=2e-5, rtol=2e-4):
 
 @needs_cpp
 @pytest.mark.parametrize("n,width,height,seed", [(1, 17, 13, 0), (7, 16, 16, 1), (60, 37, 29, 2), (200, 50, 33, 3)])
-def test_cpp_matches_reference(n, width, height, seed):
+def test_cpp_matches_reference(n, width, height, seed, simd):
     params = random_splats(n, seed)
     cam = camera(width, height)
     out = both(params, cam, torch.tensor([0.2, 0.5, 0.9]))
@@ -60,7 +74,7 @@ def test_cpp_matches_reference(n, width, height, seed):
 
 
 @needs_cpp
-def test_awkward_scenes():
+def test_awkward_scenes(simd):
     """Splats behind the camera and on its plane, splats straddling tile corners, empty tiles (a 70x45 image,
     splats only on its left), a splat far outside the image, an opaque stack that stops pixels early."""
     means, ls, q, op, sh = random_splats(40, 5)
@@ -87,7 +101,7 @@ def test_awkward_scenes():
 
 
 @needs_cpp
-def test_deterministic_and_thread_count_free():
+def test_deterministic_and_thread_count_free(simd):
     params = random_splats(300, 7)
     cam = camera(61, 47)
     bg = torch.tensor([0.0, 0.0, 0.0])
@@ -167,7 +181,7 @@ def test_projection_cull_radius_bounds_alpha():
 
 
 @needs_cpp
-def test_needle_splats_and_deep_stacks():
+def test_needle_splats_and_deep_stacks(simd):
     """The kernel's per-row skipping (a row where a splat's alpha cannot reach 1/255 is passed over) and its
     16-pixel rows: needle-thin splats at every angle (the conic's terms cancel), 1500 splats stacked on a
     33x21 image so pixels stop at different depths, half of them nearly transparent."""
@@ -182,3 +196,32 @@ def test_needle_splats_and_deep_stacks():
     assert_match(out, atol=5e-5, rtol=5e-4)
     alpha = out["torch"][1]
     assert float(alpha.min()) < 0.9 < float(alpha.max())   # some pixels stop early, some see the background
+
+
+@needs_cpp
+def test_an_unknown_simd_loop_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setenv("NERF_APP_SPLAT_SIMD", "avx9")
+    with pytest.raises(RuntimeError, match=r"NERF_APP_SPLAT_SIMD=avx9: unknown \(auto \| scalar \| avx2 \| avx512\)"):
+        render_splats(*random_splats(3), camera(8, 8), torch.zeros(3), backend="cpp")
+
+
+@needs_cpp
+def test_the_vector_loops_agree_with_the_scalar_loop(simd, monkeypatch):
+    """Loop against loop on one scene of 400 splats over 5x4 tiles, image and every gradient: the vector loops
+    differ from the scalar one only by exp's last bits and the order of a row's gradient sums."""
+    params = random_splats(400, 31, scale=(0.01, 0.3))
+    cam = camera(75, 60, f=55.0)
+    bg = torch.tensor([0.3, 0.6, 0.1])
+
+    def run():
+        ps = [p.detach().clone().requires_grad_() for p in params]
+        img, alpha, _ = render_splats(*ps, cam, bg, backend="cpp")
+        (img * torch.linspace(-1, 1, img.numel()).reshape(img.shape)).sum().backward()
+        return [img.detach(), alpha.detach()] + [p.grad for p in ps]
+
+    got = run()
+    monkeypatch.setenv("NERF_APP_SPLAT_SIMD", "scalar")
+    ref = run()
+    assert float(ref[1].max()) > 0.9 and float(ref[2].abs().max()) > 0
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, atol=1e-5 * (float(b.abs().max()) + 1e-6), rtol=1e-4)
