@@ -143,3 +143,32 @@ def test_a_cropped_camera_draws_the_window_of_the_full_render():
     assert part.shape == (h, w, 3) and float(alpha[y0:y0 + h, x0:x0 + w].max()) > 0.5
     torch.testing.assert_close(part, full[y0:y0 + h, x0:x0 + w], atol=2e-5, rtol=1e-4)
     torch.testing.assert_close(palpha, alpha[y0:y0 + h, x0:x0 + w], atol=2e-5, rtol=1e-4)
+
+
+def test_the_separable_ssim_window_equals_the_full_window():
+    """The refinement's D-SSIM term runs the 11x11 Gaussian as a column then a row pass: the same loss and
+    gradient as the 2-D window (to float rounding), on random images with borders (zero padding in both)."""
+    import torch.nn.functional as F
+
+    from nerf_app.splats.refine import _ssim_loss
+
+    def full(a, b):
+        x, y = a.permute(2, 0, 1)[None], b.permute(2, 0, 1)[None]
+        g = torch.exp(-0.5 * ((torch.arange(11, dtype=a.dtype) - 5) / 1.5) ** 2)
+        g = g / g.sum()
+        w = (g[:, None] * g[None, :]).expand(3, 1, 11, 11).contiguous()
+        f = lambda t: F.conv2d(t, w, padding=5, groups=3)  # noqa: E731
+        mx, my = f(x), f(y)
+        sxx, syy, sxy = f(x * x) - mx * mx, f(y * y) - my * my, f(x * y) - mx * my
+        c1, c2 = 0.01 ** 2, 0.03 ** 2
+        return 1 - (((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))).mean()
+
+    g = torch.Generator().manual_seed(5)
+    a = torch.rand(23, 37, 3, generator=g, dtype=torch.float64).requires_grad_()
+    b = (a.detach() + 0.1 * torch.randn(23, 37, 3, generator=g, dtype=torch.float64)).clamp(0, 1)
+    sep, ref = _ssim_loss(a, b), full(a, b)
+    assert 0.01 < float(ref.detach()) < 0.9
+    torch.testing.assert_close(sep, ref, rtol=1e-12, atol=1e-12)
+    (ga,) = torch.autograd.grad(sep, a)
+    (gr,) = torch.autograd.grad(full(a, b), a)
+    torch.testing.assert_close(ga, gr, rtol=1e-9, atol=1e-12)

