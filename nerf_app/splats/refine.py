@@ -27,11 +27,13 @@ LR = {"means": 1.6e-4, "log_scales": 5e-3, "quats": 1e-3, "opacity_logits": 2.5e
 # lego10 (~480 steps at 400x400, 25 held-out views) x1 30.99, x2 30.32. So 3DGS's own.
 LR_SCALE = 1.0
 # the rates at the end of the budget, as a fraction of the start (exponential decay in the budget's elapsed share;
-# 3DGS decays the position's rate to 1/100 over its 30,000 steps and keeps the others)
+# 3DGS decays the position's rate to 1/100 over its 30,000 steps and keeps the others). Measured on cup10 at 480
+# steps: every rate to 1/10 and the position's to 1/100 cost 1.5 dB (24.87 against 26.35; docs/splats.md), so none
 LR_FINAL = {"means": 1.0, "log_scales": 1.0, "quats": 1.0, "opacity_logits": 1.0, "sh": 1.0}
 GRAD_THRESHOLD = 2e-4     # mean screen-space position gradient (per view that saw the splat) that densifies it
 PRUNE_OPACITY = 0.005
-CROP = None               # train on a random CROP x CROP window of the view each step (None: the whole view)
+CROP = None               # train on a random CROP x CROP window of the view each step (None: the whole view;
+                          # windows are not measured yet)
 
 
 def _ssim_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -124,6 +126,7 @@ def refine_splats(task, splats: Splats, seconds: float, max_splats: int, step: O
     losses, n_steps, densified, pruned = [], 0, 0, 0
     bar = tqdm(total=int(seconds), desc="refine splats", unit="s", disable=not progress, file=sys.stderr)
     order = []
+
     def progress_share():
         if max_steps:
             return min(1.0, n_steps / max_steps)
