@@ -217,7 +217,7 @@ def test_the_set_up_calls_every_function_torch_hands_to_mkl():
     if not mkl:
         # seen on an AMD EPYC with AVX2 (torch's CPU capability "AVX2"): no function's result changes under any
         # MKL_CBWR branch there, so which functions are MKL's cannot be observed on such a CPU
-        pytest.skip(f"no torch function's result depends on MKL_CBWR on this CPU (capability "
+        pytest.skip(f"this CPU has no torch function whose result depends on MKL_CBWR (capability "
                     f"{torch.backends.cpu.get_cpu_capability()}): MKL's functions cannot be told apart here")
     assert "exp" in mkl, "torch no longer uses MKL for exp: revisit nerf_app/mkl_first_call.py"
     assert set(mkl) <= set(VML_FUNCTIONS), f"MKL-backed but not set up at import: {sorted(set(mkl) - set(VML_FUNCTIONS))}"
