@@ -138,11 +138,23 @@ def project_splats(means, log_scales, quats, opacity_logits, sh, camera: SplatCa
     return Projected(*out)
 
 
+def _raster_kernel(name: str, *args):
+    """The rasteriser's C++ entry ``name``. Its per-pixel loop is chosen from the CPU and NERF_APP_SPLAT_SIMD
+    (csrc/cpu/splat_tiles.h); a loop this CPU lacks, or an unknown name, is the user's setting, so it becomes a
+    one-line BackendError here rather than the extension's RuntimeError and a traceback."""
+    try:
+        return getattr(_backend.extension(), name)(*args)
+    except RuntimeError as exc:
+        if str(exc).startswith("NERF_APP_SPLAT_SIMD="):
+            raise BackendError(str(exc).splitlines()[0]) from None
+        raise
+
+
 class _RasterizeFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, mean2d, conic, color, opacity, depth, radius, width, height, background):
-        ext = _backend.extension()
-        out = ext.splat_rasterize_forward(mean2d, conic, color, opacity, depth, radius, width, height, background)
+        out = _raster_kernel("splat_rasterize_forward", mean2d, conic, color, opacity, depth, radius, width, height,
+                             background)
         image, alpha, *saved = out
         ctx.save_for_backward(mean2d, conic, color, opacity, background, image, *saved)
         ctx.mark_non_differentiable(alpha)
@@ -152,8 +164,9 @@ class _RasterizeFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_image, grad_alpha):
         mean2d, conic, color, opacity, background, image, *saved = ctx.saved_tensors
-        g_mean, g_conic, g_color, g_opacity = _backend.extension().splat_rasterize_backward(
-            mean2d, conic, color, opacity, background, image, *saved, grad_image.contiguous())
+        g_mean, g_conic, g_color, g_opacity = _raster_kernel(
+            "splat_rasterize_backward", mean2d, conic, color, opacity, background, image, *saved,
+            grad_image.contiguous())
         return g_mean, g_conic, g_color, g_opacity, None, None, None, None, None
 
 
