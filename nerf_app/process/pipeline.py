@@ -24,7 +24,8 @@ import numpy as np
 from ..errors import ConfigError, DatasetError, reraise_if_bug
 from .continuity import summary_lines as continuity_lines
 from .frames import IMAGE_SUFFIXES, copy_images, list_images, select_video_frames
-from .sfm import EXHAUSTIVE_MAX, MAPPERS, MATCHERS, SfmOptions, extract, keypoint_counts, make_pairs, map_images, match
+from .sfm import (EXHAUSTIVE_MAX, LONG_VIDEO_FRAMES, MAPPERS, MATCHERS, SfmOptions, extract, keypoint_counts,
+                  long_video_options, make_pairs, map_images, match)
 
 __all__ = ["ProcessOptions", "process", "MATCHERS", "MAPPERS"]
 
@@ -249,6 +250,9 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
         sfm_opts = SfmOptions(matcher=matcher, camera_model=camera_model, max_size=opts.max_size,
                               max_features=opts.max_features, threads=threads, seed=opts.seed, mapper=opts.mapper,
                               verbose=opts.verbose)
+        # issue 29: a long video (LONG_VIDEO_FRAMES or more frames) is posed with cheaper features and fewer global
+        # bundle adjustments (sfm.LONG_VIDEO, measured in docs/data.md); shorter captures keep COLMAP's defaults
+        long_video = long_video_options(sfm_opts, n) if kind == "video" else {}
         if opts.masks is not None:
             _prepare_masks(Path(opts.masks), infos, work / "masks", tmp / "masks")
             sfm_opts.mask_dir = work / "masks"
@@ -258,6 +262,7 @@ def process(inp, out, options: Optional[ProcessOptions] = None) -> dict:
                              "masks": str(opts.masks) if opts.masks is not None else None,
                              "frames": opts.frames if kind == "video" else None, "seed": opts.seed,
                              "mapper": opts.mapper,
+                             "long_video": ({"from_frames": LONG_VIDEO_FRAMES, **long_video} if long_video else None),
                              "loop_detection": "none (needs a vocabulary tree download); sequential matching adds "
                                                "quadratic overlap and first-vs-last frames instead"}
         pycolmap.logging.minloglevel = 0 if opts.verbose else 3  # our own messages say what failed
