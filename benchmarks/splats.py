@@ -10,8 +10,10 @@ run drawn at ``--width``x``--height`` (default 800x600, the cup's photos) by
 interleaved repetition by repetition so load from other processes hits all alike; medians. One JSON line per
 measurement, with the machine and its 1-minute load average. ``--simd scalar,avx2`` measures the splat
 rasteriser once per per-pixel loop (NERF_APP_SPLAT_SIMD; ``[loop]`` after the measure's name), interleaved too.
+``--adam`` adds one refinement step's optimiser update over the file's splats (refine.py's Adam, gradients
+random), ``adam_step[foreach]`` against ``adam_step[fused]`` (what refine.py uses).
 
-    python benchmarks/splats.py RUN X.ply [--reps 5] [--nerf-reps 3] [--width 800 --height 600] [--simd auto]
+    python benchmarks/splats.py RUN X.ply [--reps 5] [--nerf-reps 3] [--width 800 --height 600] [--simd auto] [--adam]
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=600)
     parser.add_argument("--view", type=int, default=0, help="which held-out view (position in the test split)")
     parser.add_argument("--simd", default="auto", help="comma-separated per-pixel loops: auto, scalar, avx2, avx512")
+    parser.add_argument("--adam", action="store_true", help="also time the refinement's Adam step, foreach vs fused")
     args = parser.parse_args()
 
     from nerf_app.nerf.renderer import render_image
@@ -85,6 +88,9 @@ def main() -> None:
         tag = "" if loops == ["auto"] else f"[{loop}]"
         runs[f"splat_forward{tag}"] = (with_loop(loop, splat_forward), args.reps)
         runs[f"splat_forward_backward{tag}"] = (with_loop(loop, splat_forward_backward), args.reps)
+    if args.adam:
+        for kind in ("foreach", "fused"):
+            runs[f"adam_step[{kind}]"] = (adam_step(splats, kind == "fused"), args.reps)
     runs["nerf_render"] = (nerf, args.nerf_reps)
     for fn, _ in runs.values():   # warm-up
         fn()
@@ -104,6 +110,17 @@ def main() -> None:
         emit({"bench": "splats", "measure": name, "median_s": round(med[name], 4), "reps": len(v),
               "all_s": [round(x, 4) for x in v],
               "speedup_vs_nerf": round(med["nerf_render"] / med[name], 2), **base})
+
+
+def adam_step(splats, fused: bool):
+    """One Adam update of every splat parameter (the refinement's optimiser: one group per tensor, eps 1e-15)."""
+    g = torch.Generator().manual_seed(0)
+    params = [t.detach().clone().requires_grad_() for t in splats.tensors()]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=g)
+    opt = torch.optim.Adam([{"params": [p], "lr": 1e-3} for p in params], eps=1e-15, fused=fused,
+                           foreach=None if fused else True)
+    return opt.step
 
 
 if __name__ == "__main__":

@@ -77,3 +77,47 @@ def test_fill_holes_keeps_only_candidates_where_the_base_has_none():
     assert torch.equal(keep, d > 0.01)
     assert bool(keep.any()) and bool(inside(extra[keep], 0.4, 0.6).all())
     assert not bool(inside(extra, 0.42, 0.58)[~keep].any())   # the hole's core is filled entirely
+
+
+def test_ring_rays_continue_the_views_rays_and_ring_splats_lie_outside_its_frame(tmp_path, nerf_run):
+    """The bake's ring (``bake.RING``): ``strip_rays`` over the frame's own rectangle are the view's rays (same
+    pixel centres, same pose), the four strips tile exactly the widened frame minus the frame, every splat a
+    strip yields projects outside its view's frame (the frame is the view's own, finer bake), and the bake
+    counts the ring's candidates among its own."""
+    import shutil
+
+    import numpy as np
+
+    from nerf_app.splats import bake
+    from nerf_app.train.modes import open_run
+    run = tmp_path / "run"
+    shutil.copytree(nerf_run[0], run)
+    task, _, _ = open_run(run, lock=False)
+    i = int(task.scene.split_indices("train")[1])
+    cam = task.scene.cameras[i]
+    assert not cam.is_distorted
+    vo, vd = task.view_rays(i, 3)
+    # view_rays samples pixel 0, 3, 6, ... (centres 0.5, 3.5, ...); strip_rays the centres of 3-pixel blocks
+    # (1.5, 4.5, ...): the same rays one pixel over
+    o1, d1 = bake.strip_rays(task, i, 3, (-1.0, float(cam.width) - 1, -1.0, float(cam.height) - 1))
+    assert o1.shape == vo.shape and torch.allclose(o1, vo, atol=1e-5) and torch.allclose(d1, vd, atol=1e-5)
+    rects = bake.ring_strips(task, i, 0.25)
+    area = sum((x1 - x0) * (y1 - y0) for x0, x1, y0, y1 in rects)
+    assert math.isclose(area, (1.5 ** 2 - 1) * cam.width * cam.height, rel_tol=1e-9)
+    assert all(x1 <= 0 or x0 >= cam.width or y1 <= 0 or y0 >= cam.height for x0, x1, y0, y1 in rects)
+    n_out = 0
+    for rect in rects:
+        part = bake._view_splats(task, i, 4, (0.0, 0.0, 0.0), task.eval_color_transform(None), rect)
+        if part is None:
+            continue
+        c2w = bake.corrected_c2w(task, i)
+        pc = (part["means"].double().numpy() - c2w[:3, 3]) @ c2w[:3, :3]
+        u = cam.fx * pc[:, 0] / pc[:, 2] + cam.cx
+        v = cam.fy * pc[:, 1] / pc[:, 2] + cam.cy
+        assert not np.any((pc[:, 2] > 0) & (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height))
+        n_out += len(u)
+    assert n_out > 0
+    with_ring, rep = bake.bake_splats(task, max_splats=100_000, views=3, step=4, progress=False, ring=0.25)
+    without, rep0 = bake.bake_splats(task, max_splats=100_000, views=3, step=4, progress=False, ring=0.0)
+    assert rep["ring_candidates"] > 0 and rep0["ring_candidates"] == 0
+    assert rep["candidates"] == rep0["candidates"] + rep["ring_candidates"]

@@ -69,3 +69,33 @@ def test_export_then_eval_splats_sheet_leads_with_the_worst_view(tmp_path, nerf_
     assert m["contact_sheet_views"][0]["psnr"] == min(psnrs)
     assert m["contact_sheet_views"][0]["label"].startswith("worst 1/")
     assert (run / m["contact_sheet"]).is_file()
+
+
+def test_default_refinement_gets_what_the_bake_left_of_the_budget(tmp_path, nerf_run, monkeypatch):
+    """`export --splats` without `--refine-time` refines for DEFAULT_TOTAL_SECONDS minus the bake's time (the
+    bake's cost depends on the CPU: a fixed refinement time put an AVX2 box at 179.5 of the 180 s), and never
+    for less than MIN_REFINE_SECONDS; an explicit time is kept as given."""
+    import types
+
+    from nerf_app.splats import bake, export, refine
+    from nerf_app.train.modes import open_run
+
+    task, _, _ = open_run(nerf_run[0], lock=False)
+    asked = []
+    monkeypatch.setattr(refine, "refine_splats", lambda t, s, seconds, m: (asked.append(seconds) or s, {}))
+    real_bake, clock = bake.bake_splats, {"now": 1000.0, "bake": 0.0}
+    # export's clock (only export's: time itself is untouched) stands still except while the bake runs, when it
+    # moves on by clock["bake"] seconds
+    monkeypatch.setattr(export, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
+
+    def slow_bake(*a, **k):
+        out = real_bake(*a, **k)
+        clock["now"] += clock["bake"]
+        return out
+    monkeypatch.setattr(bake, "bake_splats", slow_bake)
+    for spent, want in ((40.0, export.DEFAULT_TOTAL_SECONDS - 40.0), (170.0, export.MIN_REFINE_SECONDS)):
+        clock["bake"] = spent
+        rep = export.export_splats(task, tmp_path / f"s{int(spent)}.ply", max_splats=2000, views=2)
+        assert asked[-1] == want and rep["refine_budget_seconds"] == want
+    export.export_splats(task, tmp_path / "s_given.ply", max_splats=2000, refine_time=7.0, views=2)
+    assert asked[-1] == 7.0

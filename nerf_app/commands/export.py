@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..splats.export import DEFAULT_REFINE_SECONDS
+from ..splats.export import DEFAULT_SH_DEGREE, DEFAULT_TOTAL_SECONDS
 from .arguments import MAX_MESH_RESOLUTION, float_in, int_in, number_or_auto, output_file, output_mesh
 
 
@@ -67,11 +67,11 @@ def add_arguments(parser) -> None:
                              "the INRIA 3DGS PLY (.ply) that splat viewers read (docs/splats.md)")
     parser.add_argument("--max-splats", type=int_in(1, 50_000_000), default=1_000_000,
                         help="(--splats) splat budget (default 1000000: <= ~250 MB at SH degree 3)")
-    parser.add_argument("--refine-time", type=float_in(0), default=DEFAULT_REFINE_SECONDS,
-                        help=f"(--splats) seconds of refinement against the photos (default "
-                             f"{DEFAULT_REFINE_SECONDS:g}; 0: bake only)")
-    parser.add_argument("--sh-degree", type=int_in(0, 3), default=1,
-                        help="(--splats) spherical-harmonics degree of the colours (default 1)")
+    parser.add_argument("--refine-time", type=float_in(0), default=None,
+                        help=f"(--splats) seconds of refinement against the photos (default: what is left of "
+                             f"{DEFAULT_TOTAL_SECONDS:g} s after the bake; 0: bake only)")
+    parser.add_argument("--sh-degree", type=int_in(0, 3), default=DEFAULT_SH_DEGREE,
+                        help=f"(--splats) spherical-harmonics degree of the colours (default {DEFAULT_SH_DEGREE})")
     parser.add_argument("--checkpoint", default=None, help="checkpoint path or name (last/final; default: newest)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 

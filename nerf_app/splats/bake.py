@@ -28,6 +28,10 @@ MAX_STRETCH = 2.0     # a tangent axis spans at most this many fronto-parallel s
 FRONT_T = 0.5         # a splat sits where the ray's transmittance falls to this (the surface's front), not at
                       # the expected depth: a soft surface or a silhouette ray put that behind, in mid-air
 FILL_REACH = 2.0      # a hole-filling candidate counts where no picked view's splat is within this many of its spacings
+RING = 0.25           # each picked view is also rendered this far (a share of its width / height) beyond its frame:
+                      # a held-out view that looks past every photo's edge sees the field's guess there, not
+                      # the background (cup10's views 61 and 69: white corners where the table goes on)
+RING_STEP = 2         # ... at this multiple of the view's pixel step
 EDGE = 0.02           # a sample whose depth's second difference exceeds this share of its depth is on a depth
                       # edge (a silhouette): no splat there (other views see that surface face on)
 
@@ -101,12 +105,41 @@ def depth_edges(t: torch.Tensor, rel: float = EDGE) -> torch.Tensor:
     return ~(e <= rel * t) | ~torch.isfinite(t)   # NaN / inf depths count as edges
 
 
-def _view_splats(task, index: int, step: int, background, transform) -> Optional[Dict[str, torch.Tensor]]:
-    """Splat candidates from one training view rendered at every ``step``-th pixel."""
+def ring_strips(task, index: int, ring: float) -> list:
+    """The ring of ``ring`` x the width / height around training view ``index``'s frame as four pixel rectangles
+    ``(x0, x1, y0, y1)`` (top and bottom full width, then left and right): only the ring is rendered."""
+    cam = task.scene.cameras[int(index)]
+    mx, my = ring * cam.width, ring * cam.height
+    return [(-mx, cam.width + mx, -my, 0.0), (-mx, cam.width + mx, float(cam.height), cam.height + my),
+            (-mx, 0.0, 0.0, float(cam.height)), (float(cam.width), cam.width + mx, 0.0, float(cam.height))]
+
+
+def strip_rays(task, index: int, step: int, rect):
+    """``(origins, dirs)`` ``[H', W', 3]`` through every ``step``-th pixel of the rectangle ``rect`` of training
+    view ``index``'s image plane (beyond the frame: a pinhole with the view's pose correction; there is no lens
+    to model outside the photo). A point on these rays projects back to its pixel, outside the frame; where a
+    lens's photo reaches past the pinhole frame, the overlap is merged like any two views' (the finer kept)."""
+    cam = task.scene.cameras[int(index)]
+    c2w = corrected_c2w(task, index)
+    x0, x1, y0, y1 = rect
+    u, v = np.meshgrid(np.arange(x0, x1, step) + 0.5 * step, np.arange(y0, y1, step) + 0.5 * step)
+    d = np.stack([(u - cam.cx) / cam.fx, (v - cam.cy) / cam.fy, np.ones_like(u)], -1)
+    d = (d / np.linalg.norm(d, axis=-1, keepdims=True)) @ c2w[:3, :3].T
+    o = np.broadcast_to(c2w[:3, 3], d.shape)
+    as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float().to(task.device)  # noqa: E731
+    return as_t(o), as_t(d)
+
+
+def _view_splats(task, index: int, step: int, background, transform,
+                 rect=None) -> Optional[Dict[str, torch.Tensor]]:
+    """Splat candidates from one training view rendered at every ``step``-th pixel; with ``rect``, from that
+    rectangle of its image plane outside the frame instead (:func:`strip_rays`)."""
     import dataclasses
 
     from ..nerf.renderer import render_image
-    o, d = task.view_rays(index, step)
+    o, d = strip_rays(task, index, step, rect) if rect is not None else task.view_rays(index, step)
+    if o.shape[0] < 1 or o.shape[1] < 1:
+        return None
     near = task.image_near(index)
     bg = torch.tensor(background, device=task.device)
     rgb, depth, opacity = render_image(task.model.field, task.model.grid, o, d, bg, task.march,
@@ -171,12 +204,14 @@ def _fill_holes(base: Dict[str, torch.Tensor], extra: Dict[str, torch.Tensor], r
 
 
 def bake_splats(task, max_splats: int = 1_000_000, views: int = 32, step: int = 4, sh_degree: int = 2,
-                progress: bool = True, on_view=None, fill_step: Optional[int] = None) -> tuple:
+                progress: bool = True, on_view=None, fill_step: Optional[int] = None,
+                ring: float = RING) -> tuple:
     """``(Splats in normalised coordinates, report)`` from the training views of a NeRF run (see the module).
     ``on_view(done, total)`` is called before each view and after the last (the viewer's progress line; it
     may raise to abandon the bake). ``fill_step``: every training view the ``views`` picks left out is also
     rendered, at this coarser pixel step, and adds splats only where the picked views left a hole
-    (:func:`_fill_holes`): surfaces that only those views saw up close."""
+    (:func:`_fill_holes`): surfaces that only those views saw up close. ``ring``: each picked view is also
+    rendered that share of its size beyond its frame, at ``RING_STEP`` x the step (0: none)."""
     check_nerf(task)
     from tqdm import tqdm
     scene = task.scene
@@ -184,15 +219,22 @@ def bake_splats(task, max_splats: int = 1_000_000, views: int = 32, step: int = 
     train = scene.split_indices("train")
     picks = train[np.unique(np.round(np.linspace(0, len(train) - 1, min(views, len(train)))).astype(int))]
     rest = np.setdiff1d(train, picks) if fill_step else np.zeros(0, dtype=int)
-    jobs = [(int(i), step) for i in picks] + [(int(i), int(fill_step)) for i in rest]
+    # (view, pixel step, rectangle outside the frame or None, which list its splats join)
+    jobs = [(int(i), step, None, "base") for i in picks]
+    if ring > 0:
+        jobs += [(int(i), step * RING_STEP, r, "base") for i in picks for r in ring_strips(task, i, ring)]
+    jobs += [(int(i), int(fill_step), None, "fill") for i in rest]
     transform = task.eval_color_transform(None)
     parts, fills = [], []
-    for k, (i, s) in enumerate(tqdm(jobs, desc="bake splats", unit="view", disable=not progress, file=sys.stderr)):
+    n_ring = 0
+    for k, (i, s, rect, kind) in enumerate(tqdm(jobs, desc="bake splats", unit="view", disable=not progress,
+                                                 file=sys.stderr)):
         if on_view is not None:
             on_view(k, len(jobs))
-        part = _view_splats(task, i, s, (0.0, 0.0, 0.0), transform)
+        part = _view_splats(task, i, s, (0.0, 0.0, 0.0), transform, rect)
         if part is not None:
-            (parts if k < len(picks) else fills).append(part)
+            (parts if kind == "base" else fills).append(part)
+            n_ring += int(part["means"].shape[0]) if rect is not None else 0
     if on_view is not None:
         on_view(len(jobs), len(jobs))
     if not parts:
@@ -222,7 +264,8 @@ def bake_splats(task, max_splats: int = 1_000_000, views: int = 32, step: int = 
     opacity = c["opacity"].clamp(0.02, 0.98)
     splats = Splats(c["means"].contiguous(), torch.log(c["scales"]).contiguous(), quats.contiguous(),
                     torch.log(opacity / (1 - opacity)).contiguous(), sh.contiguous())
-    report = {"views": int(len(picks)), "pixel_step": int(step), "fill_views": int(len(rest)),
+    report = {"views": int(len(picks)), "pixel_step": int(step), "ring": float(ring), "ring_candidates": n_ring,
+              "fill_views": int(len(rest)),
               "fill_candidates": filled, "candidates": n_candidates,
               "splats": len(splats), "max_splats": int(max_splats), "sh_degree": sh_degree - 1,
               "bake_seconds": round(time.perf_counter() - t0, 2)}

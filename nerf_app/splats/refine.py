@@ -111,7 +111,10 @@ def refine_splats(task, splats: Splats, seconds: float, max_splats: int, step: O
                   for k in ("means", "log_scales", "quats", "opacity_logits")]
         # DC and the higher bands of one tensor: the rest's smaller rate through a gradient hook scale
         groups.append({"params": [sh], "lr": LR["sh_dc"] * LR_SCALE, "name": "sh"})
-        return torch.optim.Adam(groups, eps=1e-15)
+        # fused: one pass over each tensor. cup10's 372,769 splats at SH degree 2: 0.0083 s a step against
+        # 0.0347 s for the foreach loop (benchmarks/splats.py --adam, 7 reps, quiet, 2-core EPYC), ~6 % of a
+        # refinement step; the same PSNR after the same steps (25.874 dB both, docs/splats.md)
+        return torch.optim.Adam(groups, eps=1e-15, fused=True)
 
     def rest_scale(g):
         g = g.clone()
