@@ -141,15 +141,26 @@ TSDF_TRUNC_VOXELS = 4.0
 # there rendered the background: on cup (10-minute run, 10 held-out views) 3.0 % of the region pixels were
 # misses, 1.6 % with 8 voxels, and the region PSNR went 20.0 -> 21.3 dB (docs/export.md).
 TSDF_MARGIN_VOXELS = 8
+# With the default region (no --crop) the grid reaches this many voxels past it instead: the surfaces just
+# outside the region (the wall behind the cup) are kept as its backdrop, so a view's rays past an object's
+# silhouette or the region's edge hit what the photos show there instead of nothing (white).
+TSDF_BACKDROP_VOXELS = 40
 # A view that sees through a voxel (the voxel lies more than the truncation in front of its depth) votes it
 # empty with this weight; a view whose surface is there votes with 1. At 1, soft surfaces some views see
 # through vanished: a hole through fox's face in its frontal held-out view (97 % of fox's region pixels
 # hit by the mesh, 98 % at 0.25; cup 98.4 -> 98.6 %). Fog that four times more views see through than see
 # is still outvoted (docs/export.md).
 TSDF_FREE_WEIGHT = 0.25
+# The observed signed distances are carried this many voxels into the unobserved voxels around them before
+# marching cubes (tsdf.extend_observed), so a surface goes on a little past where the views stopped seeing
+# it: the strips behind an object's edge and along a fragment's border that a held-out view sees.
+TSDF_EXTEND_VOXELS = 3
+# A voxel joins the fused band once the depth points of this many views fall in it (tsdf.TSDFVolume.set_band).
+TSDF_BAND_MIN_VIEWS = 1
 
 
-def _tsdf_mesh(task, region, res: int, progress: bool, depth_side: int = TSDF_DEPTH_SIDE):
+def _tsdf_mesh(task, region, res: int, progress: bool, depth_side: int = TSDF_DEPTH_SIDE,
+               margin: int = TSDF_MARGIN_VOXELS):
     from .depth import render_depth_views
     from .tsdf import fuse_views
 
@@ -157,8 +168,9 @@ def _tsdf_mesh(task, region, res: int, progress: bool, depth_side: int = TSDF_DE
     train = task.scene.split_indices("train")
     views = render_depth_views(task, train, depth_side, progress=progress)
     t1 = time.perf_counter()
-    v, f, info = fuse_views(views, region.lo, region.hi, res, TSDF_TRUNC_VOXELS, margin_voxels=TSDF_MARGIN_VOXELS,
-                            free_weight=TSDF_FREE_WEIGHT, progress=progress)
+    v, f, info = fuse_views(views, region.lo, region.hi, res, TSDF_TRUNC_VOXELS, margin_voxels=margin,
+                            free_weight=TSDF_FREE_WEIGHT, min_views=TSDF_BAND_MIN_VIEWS,
+                            extend_voxels=TSDF_EXTEND_VOXELS, progress=progress)
     if len(f) == 0:
         raise NerfAppError("no surface: the depth maps of the training cameras fuse to nothing inside the region")
     info.update({"depth_views": len(views), "depth_size": list(views[0].shape) if views else None,
@@ -213,7 +225,9 @@ def nerf_surface(task, method: Optional[str] = None, crop=None, resolution: Opti
         res = int(resolution or TSDF_RESOLUTION)
         if res < 8:
             raise ConfigError(f"--resolution must be >= 8, got {res}")
-        v, f, info, views = _tsdf_mesh(task, region, res, progress)
+        # the default region keeps the surfaces around it (TSDF_BACKDROP_VOXELS); a --crop box is that box only
+        margin = TSDF_MARGIN_VOXELS if crop is not None else TSDF_BACKDROP_VOXELS
+        v, f, info, views = _tsdf_mesh(task, region, res, progress, margin=margin)
         # floaters: the capture's pieces are the object and its ground; anything under 2 % of the largest goes
         min_component = 0.02 if min_component is None else float(min_component)
     n = len(f)

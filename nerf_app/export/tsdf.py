@@ -143,9 +143,11 @@ class TSDFVolume:
         self.tsdf[sel] = (self.tsdf[sel] * self.weight[sel] + val * w) / new_w
         self.weight[sel] = new_w
 
-    def extract(self, min_weight: float = 1e-3):
+    def extract(self, min_weight: float = 1e-3, extend_voxels: int = 0):
         """Marching cubes of the zero level set in cells whose 8 corners are observed (weight > min_weight)
-        -> ``(vertices [V,3] float64 normalised, faces [F,3] int64)``, outward normals (towards +tsdf)."""
+        -> ``(vertices [V,3] float64 normalised, faces [F,3] int64)``, outward normals (towards +tsdf).
+        ``extend_voxels``: first carry the observed values that many voxels into the unobserved ones around
+        them (:func:`extend_observed`), so surfaces go on that far past where the views stopped seeing them."""
         from skimage.measure import marching_cubes
 
         nx, ny, nz = (int(d) for d in self.dims)
@@ -156,6 +158,8 @@ class TSDFVolume:
         seen[self.band[ok]] = True
         vol = vol.reshape(nx, ny, nz)
         seen = seen.reshape(nx, ny, nz)
+        if extend_voxels > 0:
+            extend_observed(vol, seen, int(extend_voxels))
         # a cell (i, j, k) spans corners (i..i+1, ...): observed when all 8 are
         mask = np.zeros((nx, ny, nz), bool)
         cell = seen[:-1, :-1, :-1].copy()
@@ -186,9 +190,33 @@ class TSDFVolume:
         return verts, faces.astype(np.int64)
 
 
+def extend_observed(vol: np.ndarray, seen: np.ndarray, steps: int) -> None:
+    """In place: ``steps`` times, every unobserved voxel with an observed face-neighbour takes the mean of
+    their values and counts as observed. A plane's signed distance goes on as the same plane (a voxel past
+    its edge copies the voxel beside it at the same height), the free side stays positive and the occluded
+    side negative, so new zero crossings are only the surfaces' own continuations; holes narrower than
+    ``2 * steps`` voxels close."""
+    for _ in range(int(steps)):
+        acc = np.zeros(vol.shape, np.float32)
+        cnt = np.zeros(vol.shape, np.uint8)
+        val = np.where(seen, vol, np.float32(0))
+        for axis in range(3):
+            for lo_s, hi_s in ((slice(1, None), slice(None, -1)), (slice(None, -1), slice(1, None))):
+                dst = [slice(None)] * 3
+                src = [slice(None)] * 3
+                dst[axis], src[axis] = lo_s, hi_s
+                acc[tuple(dst)] += val[tuple(src)]
+                cnt[tuple(dst)] += seen[tuple(src)]
+        new = ~seen & (cnt > 0)
+        if not new.any():
+            return
+        vol[new] = acc[new] / cnt[new]
+        seen |= new
+
+
 def fuse_views(views, lo, hi, resolution: int = 256, trunc_voxels: float = 4.0, weights=None,
                band_stride: int = 1, min_views: int = 2, margin_voxels: int = 0, free_weight: float = 1.0,
-               progress: bool = False):
+               extend_voxels: int = 0, progress: bool = False):
     """Fuse pinhole DepthViews into a TSDF over ``[lo, hi]`` and extract its surface: ``(vertices, faces,
     info)``. ``weights``: one ``[H,W]`` array per view (None: 1); the band: voxels near points of at least
     ``min_views`` views (fewer views than that: 1); ``free_weight``: :meth:`TSDFVolume.integrate`'s.
@@ -209,7 +237,7 @@ def fuse_views(views, lo, hi, resolution: int = 256, trunc_voxels: float = 4.0, 
         it = tqdm(it, desc="tsdf fusion", unit="view")
     for k in it:
         vol.integrate(views[k], None if weights is None else weights[k], free_weight)
-    v, f = vol.extract()
+    v, f = vol.extract(extend_voxels=extend_voxels)
     return v, f, {"voxel": vol.voxel, "trunc": vol.trunc, "band_voxels": n_band,
                   "grid": [int(d) for d in vol.dims], "margin_voxels": m,
-                  "free_weight": float(free_weight)}
+                  "free_weight": float(free_weight), "extend_voxels": int(extend_voxels)}
