@@ -32,8 +32,9 @@ LR_SCALE = 1.0
 LR_FINAL = {"means": 1.0, "log_scales": 1.0, "quats": 1.0, "opacity_logits": 1.0, "sh": 1.0}
 GRAD_THRESHOLD = 2e-4     # mean screen-space position gradient (per view that saw the splat) that densifies it
 PRUNE_OPACITY = 0.005
-CROP = None               # train on a random CROP x CROP window of the view each step (None: the whole view;
-                          # windows are not measured yet)
+CROP = None               # train on a random CROP x CROP window of the view each step (None: the whole view).
+                          # lego10, 164 s, 256x256 windows of the 400x400 photos: 802 steps (the projection of
+                          # every splat stays), 30.39 dB against 32.12 for whole views (docs/splats.md)
 
 
 def _ssim_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
