@@ -117,7 +117,7 @@ def test_ring_rays_continue_the_views_rays_and_ring_splats_lie_outside_its_frame
         assert not np.any((pc[:, 2] > 0) & (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height))
         n_out += len(u)
     assert n_out > 0
-    with_ring, rep = bake.bake_splats(task, max_splats=100_000, views=3, step=4, progress=False, ring=0.25)
-    without, rep0 = bake.bake_splats(task, max_splats=100_000, views=3, step=4, progress=False, ring=0.0)
+    _, rep = bake.bake_splats(task, max_splats=100_000, views=3, step=4, progress=False, ring=0.25)
+    _, rep0 = bake.bake_splats(task, max_splats=100_000, views=3, step=4, progress=False, ring=0.0)
     assert rep["ring_candidates"] > 0 and rep0["ring_candidates"] == 0
     assert rep["candidates"] == rep0["candidates"] + rep["ring_candidates"]
