@@ -126,6 +126,42 @@ def test_refinement_by_steps_is_repeatable_and_follows_its_schedule(tmp_path, ne
     assert 0 < moved(c) < 0.5 * moved(a)
 
 
+def test_the_cool_down_lowers_every_rate_linearly_at_the_end_of_the_budget(monkeypatch):
+    from nerf_app.splats import refine
+    monkeypatch.setattr(refine, "COOL_SHARE", 0.2)
+    monkeypatch.setattr(refine, "COOL_FACTOR", 0.1)
+    monkeypatch.setitem(refine.LR_FINAL, "means", 0.01)
+    for share in (0.0, 0.5, 0.8):   # before the cool-down: LR_FINAL's decay alone
+        assert refine.rate_factor("sh", share) == 1.0
+        assert math.isclose(refine.rate_factor("means", share), 0.01 ** share)
+    assert math.isclose(refine.rate_factor("sh", 0.9), 0.55)          # halfway down from 1 to 0.1
+    assert math.isclose(refine.rate_factor("sh", 1.0), 0.1)
+    assert math.isclose(refine.rate_factor("means", 1.0), 0.01 * 0.1)
+    assert math.isclose(refine.rate_factor("sh", 1.5), 0.1)           # a step past the budget stays at the floor
+    monkeypatch.setattr(refine, "COOL_SHARE", 0.0)
+    assert refine.rate_factor("sh", 1.0) == 1.0
+
+
+def test_density_control_stops_after_its_share_of_the_budget(tmp_path, nerf_run, monkeypatch):
+    """``DENSIFY_UNTIL``: density control runs every ``densify_every`` steps only while that share of the
+    budget is not spent (6 steps, every 2nd: at shares 1/3, 2/3, 1)."""
+    import shutil
+
+    from nerf_app.splats import refine
+    from nerf_app.splats.bake import bake_splats
+    from nerf_app.train.modes import open_run
+    run = tmp_path / "run"
+    shutil.copytree(nerf_run[0], run)
+    task, _, _ = open_run(run, lock=False)
+    splats, _ = bake_splats(task, max_splats=2000, views=3, step=8, progress=False)
+    rounds = {}
+    for until in (1.0, 0.7, 0.4, 0.2):
+        monkeypatch.setattr(refine, "DENSIFY_UNTIL", until)
+        _, rep = refine.refine_splats(task, splats, 1e9, 2000, max_steps=6, densify_every=2, progress=False)
+        rounds[until] = rep["densify_rounds"]
+    assert rounds == {1.0: 3, 0.7: 2, 0.4: 1, 0.2: 0}
+
+
 def test_a_cropped_camera_draws_the_window_of_the_full_render():
     """Refinement on random windows (``refine.CROP``): the window camera's render is the full render's pixels
     in that window, to float rounding (the same splats, the same pixel centres)."""
