@@ -148,6 +148,30 @@ def test_bake_reads_back_the_colour_field(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))
 
 
+def test_obj_write_that_fails_leaves_no_side_files(tmp_path):
+    """Issue 25 (bad input): an OBJ export whose last file cannot be written (here a folder is in its way; a
+    full disk after the PNG is the same) is one error and leaves no orphan PNG or MTL beside it; a side file
+    that was there before is left alone."""
+    from nerf_app.errors import NerfAppError
+    v = np.array([[0.0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]])
+    f = np.array([[0, 1, 2], [0, 2, 3]])
+    uv = v[:, :2].copy()
+    tex = np.full((16, 16, 3), 0.5)
+    (tmp_path / "m.obj").mkdir()
+    with pytest.raises(NerfAppError):
+        write_textured(tmp_path / "m.obj", v, f, uv, tex)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.obj"]
+    # side files that were there before the call (an earlier export) are not its to remove
+    written = write_textured(tmp_path / "n.obj", v, f, uv, tex)
+    assert len(written) == 3 and all(p.is_file() for p in written)
+    side = [p for p in written if p.suffix != ".obj"]
+    (tmp_path / "n.obj").unlink()
+    (tmp_path / "n.obj").mkdir()
+    with pytest.raises(NerfAppError):
+        write_textured(tmp_path / "n.obj", v, f, uv, tex)
+    assert all(p.is_file() for p in side)
+
+
 def test_ray_caster_matches_an_analytic_textured_quad():
     # quad z=0 over [-1,1]^2, uv = ((x+1)/2, (y+1)/2); a texture with a known bilinear pattern
     v = np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0.0]])

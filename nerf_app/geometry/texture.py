@@ -12,6 +12,7 @@ never blend in the empty background.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Optional, Tuple
 
@@ -493,7 +494,8 @@ def write_textured(path, vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray
                    metadata: Optional[dict] = None) -> list:
     """``.glb`` (one file, texture embedded as PNG) or ``.obj`` + ``.mtl`` + ``.png`` beside it. Each file is
     written atomically; the OBJ (which names the others) is renamed into place last, so a failure leaves
-    no OBJ pointing at missing files. Returns the paths written."""
+    no OBJ pointing at missing files, and the side files this call created are removed again (a full disk
+    after the PNG leaves no orphan PNG/MTL). Returns the paths written."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in TEXTURE_FORMATS:
@@ -510,13 +512,24 @@ def write_textured(path, vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray
 
     text, files = export_obj(mesh, include_normals=False, include_color=False, include_texture=True,
                              return_texture=True, mtl_name=f"{path.stem}.mtl")
-    written = []
-    for name, data in files.items():
-        target = path.with_name(name)
-        atomic_write(target, lambda tmp, data=data: Path(tmp).write_bytes(data))
-        written.append(target)
-    header = "".join(f"# {k}: {v}\n" for k, v in (metadata or {}).items())
-    atomic_write(path, lambda tmp: Path(tmp).write_text(header + text))
+    written, created = [], []
+    try:
+        for name, data in files.items():
+            target = path.with_name(name)
+            existed = os.path.lexists(target)
+            atomic_write(target, lambda tmp, data=data: Path(tmp).write_bytes(data))
+            written.append(target)
+            if not existed:
+                created.append(target)
+        header = "".join(f"# {k}: {v}\n" for k, v in (metadata or {}).items())
+        atomic_write(path, lambda tmp: Path(tmp).write_text(header + text))
+    except BaseException:
+        for target in created:
+            try:
+                os.unlink(target)
+            except OSError:
+                pass
+        raise
     return written + [path]
 
 
