@@ -21,6 +21,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+BARE_JS = """(() => {
+  const cs = [...document.querySelectorAll('canvas')];
+  const c = cs.sort((a, b) => b.width * b.height - a.width * a.height)[0];
+  if (!c) return 0;
+  let n = 0;
+  document.querySelectorAll('body *').forEach(e => {
+    if (e !== c && !e.contains(c)) { e.style.visibility = 'hidden'; n++; }
+  });
+  return n;
+})()"""
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("glb")
@@ -34,6 +46,8 @@ def main() -> int:
     ap.add_argument("--target", type=vec, default=None, help="point looked at (default: the bounding-box centre)")
     ap.add_argument("--up", type=vec, default=None, help="camera up direction (default: the file's up axis)")
     ap.add_argument("--fov", type=float, default=None, help="vertical field of view in degrees")
+    ap.add_argument("--bare", action="store_true",
+                    help="hide the viewer's panels and notices: only the 3D view (for pictures beside a render)")
     args = ap.parse_args()
 
     import trimesh
@@ -82,6 +96,9 @@ def main() -> int:
         with Chromium(width=args.width, height=args.height, exe=exe) as page:
             page.open(f"http://127.0.0.1:{port}")
             time.sleep(args.wait)
+            if args.bare:   # everything but the largest canvas and the elements that hold it
+                page.evaluate(BARE_JS)
+                time.sleep(0.5)
             img = page.screenshot(args.out)
     finally:
         server.stop()
