@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..export.depth import corrected_c2w
+from ..export.depth import corrected_c2w, pinhole_rays
 from .model import SH_C0, Splats, rotmat_to_quat
 
 TANGENT_SIGMA = 0.6   # splat std-dev along the surface per unit of sample spacing (neighbours overlap)
@@ -120,13 +120,13 @@ def strip_rays(task, index: int, step: int, rect):
     to model outside the photo). A point on these rays projects back to its pixel, outside the frame; where a
     lens's photo reaches past the pinhole frame, the overlap is merged like any two views' (the finer kept)."""
     cam = task.scene.cameras[int(index)]
-    c2w = corrected_c2w(task, index)
     x0, x1, y0, y1 = rect
-    u, v = np.meshgrid(np.arange(x0, x1, step) + 0.5 * step, np.arange(y0, y1, step) + 0.5 * step)
-    d = np.stack([(u - cam.cx) / cam.fx, (v - cam.cy) / cam.fy, np.ones_like(u)], -1)
-    d = (d / np.linalg.norm(d, axis=-1, keepdims=True)) @ c2w[:3, :3].T
-    o = np.broadcast_to(c2w[:3, 3], d.shape)
-    as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float().to(task.device)  # noqa: E731
+    W, H = len(np.arange(x0, x1, step)), len(np.arange(y0, y1, step))
+    # every step-th pixel of the rectangle = the pixel centres of a pinhole camera scaled by 1/step whose
+    # principal point is moved to the rectangle's corner
+    K = (cam.fx / step, cam.fy / step, (cam.cx - x0) / step, (cam.cy - y0) / step)
+    o, d, _ = pinhole_rays(corrected_c2w(task, index), K, W, H)
+    as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.reshape(H, W, 3))).float().to(task.device)  # noqa: E731
     return as_t(o), as_t(d)
 
 
