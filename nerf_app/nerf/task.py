@@ -122,8 +122,12 @@ class NerfTask(Task):
                           m.color_width, m.color_layers, m.sh_degree, backend=cfg.backend, density_bias=bias)
         train = self.scene.split_indices("train")
         cams = [self.scene.cameras[int(i)] for i in train]
-        grid.mark_visible(self.scene.c2w[train], [(c.fx, c.fy, c.cx, c.cy) for c in cams],
-                          [(c.width, c.height) for c in cams])
+        inference = getattr(self, "_loading_checkpoint", False)
+        if not inference:
+            # a loaded run's cells come from its checkpoint (the ``grid.visible`` buffer, marked from the same
+            # training cameras): marking them again cost every export/eval/render of the cup run ~12 s
+            grid.mark_visible(self.scene.c2w[train], [(c.fx, c.fy, c.cx, c.cy) for c in cams],
+                              [(c.width, c.height) for c in cams])
         a = cfg.appearance
         if a.mode not in ("auto", "affine", "none") or a.eval not in ("mean", "identity"):
             raise ConfigError(f"appearance.mode must be auto, affine or none and appearance.eval mean or identity "
@@ -136,8 +140,10 @@ class NerfTask(Task):
             groups.append({"params": [self.model.appearance], "lr_scale": a.lr_scale})
         if cfg.cameras.optimize:
             groups.append({"params": [self.model.pose_delta], "lr_scale": cfg.cameras.lr_scale, "poses": True})
-        self.optimizer = torch.optim.Adam(groups, lr=cfg.optim.lr, betas=(0.9, 0.99), eps=cfg.optim.eps,
-                                          fused=self.device.type in ("cpu", "cuda") or None)
+        # a loaded run is not trained (the first Adam of a process imports torch._dynamo: ~2 s)
+        self.optimizer = None if inference else torch.optim.Adam(
+            groups, lr=cfg.optim.lr, betas=(0.9, 0.99), eps=cfg.optim.eps,
+            fused=self.device.type in ("cpu", "cuda") or None)
         self.distortion_weight = cfg.optim.distortion_weight
         if self.distortion_weight < 0:
             self.distortion_weight = 0.0 if self.scene.bounded else cfg.optim.distortion_auto
@@ -375,7 +381,13 @@ class NerfTask(Task):
         # runs trained before per-image appearance existed have no "model.appearance"
         if "appearance" not in checkpoint["model"] and self.config.appearance.mode == "auto":
             self.config.appearance.mode = "none"
-        super().load_for_inference(checkpoint)
+        # build() then skips what inference does not use or the checkpoint replaces (its state dict, loaded
+        # strictly, holds grid.visible): the optimiser, the grid's visible cells
+        self._loading_checkpoint = True
+        try:
+            super().load_for_inference(checkpoint)
+        finally:
+            self._loading_checkpoint = False
         self.unseen = None   # hide_unseen() fills it on the first render
         from .unseen import unseen_mode
         if unseen_mode(self.config.rays.unseen, self.scene.bounded) == "tint":
