@@ -46,10 +46,16 @@ def main() -> None:
     from nerf_app.nerf.evaluate import eval_background, eval_views
     from nerf_app.train.modes import open_run
 
+    from nerf_app.errors import NerfAppError
+
     overrides = args.set or ["data.downscale=2"]
-    task, _, _ = open_run(args.run, None, overrides, lock=False)
+    try:   # a bad run folder or mesh file: the library's one line, not a traceback
+        task, _, _ = open_run(args.run, None, overrides, lock=False)
+        v, f, uv, tex, vcol, meta = load_mesh_for_eval(args.mesh)
+        diffuse = open_run(args.diffuse_run, None, overrides, lock=False)[0] if args.diffuse_run else None
+    except NerfAppError as exc:
+        raise SystemExit(f"mesh_ceiling.py: {exc}")
     scene = task.scene
-    v, f, uv, tex, vcol, meta = load_mesh_for_eval(args.mesh)
     if uv is None:
         raise SystemExit(f"{args.mesh}: not a textured mesh (export it with --texture)")
     region = _region_of(meta, task)
@@ -69,7 +75,6 @@ def main() -> None:
     fit_seconds = time.perf_counter() - t
 
     renderers = {"mesh": MeshRenderer(vn, f, uv, tex, vcol), "mesh_fit_to_heldout": MeshRenderer(vn, f, uv, refit)}
-    diffuse = open_run(args.diffuse_run, None, overrides, lock=False)[0] if args.diffuse_run else None
     scores = {k: [] for k in ("mesh", "mesh_fit_to_heldout", "nerf", "nerf_diffuse")}
     fractions = []
     for i in indices:
